@@ -1,0 +1,212 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+const attemptColumns = `a.id, a.mchid, a.out_trade_no, a.syssn, a.txamt, a.txcurrcd, a.txdtm, a.pay_type, a.udid,
+	a.status, a.step, a.method, a.cancel_pending, a.cancel_syssn, a.respcd, a.resperr, a.respmsg, a.reason,
+	a.gateway_calls, a.rechecks, a.next_run_at, a.deadline_at, a.lease_owner, a.lease_expires_at, a.token,
+	a.first_seen_at, a.decided_at, a.updated_at`
+
+func scanAttempt(row pgx.CollectableRow) (Attempt, error) {
+	var (
+		a             Attempt
+		lease, decide *time.Time
+	)
+	err := row.Scan(&a.ID, &a.MchID, &a.OutTradeNo, &a.Syssn, &a.TxAmt, &a.TxCurrCd, &a.TxDtm, &a.PayType, &a.Udid,
+		&a.Status, &a.Step, &a.Method, &a.CancelPending, &a.CancelSyssn, &a.Respcd, &a.Resperr, &a.Respmsg, &a.Reason,
+		&a.GatewayCalls, &a.Rechecks, &a.NextRunAt, &a.DeadlineAt, &a.LeaseOwner, &lease, &a.Token,
+		&a.FirstSeenAt, &decide, &a.UpdatedAt)
+	if lease != nil {
+		a.LeaseExpiresAt = *lease
+	}
+	if decide != nil {
+		a.DecidedAt = *decide
+	}
+	return a, err
+}
+
+// Claim is what a worker asks for.
+type Claim struct {
+	Owner string        // who holds the lease (instance and worker)
+	Lease time.Duration // how long the lease lasts unless renewed by a step write
+	Limit int           // at most this many attempts
+	// IDs, when set, claims only these attempts (the hand-off of new ones),
+	// whether or not they are due yet; otherwise the due ones, oldest first.
+	IDs []int64
+}
+
+// Claim leases pending attempts that nobody holds a live lease on, and
+// increments their fencing tokens. Rows locked by another claimer are skipped.
+func (s *Store) Claim(ctx context.Context, c Claim) ([]Attempt, error) {
+	if c.Limit <= 0 || c.Lease <= 0 || c.Owner == "" {
+		return nil, fmt.Errorf("claim: owner, lease and limit are required")
+	}
+	now := s.now()
+	var filter string
+	args := []any{now, c.Limit, c.Owner, c.Lease}
+	if c.IDs != nil {
+		filter = `id = ANY($5)`
+		args = append(args, c.IDs)
+	} else {
+		filter = `next_run_at <= $1`
+	}
+	rows, err := s.pool.Query(ctx, `
+		WITH due AS (
+			SELECT id FROM attempts
+			WHERE status = 'pending' AND `+filter+`
+			  AND (lease_expires_at IS NULL OR lease_expires_at <= $1)
+			ORDER BY next_run_at
+			LIMIT $2
+			FOR UPDATE SKIP LOCKED
+		)
+		UPDATE attempts a
+		SET lease_owner = $3, lease_expires_at = $1::timestamptz + $4::interval, token = a.token + 1, updated_at = $1
+		FROM due WHERE a.id = due.id
+		RETURNING `+attemptColumns, args...)
+	if err != nil {
+		return nil, fmt.Errorf("claim attempts for %s: %w", c.Owner, err)
+	}
+	got, err := pgx.CollectRows(rows, scanAttempt)
+	if err != nil {
+		return nil, fmt.Errorf("claim attempts for %s: %w", c.Owner, err)
+	}
+	return got, nil
+}
+
+// Step is the result of one executor step: the attempt's new state (the
+// mutable fields of Attempt, as the executor set them), the gateway calls it
+// made, and whether the worker keeps its lease to go on at once.
+type Step struct {
+	Attempt Attempt // ID and Token identify the claim; the rest is the new state
+	Calls   []Call
+	// KeepLease renews the lease for Lease from now instead of releasing it.
+	KeepLease bool
+	Lease     time.Duration
+}
+
+// WriteStep writes a step in one transaction: the attempt's new state, an
+// audit row per call, and, when the attempt became final, one outbox row per
+// non-conflicting event. It is fenced: if the attempt's token is no longer
+// a.Token, the attempt and outbox are left alone, the calls are recorded as
+// fenced out, and ErrFenced is returned.
+func (s *Store) WriteStep(ctx context.Context, st Step) error {
+	a := st.Attempt
+	now := s.now()
+	var leaseUntil *time.Time
+	owner := ""
+	if st.KeepLease {
+		t := now.Add(st.Lease)
+		leaseUntil, owner = &t, a.LeaseOwner
+	}
+	var decided *time.Time
+	if a.Final() {
+		decided = &now
+	}
+	fenced := false
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `
+			UPDATE attempts SET
+				status = $3, step = $4, method = $5, cancel_pending = $6, syssn = $7, pay_type = $8,
+				cancel_syssn = $9, respcd = $10, resperr = $11, respmsg = $12, reason = $13,
+				rechecks = $14, next_run_at = $15, gateway_calls = gateway_calls + $16,
+				decided_at = $17, lease_owner = $18, lease_expires_at = $19, updated_at = $20
+			WHERE id = $1 AND token = $2`,
+			a.ID, a.Token, a.Status, a.Step, a.Method, a.CancelPending, a.Syssn, a.PayType,
+			a.CancelSyssn, a.Respcd, a.Resperr, a.Respmsg, a.Reason,
+			a.Rechecks, a.NextRunAt, len(st.Calls), decided, owner, leaseUntil, now)
+		if err != nil {
+			return fmt.Errorf("update attempt: %w", err)
+		}
+		if tag.RowsAffected() == 0 {
+			fenced = true
+			return errRollback
+		}
+		batch := &pgx.Batch{}
+		if err := queueCalls(batch, a, st.Calls, false); err != nil {
+			return err
+		}
+		if a.Final() {
+			batch.Queue(`
+				INSERT INTO outbox (event_id, attempt_id, status, method, syssn, cancel_syssn, respcd,
+				                    resperr, respmsg, reason, gateway_calls, decided_at)
+				SELECT e.event_id, a.id, a.status, a.method, a.syssn, a.cancel_syssn, a.respcd,
+				       a.resperr, a.respmsg, a.reason, a.gateway_calls, a.decided_at
+				FROM events e JOIN attempts a ON a.id = e.attempt_id
+				WHERE e.attempt_id = $1 AND NOT e.conflict`, a.ID)
+		}
+		if batch.Len() == 0 {
+			return nil
+		}
+		if err := tx.SendBatch(ctx, batch).Close(); err != nil {
+			return fmt.Errorf("write audit and outbox: %w", err)
+		}
+		return nil
+	})
+	if fenced {
+		// The calls happened at the gateway all the same: keep their audit.
+		if err := s.recordFencedCalls(ctx, a, st.Calls); err != nil {
+			return fmt.Errorf("write step of attempt %d (token %d): %w (and %w)", a.ID, a.Token, ErrFenced, err)
+		}
+		return fmt.Errorf("write step of attempt %d (token %d): %w", a.ID, a.Token, ErrFenced)
+	}
+	if err != nil {
+		return fmt.Errorf("write step of attempt %d (token %d): %w", a.ID, a.Token, err)
+	}
+	return nil
+}
+
+var errRollback = errors.New("rollback")
+
+func (s *Store) recordFencedCalls(ctx context.Context, a Attempt, calls []Call) error {
+	if len(calls) == 0 {
+		return nil
+	}
+	batch := &pgx.Batch{}
+	if err := queueCalls(batch, a, calls, true); err != nil {
+		return err
+	}
+	if err := s.pool.SendBatch(ctx, batch).Close(); err != nil {
+		return fmt.Errorf("record fenced-out calls: %w", err)
+	}
+	return nil
+}
+
+func queueCalls(b *pgx.Batch, a Attempt, calls []Call, fencedOut bool) error {
+	for _, c := range calls {
+		req, err := json.Marshal(c.Request)
+		if err != nil {
+			return fmt.Errorf("encode audit request of attempt %d: %w", a.ID, err)
+		}
+		b.Queue(`
+			INSERT INTO gateway_calls (attempt_id, token, fenced_out, step, endpoint, request, http_status,
+			                           respcd, error, response, latency_us, called_at)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
+			a.ID, a.Token, fencedOut, c.Step, c.Endpoint, req, c.HTTPStatus, c.Respcd, c.Error,
+			c.Response, c.Latency.Microseconds(), c.At)
+	}
+	return nil
+}
+
+// Release gives up the lease on an attempt without changing its state, so
+// another worker may claim it at once (used on shutdown). It is fenced like
+// WriteStep.
+func (s *Store) Release(ctx context.Context, a Attempt) error {
+	tag, err := s.pool.Exec(ctx, `
+		UPDATE attempts SET lease_owner = '', lease_expires_at = NULL, updated_at = $3
+		WHERE id = $1 AND token = $2`, a.ID, a.Token, s.now())
+	if err != nil {
+		return fmt.Errorf("release attempt %d: %w", a.ID, err)
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("release attempt %d (token %d): %w", a.ID, a.Token, ErrFenced)
+	}
+	return nil
+}

@@ -1,0 +1,20 @@
+// Package store keeps reversald's durable state in PostgreSQL through pgx v5:
+// attempts (one per (mchid, out_trade_no)), the events that asked for them, an
+// outbox of outcomes, and an audit row per gateway call.
+//
+// Invariants:
+//   - Intake is one transaction per batch; an event_id is recorded once, and a
+//     conflicting duplicate never changes the attempt it collides with.
+//   - A claim takes a lease and increments the attempt's fencing token; a step
+//     write changes the attempt only while the token is unchanged, so a worker
+//     whose lease was taken over writes nothing (ErrFenced).
+//   - When an attempt becomes final, one outbox row per non-conflicting event is
+//     written in the same transaction; an event that arrives later for a final
+//     attempt gets its outbox row in the intake transaction. Intake locks the
+//     attempts it attaches to (FOR SHARE), so an event is never attached to an
+//     attempt being finalised without one of the two writing its outbox row.
+//
+// The store knows nothing of QFPay, Kafka, or the decision table: it stores
+// what it is told, atomically, and refuses stale writers. pgx errors do not
+// leak past it: callers see ErrFenced, ErrNotFound, or a wrapped error.
+package store

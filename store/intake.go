@@ -1,0 +1,283 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+type attemptKey struct{ mchid, outTradeNo string }
+
+// Intake records a batch of events in one transaction and returns only after
+// it committed. Within the batch and across batches: an event_id already seen
+// is a duplicate; the first event for a key creates its attempt; a later event
+// with the same key and the same txamt and txdtm joins it; one with a different
+// txamt or txdtm is a conflict, kept with a needs_review outcome.
+func (s *Store) Intake(ctx context.Context, events []Event) (IntakeResult, error) {
+	res := IntakeResult{Statuses: make([]EventStatus, len(events))}
+	if len(events) == 0 {
+		return res, nil
+	}
+	now := s.now()
+
+	// In-batch duplicates of an event_id: the first one counts.
+	firstOfID := make(map[string]int, len(events))
+	var keys []attemptKey
+	firstOfKey := make(map[attemptKey]int, len(events))
+	for i, e := range events {
+		if _, seen := firstOfID[e.EventID]; seen {
+			res.Statuses[i] = EventDuplicate
+			continue
+		}
+		firstOfID[e.EventID] = i
+		k := attemptKey{e.MchID, e.OutTradeNo}
+		if _, seen := firstOfKey[k]; !seen {
+			firstOfKey[k] = i
+			keys = append(keys, k)
+		}
+	}
+
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		created, err := s.insertAttempts(ctx, tx, events, keys, firstOfKey, now)
+		if err != nil {
+			return err
+		}
+		known, err := lockAttempts(ctx, tx, keys)
+		if err != nil {
+			return err
+		}
+		rows := eventRows{}
+		for i, e := range events {
+			if res.Statuses[i] == EventDuplicate {
+				continue
+			}
+			k := attemptKey{e.MchID, e.OutTradeNo}
+			a, ok := known[k]
+			if !ok {
+				return fmt.Errorf("intake event %s: attempt for %s/%s vanished", e.EventID, e.MchID, e.OutTradeNo)
+			}
+			st := EventAttached
+			switch {
+			case created[k] && firstOfKey[k] == i:
+				st = EventNew
+			case a.txamt != e.TxAmt || a.txdtm != e.TxDtm:
+				st = EventConflict
+			}
+			res.Statuses[i] = st
+			rows.add(e, a.id, st == EventConflict, conflictReason(a, e), now)
+		}
+		inserted, err := rows.insert(ctx, tx)
+		if err != nil {
+			return err
+		}
+		for i, e := range events {
+			if st := res.Statuses[i]; st != EventDuplicate && !inserted[e.EventID] {
+				res.Statuses[i] = EventDuplicate // recorded by an earlier batch
+			}
+		}
+		// Outcomes that are already known: conflicts, and events joining an
+		// attempt that is final.
+		_, err = tx.Exec(ctx, `
+			INSERT INTO outbox (event_id, attempt_id, status, method, syssn, cancel_syssn, respcd,
+			                    resperr, respmsg, reason, gateway_calls, decided_at)
+			SELECT e.event_id, a.id,
+			       CASE WHEN e.conflict THEN 'needs_review' ELSE a.status END,
+			       CASE WHEN e.conflict THEN 'none' ELSE a.method END,
+			       CASE WHEN e.conflict THEN e.syssn ELSE a.syssn END,
+			       CASE WHEN e.conflict THEN '' ELSE a.cancel_syssn END,
+			       CASE WHEN e.conflict THEN '' ELSE a.respcd END,
+			       CASE WHEN e.conflict THEN '' ELSE a.resperr END,
+			       CASE WHEN e.conflict THEN '' ELSE a.respmsg END,
+			       CASE WHEN e.conflict THEN e.conflict_reason ELSE a.reason END,
+			       CASE WHEN e.conflict THEN 0 ELSE a.gateway_calls END,
+			       CASE WHEN e.conflict THEN $2 ELSE a.decided_at END
+			FROM events e JOIN attempts a ON a.id = e.attempt_id
+			WHERE e.event_id = ANY($1) AND (e.conflict OR a.status <> 'pending')`,
+			rows.newIDs(inserted), now)
+		if err != nil {
+			return fmt.Errorf("queue known outcomes: %w", err)
+		}
+		for k, i := range firstOfKey {
+			if created[k] && res.Statuses[i] == EventNew {
+				res.NewAttempts = append(res.NewAttempts, known[k].id)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return IntakeResult{}, fmt.Errorf("intake batch of %d events: %w", len(events), err)
+	}
+	return res, nil
+}
+
+// insertAttempts creates the attempts for keys that have none, from the first
+// event of each key, and reports which keys it created.
+func (s *Store) insertAttempts(ctx context.Context, tx pgx.Tx, events []Event, keys []attemptKey, firstOfKey map[attemptKey]int, now time.Time) (map[attemptKey]bool, error) {
+	n := len(keys)
+	mchid, otn, syssn, currcd, dtm, ptype, udid := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	amt := make([]int64, n)
+	for j, k := range keys {
+		e := events[firstOfKey[k]]
+		mchid[j], otn[j], syssn[j], amt[j], currcd[j], dtm[j], ptype[j], udid[j] =
+			e.MchID, e.OutTradeNo, e.Syssn, e.TxAmt, e.TxCurrCd, e.TxDtm, e.PayType, e.Udid
+	}
+	rows, err := tx.Query(ctx, `
+		INSERT INTO attempts (mchid, out_trade_no, syssn, txamt, txcurrcd, txdtm, pay_type, udid,
+		                      next_run_at, deadline_at, first_seen_at, updated_at)
+		SELECT k.*, $9::timestamptz, $9::timestamptz + $10::interval, $9::timestamptz, $9::timestamptz
+		FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[], $7::text[], $8::text[])
+		     AS k(mchid, out_trade_no, syssn, txamt, txcurrcd, txdtm, pay_type, udid)
+		ORDER BY k.mchid, k.out_trade_no
+		ON CONFLICT (mchid, out_trade_no) DO NOTHING
+		RETURNING mchid, out_trade_no`,
+		mchid, otn, syssn, amt, currcd, dtm, ptype, udid, now, s.deadline)
+	if err != nil {
+		return nil, fmt.Errorf("insert attempts: %w", err)
+	}
+	created := make(map[attemptKey]bool, n)
+	var k attemptKey
+	_, err = pgx.ForEachRow(rows, []any{&k.mchid, &k.outTradeNo}, func() error {
+		created[k] = true
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("insert attempts: %w", err)
+	}
+	return created, nil
+}
+
+type lockedAttempt struct {
+	id     int64
+	txamt  int64
+	txdtm  string
+	status string
+}
+
+// lockAttempts reads the attempts for keys and holds a share lock on them
+// until commit, so that an attempt cannot become final between this read and
+// the outbox decision made from it (the executor's final write waits for us,
+// or we wait for it and read its result).
+func lockAttempts(ctx context.Context, tx pgx.Tx, keys []attemptKey) (map[attemptKey]lockedAttempt, error) {
+	mchid, otn := make([]string, len(keys)), make([]string, len(keys))
+	for j, k := range keys {
+		mchid[j], otn[j] = k.mchid, k.outTradeNo
+	}
+	rows, err := tx.Query(ctx, `
+		SELECT a.id, a.mchid, a.out_trade_no, a.txamt, a.txdtm, a.status
+		FROM attempts a
+		JOIN unnest($1::text[], $2::text[]) AS k(mchid, out_trade_no)
+		  ON a.mchid = k.mchid AND a.out_trade_no = k.out_trade_no
+		ORDER BY a.id
+		FOR SHARE OF a`, mchid, otn)
+	if err != nil {
+		return nil, fmt.Errorf("lock attempts: %w", err)
+	}
+	known := make(map[attemptKey]lockedAttempt, len(keys))
+	var (
+		k attemptKey
+		a lockedAttempt
+	)
+	_, err = pgx.ForEachRow(rows, []any{&a.id, &k.mchid, &k.outTradeNo, &a.txamt, &a.txdtm, &a.status}, func() error {
+		known[k] = a
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("lock attempts: %w", err)
+	}
+	return known, nil
+}
+
+func conflictReason(a lockedAttempt, e Event) string {
+	switch {
+	case a.txamt != e.TxAmt && a.txdtm != e.TxDtm:
+		return fmt.Sprintf("conflicting duplicate: txamt %d and txdtm %q differ from the first event's %d and %q", e.TxAmt, e.TxDtm, a.txamt, a.txdtm)
+	case a.txamt != e.TxAmt:
+		return fmt.Sprintf("conflicting duplicate: txamt %d differs from the first event's %d", e.TxAmt, a.txamt)
+	case a.txdtm != e.TxDtm:
+		return fmt.Sprintf("conflicting duplicate: txdtm %q differs from the first event's %q", e.TxDtm, a.txdtm)
+	}
+	return ""
+}
+
+// eventRows gathers the columns of the events table for one unnest insert.
+type eventRows struct {
+	id, mchid, otn, syssn, currcd, dtm, ptype, reason, topic, conflictReason []string
+	attempt, amt, offset                                                     []int64
+	partition                                                                []int32
+	conflict                                                                 []bool
+	occurred, received                                                       []*time.Time
+	payload                                                                  [][]byte
+}
+
+func (r *eventRows) add(e Event, attemptID int64, conflict bool, reason string, now time.Time) {
+	if !conflict {
+		reason = ""
+	}
+	var occ *time.Time
+	if !e.OccurredAt.IsZero() {
+		t := e.OccurredAt
+		occ = &t
+	}
+	r.id = append(r.id, e.EventID)
+	r.attempt = append(r.attempt, attemptID)
+	r.mchid = append(r.mchid, e.MchID)
+	r.otn = append(r.otn, e.OutTradeNo)
+	r.syssn = append(r.syssn, e.Syssn)
+	r.amt = append(r.amt, e.TxAmt)
+	r.currcd = append(r.currcd, e.TxCurrCd)
+	r.dtm = append(r.dtm, e.TxDtm)
+	r.ptype = append(r.ptype, e.PayType)
+	r.reason = append(r.reason, e.Reason)
+	r.occurred = append(r.occurred, occ)
+	r.topic = append(r.topic, e.Topic)
+	r.partition = append(r.partition, int32(e.Partition))
+	r.offset = append(r.offset, e.Offset)
+	r.conflict = append(r.conflict, conflict)
+	r.conflictReason = append(r.conflictReason, reason)
+	r.payload = append(r.payload, e.Payload)
+	r.received = append(r.received, &now)
+}
+
+// insert writes the rows, skipping event_ids already recorded, and returns
+// the event_ids it wrote.
+func (r *eventRows) insert(ctx context.Context, tx pgx.Tx) (map[string]bool, error) {
+	inserted := make(map[string]bool, len(r.id))
+	if len(r.id) == 0 {
+		return inserted, nil
+	}
+	rows, err := tx.Query(ctx, `
+		INSERT INTO events (event_id, attempt_id, mchid, out_trade_no, syssn, txamt, txcurrcd, txdtm,
+		                    pay_type, reason, occurred_at, topic, kafka_partition, kafka_offset,
+		                    conflict, conflict_reason, payload, received_at)
+		SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::bigint[],
+		                     $7::text[], $8::text[], $9::text[], $10::text[], $11::timestamptz[], $12::text[],
+		                     $13::int[], $14::bigint[], $15::bool[], $16::text[], $17::bytea[], $18::timestamptz[])
+		ON CONFLICT (event_id) DO NOTHING
+		RETURNING event_id`,
+		r.id, r.attempt, r.mchid, r.otn, r.syssn, r.amt, r.currcd, r.dtm, r.ptype, r.reason, r.occurred,
+		r.topic, r.partition, r.offset, r.conflict, r.conflictReason, r.payload, r.received)
+	if err != nil {
+		return nil, fmt.Errorf("insert events: %w", err)
+	}
+	var id string
+	_, err = pgx.ForEachRow(rows, []any{&id}, func() error {
+		inserted[id] = true
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("insert events: %w", err)
+	}
+	return inserted, nil
+}
+
+func (r *eventRows) newIDs(inserted map[string]bool) []string {
+	ids := make([]string, 0, len(inserted))
+	for _, id := range r.id {
+		if inserted[id] {
+			ids = append(ids, id)
+		}
+	}
+	return ids
+}

@@ -1,0 +1,174 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// List returns attempts with the given status (all when empty), most
+// recently updated first.
+func (s *Store) List(ctx context.Context, status string, limit int) ([]Attempt, error) {
+	rows, err := s.pool.Query(ctx, `
+		SELECT `+attemptColumns+` FROM attempts a
+		WHERE ($1 = '' OR a.status = $1)
+		ORDER BY a.updated_at DESC, a.id DESC
+		LIMIT $2`, status, limit)
+	if err != nil {
+		return nil, fmt.Errorf("list attempts %q: %w", status, err)
+	}
+	got, err := pgx.CollectRows(rows, scanAttempt)
+	if err != nil {
+		return nil, fmt.Errorf("list attempts %q: %w", status, err)
+	}
+	return got, nil
+}
+
+// Get returns one attempt by id.
+func (s *Store) Get(ctx context.Context, id int64) (Attempt, error) {
+	rows, err := s.pool.Query(ctx, `SELECT `+attemptColumns+` FROM attempts a WHERE a.id = $1`, id)
+	if err != nil {
+		return Attempt{}, fmt.Errorf("get attempt %d: %w", id, err)
+	}
+	a, err := pgx.CollectExactlyOneRow(rows, scanAttempt)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Attempt{}, fmt.Errorf("get attempt %d: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return Attempt{}, fmt.Errorf("get attempt %d: %w", id, err)
+	}
+	return a, nil
+}
+
+// Find returns the attempt for a key.
+func (s *Store) Find(ctx context.Context, mchid, outTradeNo string) (Attempt, error) {
+	rows, err := s.pool.Query(ctx, `SELECT `+attemptColumns+` FROM attempts a WHERE a.mchid = $1 AND a.out_trade_no = $2`, mchid, outTradeNo)
+	if err != nil {
+		return Attempt{}, fmt.Errorf("find attempt %s/%s: %w", mchid, outTradeNo, err)
+	}
+	a, err := pgx.CollectExactlyOneRow(rows, scanAttempt)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Attempt{}, fmt.Errorf("find attempt %s/%s: %w", mchid, outTradeNo, ErrNotFound)
+	}
+	if err != nil {
+		return Attempt{}, fmt.Errorf("find attempt %s/%s: %w", mchid, outTradeNo, err)
+	}
+	return a, nil
+}
+
+// EventRecord is an event as recorded, for history views.
+type EventRecord struct {
+	EventID        string
+	TxAmt          int64
+	TxDtm          string
+	Topic          string
+	Partition      int
+	Offset         int64
+	Conflict       bool
+	ConflictReason string
+	ReceivedAt     time.Time
+}
+
+// CallRecord is an audit row, for history views.
+type CallRecord struct {
+	Call
+	Token     int64
+	FencedOut bool
+}
+
+// History is an attempt with everything recorded about it.
+type History struct {
+	Attempt  Attempt
+	Events   []EventRecord
+	Calls    []CallRecord
+	Outcomes []OutboxRecord
+}
+
+// History returns an attempt with its events, gateway calls and outcomes.
+func (s *Store) History(ctx context.Context, id int64) (History, error) {
+	a, err := s.Get(ctx, id)
+	if err != nil {
+		return History{}, err
+	}
+	h := History{Attempt: a}
+	rows, err := s.pool.Query(ctx, `
+		SELECT event_id, txamt, txdtm, topic, kafka_partition, kafka_offset, conflict, conflict_reason, received_at
+		FROM events WHERE attempt_id = $1 ORDER BY received_at, event_id`, id)
+	if err != nil {
+		return History{}, fmt.Errorf("events of attempt %d: %w", id, err)
+	}
+	h.Events, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (EventRecord, error) {
+		var e EventRecord
+		err := row.Scan(&e.EventID, &e.TxAmt, &e.TxDtm, &e.Topic, &e.Partition, &e.Offset, &e.Conflict, &e.ConflictReason, &e.ReceivedAt)
+		return e, err
+	})
+	if err != nil {
+		return History{}, fmt.Errorf("events of attempt %d: %w", id, err)
+	}
+	rows, err = s.pool.Query(ctx, `
+		SELECT step, endpoint, request, http_status, respcd, error, response, latency_us, called_at, token, fenced_out
+		FROM gateway_calls WHERE attempt_id = $1 ORDER BY id`, id)
+	if err != nil {
+		return History{}, fmt.Errorf("calls of attempt %d: %w", id, err)
+	}
+	h.Calls, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (CallRecord, error) {
+		var (
+			c  CallRecord
+			us int64
+		)
+		err := row.Scan(&c.Step, &c.Endpoint, &c.Request, &c.HTTPStatus, &c.Respcd, &c.Error, &c.Response, &us, &c.At, &c.Token, &c.FencedOut)
+		c.Latency = time.Duration(us) * time.Microsecond
+		return c, err
+	})
+	if err != nil {
+		return History{}, fmt.Errorf("calls of attempt %d: %w", id, err)
+	}
+	rows, err = s.pool.Query(ctx, `
+		SELECT o.id, o.event_id, e.out_trade_no, e.mchid, o.syssn, o.cancel_syssn, o.status, o.method,
+		       o.respcd, o.resperr, o.respmsg, e.txamt, e.txcurrcd, o.gateway_calls, e.received_at,
+		       o.decided_at, o.reason
+		FROM outbox o JOIN events e ON e.event_id = o.event_id
+		WHERE o.attempt_id = $1 ORDER BY o.id`, id)
+	if err != nil {
+		return History{}, fmt.Errorf("outcomes of attempt %d: %w", id, err)
+	}
+	h.Outcomes, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (OutboxRecord, error) {
+		var r OutboxRecord
+		err := row.Scan(&r.ID, &r.EventID, &r.OutTradeNo, &r.MchID, &r.Syssn, &r.CancelSyssn, &r.Status, &r.Method,
+			&r.Respcd, &r.Resperr, &r.Respmsg, &r.TxAmt, &r.TxCurrCd, &r.GatewayCalls, &r.FirstSeenAt,
+			&r.DecidedAt, &r.Reason)
+		return r, err
+	})
+	if err != nil {
+		return History{}, fmt.Errorf("outcomes of attempt %d: %w", id, err)
+	}
+	return h, nil
+}
+
+// ErrNotRetryable: only a needs_review attempt can be retried.
+var ErrNotRetryable = errors.New("attempt is not in needs_review")
+
+// Retry puts a needs_review attempt back to work from a fresh query, with a
+// new deadline. It refuses any other status: a final answer from QFPay is not
+// second-guessed by hand, and a pending attempt is already being worked.
+func (s *Store) Retry(ctx context.Context, id int64) error {
+	now := s.now()
+	tag, err := s.pool.Exec(ctx, `
+		UPDATE attempts SET status = 'pending', step = 'query', cancel_pending = false, rechecks = 0,
+		       next_run_at = $2, deadline_at = $2::timestamptz + $3::interval, decided_at = NULL,
+		       reason = '', lease_owner = '', lease_expires_at = NULL, token = token + 1, updated_at = $2
+		WHERE id = $1 AND status = 'needs_review'`, id, now, s.deadline)
+	if err != nil {
+		return fmt.Errorf("retry attempt %d: %w", id, err)
+	}
+	if tag.RowsAffected() == 0 {
+		if _, err := s.Get(ctx, id); err != nil {
+			return fmt.Errorf("retry attempt %d: %w", id, err)
+		}
+		return fmt.Errorf("retry attempt %d: %w", id, ErrNotRetryable)
+	}
+	return nil
+}

@@ -1,0 +1,127 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/pgx/v5/stdlib"
+	"github.com/pressly/goose/v3"
+	"github.com/pressly/goose/v3/lock"
+
+	"github.com/reversald/reversald/migrations"
+)
+
+// Sentinel errors callers can test with errors.Is.
+var (
+	// ErrFenced: the attempt was claimed by someone else since this worker's
+	// claim (its token moved on); nothing was written to the attempt.
+	ErrFenced = errors.New("lease lost: attempt was claimed by another worker")
+	// ErrNotFound: no attempt with that id or key.
+	ErrNotFound = errors.New("attempt not found")
+)
+
+// Options tune a Store. The zero value is usable.
+type Options struct {
+	// Now is the clock; time.Now when nil. Tests inject a fake one.
+	Now func() time.Time
+	// Deadline is how long after intake an attempt may run before it must be
+	// decided; default 24h.
+	Deadline time.Duration
+	// MaxConns caps the pool; 0 keeps pgxpool's default.
+	MaxConns int32
+}
+
+// Validate reports every problem with o.
+func (o Options) Validate() error {
+	var errs []error
+	if o.Deadline < 0 {
+		errs = append(errs, fmt.Errorf("deadline must not be negative, got %s", o.Deadline))
+	}
+	if o.MaxConns < 0 {
+		errs = append(errs, fmt.Errorf("max conns must not be negative, got %d", o.MaxConns))
+	}
+	return errors.Join(errs...)
+}
+
+// Store is safe for concurrent use.
+type Store struct {
+	pool     *pgxpool.Pool
+	now      func() time.Time
+	deadline time.Duration
+}
+
+// Open connects a pool to databaseURL. It does not migrate.
+func Open(ctx context.Context, databaseURL string, opts Options) (*Store, error) {
+	if err := opts.Validate(); err != nil {
+		return nil, fmt.Errorf("store options: %w", err)
+	}
+	cfg, err := pgxpool.ParseConfig(databaseURL)
+	if err != nil {
+		return nil, fmt.Errorf("parse database url: %w", errMalformedURL)
+	}
+	if opts.MaxConns > 0 {
+		cfg.MaxConns = opts.MaxConns
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("open database pool: %w", err)
+	}
+	s := &Store{pool: pool, now: opts.Now, deadline: opts.Deadline}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if s.deadline == 0 {
+		s.deadline = 24 * time.Hour
+	}
+	return s, nil
+}
+
+// Close closes the pool, waiting for connections in use to be returned.
+func (s *Store) Close() { s.pool.Close() }
+
+// Ping checks that PostgreSQL answers.
+func (s *Store) Ping(ctx context.Context) error {
+	if err := s.pool.Ping(ctx); err != nil {
+		return fmt.Errorf("ping database: %w", err)
+	}
+	return nil
+}
+
+// Migrate applies every pending migration in migrations.FS to databaseURL.
+// It is safe to run from several instances at once: goose serialises them
+// with a PostgreSQL advisory lock.
+func Migrate(ctx context.Context, databaseURL string) error {
+	cfg, err := pgxpool.ParseConfig(databaseURL)
+	if err != nil {
+		return fmt.Errorf("parse database url: %w", errMalformedURL)
+	}
+	db := stdlib.OpenDB(*cfg.ConnConfig)
+	defer db.Close()
+	locker, err := lockerForMigrations()
+	if err != nil {
+		return err
+	}
+	p, err := goose.NewProvider(goose.DialectPostgres, db, migrations.FS, goose.WithSessionLocker(locker))
+	if err != nil {
+		return fmt.Errorf("prepare migrations: %w", err)
+	}
+	if _, err := p.Up(ctx); err != nil {
+		return fmt.Errorf("apply migrations: %w", err)
+	}
+	return nil
+}
+
+// errMalformedURL stands in for pgx's parse error, which can quote the
+// connection string and with it a password.
+var errMalformedURL = errors.New("malformed connection string (details withheld: it may hold a password)")
+
+func lockerForMigrations() (lock.SessionLocker, error) {
+	l, err := lock.NewPostgresSessionLocker()
+	if err != nil {
+		return nil, fmt.Errorf("migration lock: %w", err)
+	}
+	return l, nil
+}

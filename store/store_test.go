@@ -1,0 +1,272 @@
+package store_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/reversald/reversald/store"
+	"github.com/reversald/reversald/store/storetest"
+)
+
+// clock is a settable clock shared by a store and a test.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func newClock() *clock { return &clock{t: time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)} }
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+func newStore(t *testing.T) (*store.Store, *clock) {
+	t.Helper()
+	c := newClock()
+	return storetest.New(t, store.Options{Now: c.Now}), c
+}
+
+func event(id, otn string, amt int64) store.Event {
+	return store.Event{
+		EventID: id, MchID: "MNxMp11FV35qQN", OutTradeNo: otn, TxAmt: amt, TxCurrCd: "HKD",
+		TxDtm: "2026-11-22 09:59:00", PayType: "800101", Topic: "payment-uncertain", Payload: []byte(`{}`),
+	}
+}
+
+func TestIntakeTellsNewAttachedDuplicateAndConflict(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s, _ := newStore(t)
+
+	res, err := s.Intake(ctx, []store.Event{
+		event("e1", "A", 2500),
+		event("e2", "A", 2500), // same payment, second POS event
+		event("e1", "A", 2500), // redelivered within the batch
+		event("e3", "A", 2600), // same key, different amount
+		event("e4", "B", 100),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []store.EventStatus{store.EventNew, store.EventAttached, store.EventDuplicate, store.EventConflict, store.EventNew}
+	if fmt.Sprint(res.Statuses) != fmt.Sprint(want) {
+		t.Fatalf("statuses = %v, want %v", res.Statuses, want)
+	}
+	if len(res.NewAttempts) != 2 {
+		t.Fatalf("new attempts = %v, want 2", res.NewAttempts)
+	}
+
+	// The same batch again: everything is a duplicate, nothing is created.
+	res, err = s.Intake(ctx, []store.Event{event("e1", "A", 2500), event("e3", "A", 2600), event("e4", "B", 100)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, st := range res.Statuses {
+		if st != store.EventDuplicate {
+			t.Errorf("redelivered event %d: status %v, want duplicate", i, st)
+		}
+	}
+	if len(res.NewAttempts) != 0 {
+		t.Errorf("redelivery created attempts %v", res.NewAttempts)
+	}
+
+	// The conflict did not touch the first attempt and is already queued as needs_review.
+	a, err := s.Find(ctx, "MNxMp11FV35qQN", "A")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.TxAmt != 2500 || a.Status != store.StatusPending {
+		t.Errorf("attempt A = %d %s, want 2500 pending", a.TxAmt, a.Status)
+	}
+	recs := drain(t, s)
+	if len(recs) != 1 || recs[0].EventID != "e3" || recs[0].Status != store.StatusNeedsReview || recs[0].TxAmt != 2600 {
+		t.Fatalf("outbox = %+v, want one needs_review outcome for e3 with txamt 2600", recs)
+	}
+	if recs[0].Reason == "" {
+		t.Error("conflict outcome has no reason")
+	}
+}
+
+func TestClaimLeasesSkipsHeldAndFences(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s, clk := newStore(t)
+	if _, err := s.Intake(ctx, []store.Event{event("e1", "A", 2500), event("e2", "B", 300)}); err != nil {
+		t.Fatal(err)
+	}
+	w1, err := s.Claim(ctx, store.Claim{Owner: "w1", Lease: 30 * time.Second, Limit: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(w1) != 2 || w1[0].Token != 1 || w1[0].LeaseOwner != "w1" {
+		t.Fatalf("w1 claimed %+v", w1)
+	}
+	// Held leases are not handed out again, by due time or by id.
+	if got, err := s.Claim(ctx, store.Claim{Owner: "w2", Lease: 30 * time.Second, Limit: 10}); err != nil || len(got) != 0 {
+		t.Fatalf("w2 claimed %d (%v) while w1 holds the leases", len(got), err)
+	}
+	if got, err := s.Claim(ctx, store.Claim{Owner: "w2", Lease: 30 * time.Second, Limit: 10, IDs: []int64{w1[0].ID}}); err != nil || len(got) != 0 {
+		t.Fatalf("w2 claimed %d by id (%v) while w1 holds the lease", len(got), err)
+	}
+
+	// w1 stalls past its lease; w2 takes over; w1's late write changes nothing.
+	clk.Advance(31 * time.Second)
+	w2, err := s.Claim(ctx, store.Claim{Owner: "w2", Lease: 30 * time.Second, Limit: 10, IDs: []int64{w1[0].ID}})
+	if err != nil || len(w2) != 1 || w2[0].Token != 2 {
+		t.Fatalf("takeover = %+v, %v; want token 2", w2, err)
+	}
+	stale := w1[0]
+	stale.Status, stale.Step, stale.Reason = store.StatusReversed, store.StepDone, "stale worker"
+	call := store.Call{Step: "cancel", Endpoint: "reversal", Request: map[string]string{"out_trade_no": "A"}, Respcd: "0000", At: clk.Now()}
+	err = s.WriteStep(ctx, store.Step{Attempt: stale, Calls: []store.Call{call}})
+	if !errors.Is(err, store.ErrFenced) {
+		t.Fatalf("stale write: err = %v, want ErrFenced", err)
+	}
+	h, err := s.History(ctx, stale.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.Attempt.Status != store.StatusPending || h.Attempt.LeaseOwner != "w2" || h.Attempt.GatewayCalls != 0 {
+		t.Errorf("stale write changed the attempt: %+v", h.Attempt)
+	}
+	if len(h.Outcomes) != 0 {
+		t.Errorf("stale write queued outcomes: %+v", h.Outcomes)
+	}
+	if len(h.Calls) != 1 || !h.Calls[0].FencedOut || h.Calls[0].Token != 1 {
+		t.Errorf("fenced-out call audit = %+v, want one row marked fenced out with token 1", h.Calls)
+	}
+
+	// The owner's write lands.
+	cur := w2[0]
+	cur.Status, cur.Step, cur.Method, cur.Respcd = store.StatusReversed, store.StepDone, "reversal", "0000"
+	if err := s.WriteStep(ctx, store.Step{Attempt: cur, Calls: []store.Call{call}}); err != nil {
+		t.Fatalf("owner write: %v", err)
+	}
+	if err := s.Release(ctx, w1[0]); !errors.Is(err, store.ErrFenced) {
+		t.Errorf("stale release: err = %v, want ErrFenced", err)
+	}
+}
+
+func TestFinalStepQueuesOneOutcomePerEvent(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s, _ := newStore(t)
+	if _, err := s.Intake(ctx, []store.Event{event("e1", "A", 2500), event("e2", "A", 2500), event("e3", "A", 1)}); err != nil {
+		t.Fatal(err)
+	}
+	drain(t, s) // the conflict's outcome
+	got, err := s.Claim(ctx, store.Claim{Owner: "w", Lease: time.Minute, Limit: 1})
+	if err != nil || len(got) != 1 {
+		t.Fatalf("claim: %v %v", got, err)
+	}
+	a := got[0]
+	a.Status, a.Step, a.Method, a.CancelSyssn, a.Respcd = store.StatusClosed, store.StepDone, "close", "CSN1", "0000"
+	calls := []store.Call{{Step: "query", Endpoint: "query"}, {Step: "cancel", Endpoint: "close", Respcd: "0000"}}
+	if err := s.WriteStep(ctx, store.Step{Attempt: a, Calls: calls}); err != nil {
+		t.Fatal(err)
+	}
+	recs := drain(t, s)
+	if len(recs) != 2 {
+		t.Fatalf("outcomes = %d, want 2 (one per non-conflicting event)", len(recs))
+	}
+	for _, r := range recs {
+		if r.Status != store.StatusClosed || r.CancelSyssn != "CSN1" || r.GatewayCalls != 2 || r.DecidedAt.IsZero() {
+			t.Errorf("outcome %+v", r)
+		}
+	}
+	// A late event for the final attempt gets the same outcome at once.
+	if _, err := s.Intake(ctx, []store.Event{event("e4", "A", 2500)}); err != nil {
+		t.Fatal(err)
+	}
+	recs = drain(t, s)
+	if len(recs) != 1 || recs[0].EventID != "e4" || recs[0].Status != store.StatusClosed {
+		t.Fatalf("late event outcome = %+v", recs)
+	}
+}
+
+func TestPublishOutboxMarksOnlyAfterSuccess(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s, _ := newStore(t)
+	if _, err := s.Intake(ctx, []store.Event{event("e1", "A", 2500), event("e2", "A", 1)}); err != nil {
+		t.Fatal(err)
+	}
+	boom := errors.New("broker down")
+	n, err := s.PublishOutbox(ctx, 10, func(context.Context, []store.OutboxRecord) error { return boom })
+	if !errors.Is(err, boom) || n != 0 {
+		t.Fatalf("failed publish: n=%d err=%v", n, err)
+	}
+	if b, _ := s.OutboxBacklog(ctx); b != 1 {
+		t.Fatalf("backlog after failed publish = %d, want 1", b)
+	}
+	if got := drain(t, s); len(got) != 1 {
+		t.Fatalf("published %d, want 1", len(got))
+	}
+	if b, _ := s.OutboxBacklog(ctx); b != 0 {
+		t.Fatalf("backlog after publish = %d, want 0", b)
+	}
+}
+
+func TestRetryOnlyNeedsReview(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s, _ := newStore(t)
+	res, err := s.Intake(ctx, []store.Event{event("e1", "A", 2500)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := res.NewAttempts[0]
+	if err := s.Retry(ctx, id); !errors.Is(err, store.ErrNotRetryable) {
+		t.Fatalf("retry pending: %v, want ErrNotRetryable", err)
+	}
+	if err := s.Retry(ctx, 999999); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("retry missing: %v, want ErrNotFound", err)
+	}
+	got, _ := s.Claim(ctx, store.Claim{Owner: "w", Lease: time.Minute, Limit: 1})
+	a := got[0]
+	a.Status, a.Step, a.Reason = store.StatusNeedsReview, store.StepDone, "respcd 1108: signature"
+	if err := s.WriteStep(ctx, store.Step{Attempt: a}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Retry(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := s.Get(ctx, id)
+	if b.Status != store.StatusPending || b.Step != store.StepQuery || !b.DecidedAt.IsZero() || b.Token != a.Token+1 {
+		t.Fatalf("after retry: %+v", b)
+	}
+	list, err := s.List(ctx, store.StatusPending, 10)
+	if err != nil || len(list) != 1 {
+		t.Fatalf("list pending = %d, %v", len(list), err)
+	}
+}
+
+// drain publishes and returns everything in the outbox.
+func drain(t *testing.T, s *store.Store) []store.OutboxRecord {
+	t.Helper()
+	var all []store.OutboxRecord
+	for {
+		n, err := s.PublishOutbox(context.Background(), 100, func(_ context.Context, recs []store.OutboxRecord) error {
+			all = append(all, recs...)
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n == 0 {
+			return all
+		}
+	}
+}
