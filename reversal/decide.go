@@ -1,0 +1,244 @@
+package reversal
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/reversald/reversald/qfpay"
+	"github.com/reversald/reversald/store"
+)
+
+// Policy bounds the re-checks of the decision table.
+type Policy struct {
+	// NotFoundRechecks is how many queries, after QFPay said the transaction
+	// does not exist, still find no record before the outcome is not_found.
+	NotFoundRechecks int
+	// ConfirmRechecks is how many confirming queries may still show the
+	// payment uncancelled after a successful cancel before a person must look.
+	ConfirmRechecks int
+}
+
+// DefaultPolicy is what production runs with unless configured otherwise.
+var DefaultPolicy = Policy{NotFoundRechecks: 3, ConfirmRechecks: 5}
+
+// Validate reports every problem with p.
+func (p Policy) Validate() error {
+	var errs []error
+	if p.NotFoundRechecks < 0 {
+		errs = append(errs, fmt.Errorf("not-found re-checks must not be negative, got %d", p.NotFoundRechecks))
+	}
+	if p.ConfirmRechecks < 0 {
+		errs = append(errs, fmt.Errorf("confirm re-checks must not be negative, got %d", p.ConfirmRechecks))
+	}
+	return errors.Join(errs...)
+}
+
+// Observation is what one step saw: the answer to a query (for the query and
+// confirm steps) or to a cancel, and the error the client returned with it.
+type Observation struct {
+	Query  *qfpay.QueryResult
+	Cancel *qfpay.CancelResult
+	Method qfpay.Method // the cancel's method
+	Err    error
+}
+
+// Schedule says when the attempt runs next.
+type Schedule int
+
+const (
+	// Final: the attempt has its outcome.
+	Final Schedule = iota
+	// Now: go on with the next step at once, under the same lease.
+	Now
+	// Later: run the next step after a backoff.
+	Later
+)
+
+func (s Schedule) String() string {
+	return [...]string{"final", "now", "later"}[s]
+}
+
+// Decide is the executor's decision table (DESIGN.md, QFPAY.md §4): from an
+// attempt at a step and what that step observed, the attempt's next state and
+// when it runs. It does no I/O and reads no clock.
+func Decide(a store.Attempt, obs Observation, p Policy) (store.Attempt, Schedule) {
+	switch a.Step {
+	case store.StepQuery:
+		return decideQuery(a, obs, p)
+	case store.StepCancel:
+		return decideCancel(a, obs, p)
+	case store.StepConfirm:
+		return decideConfirm(a, obs, p)
+	}
+	return final(a, store.StatusNeedsReview, fmt.Sprintf("attempt is at unknown step %q", a.Step))
+}
+
+func decideQuery(a store.Attempt, obs Observation, p Policy) (store.Attempt, Schedule) {
+	a.CancelPending = false // a query has answered since any cancel
+	rec, found, cls := readQuery(&a, obs)
+	switch cls {
+	case qfpay.ClassSuccess:
+	case qfpay.ClassNotFound:
+		found = false
+	case qfpay.ClassTransient, qfpay.ClassInProgress, qfpay.ClassDuplicate:
+		a.Reason = "query did not answer; re-checking: " + errText(obs.Err)
+		return a, Later
+	default:
+		return final(a, store.StatusNeedsReview, "query refused: "+errText(obs.Err))
+	}
+	if !found {
+		if a.Rechecks == 0 {
+			// QFPay has not seen it: cancel, so that it cannot complete later.
+			return next(a, store.StepCancel, 0, "no record at QFPay; cancelling"), Now
+		}
+		if a.Rechecks >= p.NotFoundRechecks {
+			return final(a, store.StatusNotFound, fmt.Sprintf("QFPay has no such transaction after %d re-checks", a.Rechecks))
+		}
+		return next(a, store.StepQuery, a.Rechecks+1, "still no record at QFPay; re-checking"), Later
+	}
+	switch rec.State() {
+	case qfpay.StatePaid:
+		return final(a, store.StatusPaid, "the payment completed and cannot be reversed: refund it")
+	case qfpay.StateReversed:
+		return final(a, store.StatusReversed, "QFPay shows the payment reversed")
+	case qfpay.StateClosed:
+		return final(a, store.StatusClosed, "QFPay shows the payment closed")
+	case qfpay.StateRefunded:
+		return final(a, store.StatusRefunded, "QFPay shows the payment refunded")
+	case qfpay.StateInFlight:
+		return next(a, store.StepCancel, 0, "payment still in flight; cancelling"), Now
+	case qfpay.StateFailed:
+		return final(a, store.StatusNotPaid, "the payment failed at QFPay: nothing was charged")
+	}
+	return final(a, store.StatusNeedsReview, fmt.Sprintf("query record unreadable (respcd %q, cancel %q)", rec.Respcd, rec.Cancel))
+}
+
+func decideCancel(a store.Attempt, obs Observation, p Policy) (store.Attempt, Schedule) {
+	if errors.Is(obs.Err, qfpay.ErrNotCancellable) {
+		a.Method = string(qfpay.MethodNone)
+		return final(a, store.StatusUnsupported, fmt.Sprintf("pay type %s cannot be cancelled through the API", a.PayType))
+	}
+	a.Method = string(obs.Method)
+	if obs.Cancel != nil {
+		setResponse(&a, obs.Cancel.Call)
+		if obs.Cancel.Syssn != "" {
+			a.CancelSyssn = obs.Cancel.Syssn
+		}
+		if a.Syssn == "" && obs.Cancel.OrigSyssn != "" {
+			a.Syssn = obs.Cancel.OrigSyssn
+		}
+	}
+	cls := qfpay.Classify(obs.Err)
+	switch cls {
+	case qfpay.ClassSuccess, qfpay.ClassAlreadyCancelled:
+		a.CancelPending = false
+		return next(a, store.StepConfirm, 0, "cancel accepted; confirming"), Now
+	case qfpay.ClassPaid:
+		a.CancelPending = false
+		return final(a, store.StatusPaid, "the payment completed before it could be cancelled: refund it")
+	case qfpay.ClassRefunded:
+		a.CancelPending = false
+		return final(a, store.StatusRefunded, "QFPay says the payment is already refunded")
+	case qfpay.ClassNotFound:
+		a.CancelPending = false
+		return next(a, store.StepQuery, 1, "QFPay says the transaction does not exist; re-checking"), Later
+	case qfpay.ClassPaymentFailed:
+		a.CancelPending = false
+		return next(a, store.StepQuery, 0, "QFPay says the payment failed; confirming by query"), Now
+	case qfpay.ClassInProgress, qfpay.ClassDuplicate:
+		a.CancelPending = false
+		return next(a, store.StepQuery, 0, "cancel in progress at QFPay; re-checking by query"), Later
+	case qfpay.ClassTransient:
+		// The cancel may or may not have happened: never re-send blindly.
+		// CancelPending stays set until a query answers.
+		return next(a, store.StepQuery, 0, "cancel unanswered ("+errText(obs.Err)+"); querying before anything else"), Later
+	case qfpay.ClassUnsupported:
+		a.Method = string(qfpay.MethodNone)
+		return final(a, store.StatusUnsupported, "pay type cannot be cancelled through the API")
+	}
+	a.CancelPending = false
+	return final(a, store.StatusNeedsReview, "cancel refused: "+errText(obs.Err))
+}
+
+func decideConfirm(a store.Attempt, obs Observation, p Policy) (store.Attempt, Schedule) {
+	rec, found, cls := readQuery(&a, obs)
+	switch cls {
+	case qfpay.ClassSuccess:
+	case qfpay.ClassNotFound:
+		found = false
+	case qfpay.ClassTransient, qfpay.ClassInProgress, qfpay.ClassDuplicate:
+		a.Reason = "confirming query did not answer; re-checking: " + errText(obs.Err)
+		return a, Later
+	default:
+		return final(a, store.StatusNeedsReview, "confirming query refused: "+errText(obs.Err))
+	}
+	state := qfpay.StateUnknown
+	if found {
+		state = rec.State()
+	}
+	switch state {
+	case qfpay.StateReversed:
+		return final(a, store.StatusReversed, "QFPay confirms the payment is reversed")
+	case qfpay.StateClosed:
+		return final(a, store.StatusClosed, "QFPay confirms the payment is closed")
+	case qfpay.StateRefunded:
+		return final(a, store.StatusRefunded, "QFPay shows the payment refunded")
+	case qfpay.StateFailed:
+		return final(a, store.StatusNotPaid, "QFPay shows the payment failed: nothing was charged")
+	}
+	// Paid, in flight, or no record yet: the cancel has not shown up.
+	what := "the payment is not shown cancelled"
+	if !found {
+		what = "QFPay shows no record"
+	}
+	if a.Rechecks >= p.ConfirmRechecks {
+		return final(a, store.StatusNeedsReview, fmt.Sprintf("cancel was accepted but after %d re-checks %s", a.Rechecks, what))
+	}
+	return next(a, store.StepConfirm, a.Rechecks+1, "cancel accepted but "+what+" yet; re-checking"), Later
+}
+
+// readQuery fills what a query taught about the payment into a and returns
+// its record.
+func readQuery(a *store.Attempt, obs Observation) (qfpay.Record, bool, qfpay.Class) {
+	cls := qfpay.Classify(obs.Err)
+	if obs.Query == nil {
+		return qfpay.Record{}, false, cls
+	}
+	setResponse(a, obs.Query.Call)
+	rec, ok := obs.Query.Payment(a.OutTradeNo)
+	if !ok {
+		return rec, false, cls
+	}
+	if rec.Syssn != "" {
+		a.Syssn = rec.Syssn
+	}
+	if a.PayType == "" && rec.PayType != "" {
+		a.PayType = rec.PayType
+	}
+	// The record's own code says what happened to the payment.
+	a.Respcd, a.Resperr = rec.Respcd, rec.ErrMsg
+	return rec, true, cls
+}
+
+func setResponse(a *store.Attempt, c qfpay.Call) {
+	if c.Respcd != "" || c.HTTPStatus != 0 {
+		a.Respcd, a.Resperr, a.Respmsg = c.Respcd, c.Resperr, c.Respmsg
+	}
+}
+
+func final(a store.Attempt, status, reason string) (store.Attempt, Schedule) {
+	a.Status, a.Step, a.Reason, a.CancelPending = status, store.StepDone, reason, false
+	return a, Final
+}
+
+func next(a store.Attempt, step string, rechecks int, reason string) store.Attempt {
+	a.Step, a.Rechecks, a.Reason = step, rechecks, reason
+	return a
+}
+
+func errText(err error) string {
+	if err == nil {
+		return "no error"
+	}
+	return err.Error()
+}
