@@ -1,0 +1,32 @@
+// Package sandbox is an http.Handler that behaves like the QFPay Open API for
+// query, reversal and close: the one fake of the whole project. The daemon's
+// end-to-end tests, the demo and the benchmarks run against it, in process
+// (httptest.NewServer(sandbox.New(cfg)) or [Start]) and as a separate process
+// (cmd/qfpay-sandbox).
+//
+// What it does, like QFPay:
+//   - checks X-QF-APPCODE and X-QF-SIGN (MD5, or SHA256 with X-QF-SIGNTYPE) over
+//     the received form fields, and answers respcd 1108 in band (HTTP 200) when
+//     either is wrong; validates the fields and answers 1104 naming the field;
+//   - keeps transactions per (mchid, out_trade_no) in the states in_flight, paid,
+//     failed, reversed, closed and refunded, and answers query, reversal and close
+//     with QFPay's codes and shapes: a paid order refuses a cancel with 1260, an
+//     already cancelled one answers 1263/1142/1264, an unknown one 1268, and the
+//     query record's cancel flag is set after a cancel;
+//   - limits calls per merchant (100/s, 400/min, then HTTP 429) when switched on;
+//   - keeps a ledger of every call per out_trade_no, readable from Go and as JSON.
+//
+// What a test can script, per out_trade_no ([Sandbox.Script]) or by prefix
+// ([Rule], longest prefix wins, scripts beat rules): the state a transaction
+// starts in when first seen, latency, dropped connections, HTTP 429 and 5xx for
+// the first calls, in-progress (1143) answers to cancels before they settle, and
+// a payment that completes while the cancel is in flight.
+//
+// Admin surface (no signature): GET /_sandbox/ledger[?out_trade_no=X],
+// GET /_sandbox/check, GET|POST /_sandbox/txns, POST /_sandbox/rules,
+// POST /_sandbox/reset.
+//
+// The sandbox does not import package qfpay: it checks signatures with its own
+// code, so a signing bug in the client cannot hide behind the same bug here.
+// It keeps everything in memory; the ledger grows until Reset.
+package sandbox

@@ -1,0 +1,179 @@
+package sandbox
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Entry is one call in the ledger. Fields are the received form fields; the
+// signature travels in a header and is not kept.
+type Entry struct {
+	Seq        int64             `json:"seq"`
+	Time       time.Time         `json:"time"`
+	Endpoint   string            `json:"endpoint"` // "query", "reversal" or "close"
+	MchID      string            `json:"mchid,omitempty"`
+	OutTradeNo string            `json:"out_trade_no,omitempty"` // as sent (a query may list several); filled from syssn for a cancel by syssn
+	Syssn      string            `json:"syssn,omitempty"`
+	Fields     map[string]string `json:"fields"`
+	HTTPStatus int               `json:"http_status"` // 0: the connection was dropped
+	Respcd     string            `json:"respcd,omitempty"`
+	// Accepted: this cancel changed the transaction to reversed or closed.
+	Accepted bool `json:"accepted"`
+	// Fault names a scripted or protocol failure: drop, drop_after, 429, 5xx,
+	// rate_limit, bad_sign, invalid, shutdown.
+	Fault string `json:"fault,omitempty"`
+	// State of the transaction after the call ("unknown": no record).
+	State State `json:"state,omitempty"`
+}
+
+func (e *Entry) isCancel() bool { return e.Endpoint == epReversal || e.Endpoint == epClose }
+
+type ledger struct {
+	mu      sync.Mutex
+	entries []Entry
+	byOTN   map[string][]int
+}
+
+func (l *ledger) reset() {
+	l.mu.Lock()
+	l.entries, l.byOTN = nil, map[string][]int{}
+	l.mu.Unlock()
+}
+
+func (l *ledger) add(e Entry) {
+	l.mu.Lock()
+	e.Seq = int64(len(l.entries)) + 1
+	i := len(l.entries)
+	l.entries = append(l.entries, e)
+	if strings.Contains(e.OutTradeNo, ",") {
+		for otn := range strings.SplitSeq(e.OutTradeNo, ",") {
+			l.byOTN[otn] = append(l.byOTN[otn], i)
+		}
+	} else if e.OutTradeNo != "" {
+		l.byOTN[e.OutTradeNo] = append(l.byOTN[e.OutTradeNo], i)
+	}
+	l.mu.Unlock()
+}
+
+// Entries returns every call so far, in order.
+func (s *Sandbox) Entries() []Entry {
+	s.ledger.mu.Lock()
+	defer s.ledger.mu.Unlock()
+	return slices.Clone(s.ledger.entries)
+}
+
+// Ledger returns the calls about outTradeNo, in order.
+func (s *Sandbox) Ledger(outTradeNo string) []Entry {
+	s.ledger.mu.Lock()
+	defer s.ledger.mu.Unlock()
+	idx := s.ledger.byOTN[outTradeNo]
+	out := make([]Entry, len(idx))
+	for i, j := range idx {
+		out[i] = s.ledger.entries[j]
+	}
+	return out
+}
+
+// Calls counts the calls about outTradeNo to endpoint ("" for all).
+func (s *Sandbox) Calls(outTradeNo, endpoint string) int {
+	n := 0
+	for _, e := range s.Ledger(outTradeNo) {
+		if endpoint == "" || e.Endpoint == endpoint {
+			n++
+		}
+	}
+	return n
+}
+
+// AcceptedCancels counts the reversals and closes that changed outTradeNo to
+// reversed or closed. More than one is a bug in the caller... or here.
+func (s *Sandbox) AcceptedCancels(outTradeNo string) int {
+	n := 0
+	for _, e := range s.Ledger(outTradeNo) {
+		if e.Accepted {
+			n++
+		}
+	}
+	return n
+}
+
+// CheckInvariants checks the ledger for what the daemon promises: at most one
+// accepted cancel per out_trade_no, and every cancel preceded by an answered
+// query (HTTP 200, respcd 0000) of the same out_trade_no. It names every
+// violation.
+func (s *Sandbox) CheckInvariants() error {
+	s.ledger.mu.Lock()
+	defer s.ledger.mu.Unlock()
+	var errs []error
+	otns := make([]string, 0, len(s.ledger.byOTN))
+	for otn := range s.ledger.byOTN {
+		otns = append(otns, otn)
+	}
+	slices.Sort(otns)
+	for _, otn := range otns {
+		accepted, queried := 0, false
+		for _, i := range s.ledger.byOTN[otn] {
+			e := &s.ledger.entries[i]
+			switch {
+			case e.Endpoint == epQuery && e.HTTPStatus == 200 && e.Respcd == "0000":
+				queried = true
+			case e.isCancel():
+				if !queried {
+					errs = append(errs, fmt.Errorf("%s: %s (seq %d) not preceded by an answered query", otn, e.Endpoint, e.Seq))
+				}
+				if e.Accepted {
+					accepted++
+				}
+			}
+		}
+		if accepted > 1 {
+			errs = append(errs, fmt.Errorf("%s: %d accepted cancels", otn, accepted))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+type limiter struct {
+	mu             sync.Mutex
+	perSec, perMin int
+	m              map[string]*window
+}
+
+type window struct {
+	sec, min   int64
+	nSec, nMin int
+}
+
+func (l *limiter) reset() {
+	l.mu.Lock()
+	l.m = map[string]*window{}
+	l.mu.Unlock()
+}
+
+// allow counts a call in fixed one-second and one-minute windows per merchant.
+func (l *limiter) allow(who string, now time.Time) bool {
+	sec := now.Unix()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	w, ok := l.m[who]
+	if !ok {
+		w = &window{sec: sec, min: sec / 60}
+		l.m[who] = w
+	}
+	if w.sec != sec {
+		w.sec, w.nSec = sec, 0
+	}
+	if w.min != sec/60 {
+		w.min, w.nMin = sec/60, 0
+	}
+	if w.nSec >= l.perSec || w.nMin >= l.perMin {
+		return false
+	}
+	w.nSec++
+	w.nMin++
+	return true
+}

@@ -1,0 +1,225 @@
+package sandbox
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"strconv"
+	"time"
+)
+
+// State is where a transaction stands in the sandbox.
+type State string
+
+// States. StateUnknown means QFPay has not seen the transaction: a query finds
+// no record and a cancel answers 1268.
+const (
+	StateUnknown  State = "unknown"
+	StateInFlight State = "in_flight"
+	StatePaid     State = "paid"
+	StateFailed   State = "failed"
+	StateReversed State = "reversed"
+	StateClosed   State = "closed"
+	StateRefunded State = "refunded"
+)
+
+func (s State) valid() bool {
+	switch s {
+	case "", StateUnknown, StateInFlight, StatePaid, StateFailed, StateReversed, StateClosed, StateRefunded:
+		return true
+	}
+	return false
+}
+
+func (s State) known() bool { return s != "" && s != StateUnknown }
+
+// Duration is a time.Duration that reads and writes JSON as "250ms" (a bare
+// number is nanoseconds).
+type Duration time.Duration
+
+// MarshalJSON writes the duration as text.
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
+
+// UnmarshalJSON reads "250ms" or a number of nanoseconds.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err == nil {
+		v, err := time.ParseDuration(s)
+		if err != nil {
+			return fmt.Errorf("duration %q: %w", s, err)
+		}
+		*d = Duration(v)
+		return nil
+	}
+	n, err := strconv.ParseInt(string(b), 10, 64)
+	if err != nil {
+		return fmt.Errorf("duration %s: want a string like \"250ms\" or nanoseconds", b)
+	}
+	*d = Duration(n)
+	return nil
+}
+
+// Latency delays an answer: Fixed, or uniform between Min and Max.
+type Latency struct {
+	Fixed Duration `json:"fixed,omitempty"`
+	Min   Duration `json:"min,omitempty"`
+	Max   Duration `json:"max,omitempty"`
+}
+
+func (l Latency) sample() time.Duration {
+	d := time.Duration(l.Fixed)
+	if l.Max > l.Min {
+		d += time.Duration(l.Min) + time.Duration(rand.Int64N(int64(l.Max-l.Min)+1))
+	} else {
+		d += time.Duration(l.Min)
+	}
+	return d
+}
+
+// Behavior scripts how the sandbox treats one out_trade_no. Faults count the
+// calls of the listed Endpoints (all when empty) and come in this order: the
+// first Drop calls are dropped before anything happens, the next HTTP429 get
+// HTTP 429, the next HTTP5xx get Status5xx, the next DropAfter are processed
+// and then dropped (the answer is lost, the effect stays). Calls after that are
+// answered normally, except that the first InProgress reversal/close calls
+// answer 1143 without effect. Then an in-flight payment first settles to
+// SettleTo (if set) and the cancel is applied to the settled state.
+type Behavior struct {
+	// InitialState is the state of a transaction the sandbox sees first through a
+	// call (not seeded with Put): "" or unknown means no record.
+	InitialState State `json:"initial_state,omitempty"`
+	// PayType of a transaction created by the rule (default 800101).
+	PayType string `json:"pay_type,omitempty"`
+	// Respcd of the query record of an in_flight (default 1143) or failed
+	// (default 1147) transaction; a failed one also answers a cancel with it.
+	Respcd string `json:"respcd,omitempty"`
+	// Latency before each answer.
+	Latency Latency `json:"latency,omitzero"`
+	// Endpoints the faults and latency apply to: "query", "reversal", "close"; empty means all.
+	Endpoints []string `json:"endpoints,omitempty"`
+
+	Drop      int `json:"drop,omitempty"`
+	HTTP429   int `json:"http_429,omitempty"`
+	HTTP5xx   int `json:"http_5xx,omitempty"`
+	Status5xx int `json:"status_5xx,omitempty"` // default 503
+	DropAfter int `json:"drop_after,omitempty"`
+
+	// InProgress is how many reversal/close calls answer 1143 before one settles.
+	InProgress int `json:"in_progress,omitempty"`
+	// SettleTo is what an in-flight payment becomes when a cancel settles, before
+	// the cancel is applied: paid (the payment completed first: the cancel
+	// answers 1260 and a query shows paid), failed, or "" (the cancel wins).
+	SettleTo State `json:"settle_to,omitempty"`
+	// CompleteDuringCancel is SettleTo "paid": the payment completes while the
+	// cancel is in flight.
+	CompleteDuringCancel bool `json:"complete_during_cancel,omitempty"`
+	// RepeatCancelRespcd answers a cancel of a transaction already reversed or
+	// closed. Default: 1263 for reversal after reversal, 1142 for close after
+	// close, 1264 otherwise. "0000" makes a repeat look like a success.
+	RepeatCancelRespcd string `json:"repeat_cancel_respcd,omitempty"`
+}
+
+func (b *Behavior) validate() error {
+	var errs []error
+	if !b.InitialState.valid() {
+		errs = append(errs, fmt.Errorf("initial_state %q is not a state", b.InitialState))
+	}
+	if !b.SettleTo.valid() {
+		errs = append(errs, fmt.Errorf("settle_to %q is not a state", b.SettleTo))
+	}
+	if b.PayType != "" && !isDigits(b.PayType, 6) {
+		errs = append(errs, fmt.Errorf("pay_type %q: want 6 digits", b.PayType))
+	}
+	if b.Respcd != "" && !isDigits(b.Respcd, 4) {
+		errs = append(errs, fmt.Errorf("respcd %q: want 4 digits", b.Respcd))
+	}
+	if b.RepeatCancelRespcd != "" && !isDigits(b.RepeatCancelRespcd, 4) {
+		errs = append(errs, fmt.Errorf("repeat_cancel_respcd %q: want 4 digits", b.RepeatCancelRespcd))
+	}
+	if b.Status5xx != 0 && (b.Status5xx < 500 || b.Status5xx > 599) {
+		errs = append(errs, fmt.Errorf("status_5xx %d: want 500..599", b.Status5xx))
+	}
+	if b.Drop < 0 || b.HTTP429 < 0 || b.HTTP5xx < 0 || b.DropAfter < 0 || b.InProgress < 0 {
+		errs = append(errs, errors.New("counts must not be negative"))
+	}
+	if b.Latency.Fixed < 0 || b.Latency.Min < 0 || b.Latency.Max < 0 || (b.Latency.Max != 0 && b.Latency.Max < b.Latency.Min) {
+		errs = append(errs, errors.New("latency: want fixed >= 0 and 0 <= min <= max"))
+	}
+	for _, e := range b.Endpoints {
+		if e != epQuery && e != epReversal && e != epClose {
+			errs = append(errs, fmt.Errorf("endpoint %q: want query, reversal or close", e))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (b *Behavior) covers(endpoint string) bool {
+	if len(b.Endpoints) == 0 {
+		return true
+	}
+	for _, e := range b.Endpoints {
+		if e == endpoint {
+			return true
+		}
+	}
+	return false
+}
+
+func (b *Behavior) settleTo() State {
+	if b.SettleTo.known() {
+		return b.SettleTo
+	}
+	if b.CompleteDuringCancel {
+		return StatePaid
+	}
+	return ""
+}
+
+// Rule applies a Behavior to every out_trade_no that starts with Prefix (the
+// longest matching prefix wins), or, when OutTradeNo is set, to that one
+// out_trade_no only (a script, which beats every rule).
+type Rule struct {
+	Prefix     string `json:"prefix,omitempty"`
+	OutTradeNo string `json:"out_trade_no,omitempty"`
+	Behavior
+}
+
+func (r *Rule) validate() error {
+	if r.Prefix != "" && r.OutTradeNo != "" {
+		return errors.New("rule: set prefix or out_trade_no, not both")
+	}
+	if err := r.Behavior.validate(); err != nil {
+		return fmt.Errorf("rule %q: %w", r.Prefix+r.OutTradeNo, err)
+	}
+	return nil
+}
+
+// Txn is a transaction as the sandbox keeps it.
+type Txn struct {
+	MchID       string `json:"mchid,omitempty"`
+	OutTradeNo  string `json:"out_trade_no"`
+	Syssn       string `json:"syssn,omitempty"` // generated when empty
+	State       State  `json:"state"`
+	PayType     string `json:"pay_type,omitempty"` // default 800101
+	TxAmt       int64  `json:"txamt,omitempty"`
+	TxCurrCd    string `json:"txcurrcd,omitempty"` // default HKD
+	TxDtm       string `json:"txdtm,omitempty"`    // default: now
+	SysDtm      string `json:"sysdtm,omitempty"`
+	Respcd      string `json:"respcd,omitempty"` // query record respcd of in_flight/failed; see Behavior.Respcd
+	CancelSyssn string `json:"cancel_syssn,omitempty"`
+	// Behavior, if set, scripts this transaction (as Sandbox.Script would).
+	Behavior *Behavior `json:"behavior,omitempty"`
+}
+
+func isDigits(s string, n int) bool {
+	if len(s) != n {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
