@@ -87,7 +87,8 @@ type Sandbox struct {
 
 	shards   [nShards]shard
 	syssnIdx sync.Map // syssn -> tkey
-	seq      atomic.Uint64
+	seq      atomic.Uint64 // syssn numbers
+	entrySeq atomic.Uint64 // entry numbers: odd and even send txamt differently
 
 	rulesMu sync.Mutex
 	rules   atomic.Pointer[ruleSet]
@@ -261,7 +262,7 @@ func (s *Sandbox) Put(t Txn) error {
 	k := tkey{t.MchID, t.OutTradeNo}
 	sh := s.shard(t.OutTradeNo)
 	sh.mu.Lock()
-	sh.m[k] = &entry{txn: t, n: s.seq.Add(1)}
+	sh.m[k] = &entry{txn: t, n: s.entrySeq.Add(1)}
 	sh.mu.Unlock()
 	s.syssnIdx.Store(t.Syssn, k)
 	if t.CancelSyssn != "" {
@@ -336,13 +337,18 @@ func (s *Sandbox) entryLocked(sh *shard, k tkey, b *Behavior, fields map[string]
 	if b == nil {
 		return nil
 	}
-	t := Txn{MchID: k.mchid, OutTradeNo: k.otn, State: b.InitialState, PayType: b.PayType, Respcd: b.Respcd, TxDtm: fields["txdtm"]}
-	if t.State == "" {
+	t := Txn{MchID: k.mchid, OutTradeNo: k.otn, State: b.InitialState, PayType: b.PayType, TxDtm: fields["txdtm"]}
+	switch t.State {
+	case "":
 		t.State = StateUnknown
+	case StateInFlight:
+		t.Respcd = b.Respcd
+	case StateFailed:
+		t.Respcd = b.FailRespcd
 	}
 	t.TxAmt, _ = strconv.ParseInt(fields["txamt"], 10, 64)
 	s.fill(&t, now)
-	e := &entry{txn: t, n: s.seq.Add(1)}
+	e := &entry{txn: t, n: s.entrySeq.Add(1)}
 	sh.m[k] = e
 	s.syssnIdx.Store(t.Syssn, k)
 	return e
@@ -733,6 +739,10 @@ func (s *Sandbox) cancel(ent *Entry, k tkey, fields map[string]string, endpoint 
 		}
 		if st := b.settleTo(); st != "" && t.State == StateInFlight {
 			t.State = st
+			t.Respcd = ""
+			if st == StateFailed {
+				t.Respcd = b.FailRespcd
+			}
 		}
 	}
 	var code string

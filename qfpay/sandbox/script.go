@@ -91,9 +91,12 @@ type Behavior struct {
 	InitialState State `json:"initial_state,omitempty"`
 	// PayType of a transaction created by the rule (default 800101).
 	PayType string `json:"pay_type,omitempty"`
-	// Respcd of the query record of an in_flight (default 1143) or failed
-	// (default 1147) transaction; a failed one also answers a cancel with it.
+	// Respcd of the query record of an in_flight transaction (default 1143;
+	// 1145 and 1298 are the other in-flight codes).
 	Respcd string `json:"respcd,omitempty"`
+	// FailRespcd of the query record of a failed transaction (default 1147); a
+	// failed payment also answers a cancel with it.
+	FailRespcd string `json:"fail_respcd,omitempty"`
 	// Latency before each answer.
 	Latency Latency `json:"latency,omitzero"`
 	// Endpoints the faults and latency apply to: "query", "reversal", "close"; empty means all.
@@ -133,6 +136,9 @@ func (b *Behavior) validate() error {
 	}
 	if b.Respcd != "" && !isDigits(b.Respcd, 4) {
 		errs = append(errs, fmt.Errorf("respcd %q: want 4 digits", b.Respcd))
+	}
+	if b.FailRespcd != "" && !isDigits(b.FailRespcd, 4) {
+		errs = append(errs, fmt.Errorf("fail_respcd %q: want 4 digits", b.FailRespcd))
 	}
 	if b.RepeatCancelRespcd != "" && !isDigits(b.RepeatCancelRespcd, 4) {
 		errs = append(errs, fmt.Errorf("repeat_cancel_respcd %q: want 4 digits", b.RepeatCancelRespcd))
@@ -206,7 +212,7 @@ type Txn struct {
 	TxCurrCd    string `json:"txcurrcd,omitempty"` // default HKD
 	TxDtm       string `json:"txdtm,omitempty"`    // default: now
 	SysDtm      string `json:"sysdtm,omitempty"`
-	Respcd      string `json:"respcd,omitempty"` // query record respcd of in_flight/failed; see Behavior.Respcd
+	Respcd      string `json:"respcd,omitempty"` // query record respcd of an in_flight (default 1143) or failed (default 1147) txn
 	CancelSyssn string `json:"cancel_syssn,omitempty"`
 	// Behavior, if set, scripts this transaction (as Sandbox.Script would).
 	Behavior *Behavior `json:"behavior,omitempty"`

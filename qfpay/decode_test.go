@@ -1,0 +1,160 @@
+package qfpay
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+)
+
+func TestRecordState(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		respcd, cancel string
+		want           RecordState
+	}{
+		{"0000", "0", StatePaid},
+		{"0000", "", StatePaid},
+		{"0000", "1", StateReversed}, // a reversed record may still show 0000
+		{"1143", "1", StateReversed},
+		{"0000", "2", StateClosed},
+		{"0000", "3", StateRefunded},
+		{"0000", "5", StateRefunded},
+		{"0000", "4", StateUnknown},
+		{"1143", "0", StateInFlight},
+		{"1145", "0", StateInFlight},
+		{"1298", "", StateInFlight},
+		{"1147", "0", StateFailed},
+		{"1205", "0", StateFailed},
+		{"", "0", StateUnknown},
+	}
+	for _, tt := range tests {
+		if got := (Record{Respcd: tt.respcd, Cancel: tt.cancel}).State(); got != tt.want {
+			t.Errorf("State(respcd %q, cancel %q) = %v, want %v", tt.respcd, tt.cancel, got, tt.want)
+		}
+	}
+	if StateInFlight.String() != "in_flight" || RecordState(99).String() != "RecordState(99)" {
+		t.Error("RecordState.String")
+	}
+}
+
+// serveBody answers every call with status and body.
+func serveBody(t *testing.T, status int, body string, header map[string]string) string {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		for k, v := range header {
+			w.Header().Set(k, v)
+		}
+		w.WriteHeader(status)
+		_, _ = w.Write([]byte(body))
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+func TestDecodeLenient(t *testing.T) {
+	t.Parallel()
+	body := `{"respcd":"0000","resperr":"","respmsg":"ok","page":"1","page_size":10,"data":[
+	 {"respcd":"0000","cancel":0,"syssn":20200305066100020000976392,"out_trade_no":"A","pay_type":800101,
+	  "order_type":"payment","txamt":2500,"txcurrcd":"HKD","txdtm":"2020-03-05 16:50:30","sysdtm":"2020-03-05 16:50:31","errmsg":null,
+	  "chnlsn":"x1","nested":{"a":[1,2]},"flag":true},
+	 {"respcd":"0000","cancel":"3","syssn":"2","out_trade_no":"R","order_type":"refund","origssn":"20200305066100020000976392","txamt":"2500.0"},
+	 {"respcd":"0000","cancel":"0","out_trade_no":"B","txamt":"12abc"}]}`
+	c := testClient(t, serveBody(t, 200, body, nil), nil)
+	res, err := c.Query(context.Background(), QueryRequest{OutTradeNo: "A,R,B"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Page != 1 || res.PageSize != 10 || len(res.Data) != 3 || res.Call.Respmsg != "ok" {
+		t.Fatalf("res = %+v", res)
+	}
+	a := res.Data[0]
+	if a.Cancel != "0" || a.Syssn != "20200305066100020000976392" || a.PayType != "800101" || a.TxAmt != 2500 ||
+		a.ErrMsg != "" || a.State() != StatePaid || string(a.Extra["nested"]) != `{"a":[1,2]}` ||
+		string(a.Extra["chnlsn"]) != `"x1"` || string(a.Extra["flag"]) != "true" || len(a.Extra) != 3 {
+		t.Errorf("record A = %+v", a)
+	}
+	r := res.Data[1]
+	if r.OrderType != "refund" || r.OrigSsn != a.Syssn || r.TxAmt != 2500 || r.IsPayment() || r.State() != StateRefunded {
+		t.Errorf("record R = %+v", r)
+	}
+	if p, ok := res.Payment("R"); ok {
+		t.Errorf("Payment(R) = %+v: a refund record is not the payment", p)
+	}
+	if p, ok := res.Payment("A"); !ok || p.Syssn != a.Syssn {
+		t.Errorf("Payment(A) = %+v, %v", p, ok)
+	}
+	b := res.Data[2]
+	if b.TxAmt != 0 || string(b.Extra["txamt"]) != `"12abc"` {
+		t.Errorf("record B = %+v: an unreadable amount stays in Extra", b)
+	}
+}
+
+func TestDecodeCancelExtras(t *testing.T) {
+	t.Parallel()
+	body := `{"respcd":"0000","resperr":"","respmsg":"","orig_syssn":"1","syssn":"2","out_trade_no":"A","txamt":"2500",
+	  "txcurrcd":"HKD","txdtm":"2020-03-05 16:50:30","sysdtm":"2020-03-05 16:51:00","chnlsn":"c","surcharge_fee":0,
+	  "surcharge_rate":"0.0","chnlsn2":"","cardcd":"","udid":"pos"}`
+	c := testClient(t, serveBody(t, 200, body, nil), nil)
+	res, err := c.Reverse(context.Background(), validCancel())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.OrigSyssn != "1" || res.Syssn != "2" || res.TxAmt != 2500 || res.ChnlSn != "c" || res.Method != MethodReversal ||
+		len(res.Extra) != 5 || string(res.Extra["surcharge_fee"]) != "0" {
+		t.Errorf("res = %+v", res)
+	}
+}
+
+func TestDecodeMalformed(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name, body string
+		status     int
+		want       Class
+	}{
+		{"html", "<html>bad gateway</html>", 200, ClassTransient},
+		{"array", `[1,2]`, 200, ClassTransient},
+		{"no respcd", `{"resperr":"x"}`, 200, ClassTransient},
+		{"data not array", `{"respcd":"0000","data":{"x":1}}`, 200, ClassTransient},
+		{"record not object", `{"respcd":"0000","data":[1]}`, 200, ClassTransient},
+		{"huge", `{"respcd":"0000","x":"` + strings.Repeat("a", MaxBodyBytes) + `"}`, 200, ClassTransient},
+		{"respcd number", `{"respcd":1108}`, 200, ClassNeedsReview},
+		{"400 with json", `{"respcd":"1104","resperr":"bad"}`, 400, ClassNeedsReview},
+		{"502 html", "bad gateway", 502, ClassTransient},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			c := testClient(t, serveBody(t, tt.status, tt.body, nil), nil)
+			res, err := c.Query(context.Background(), QueryRequest{OutTradeNo: "A"})
+			if err == nil || Classify(err) != tt.want {
+				t.Fatalf("err = %v (%v), want class %v", err, Classify(err), tt.want)
+			}
+			if len(res.Call.Raw) > MaxRawBytes || res.Call.HTTPStatus != tt.status || !res.Call.Sent {
+				t.Errorf("call = status %d, raw %d bytes, sent %v", res.Call.HTTPStatus, len(res.Call.Raw), res.Call.Sent)
+			}
+		})
+	}
+}
+
+func TestRawBounded(t *testing.T) {
+	t.Parallel()
+	body := `{"respcd":"0000","data":[],"pad":"` + strings.Repeat("x", 3*MaxRawBytes) + `"}`
+	c := testClient(t, serveBody(t, 200, body, nil), nil)
+	res, err := c.Query(context.Background(), QueryRequest{OutTradeNo: "A"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Call.Raw) != MaxRawBytes || string(res.Call.Raw) != body[:MaxRawBytes] {
+		t.Errorf("raw = %d bytes", len(res.Call.Raw))
+	}
+	var he *HTTPError
+	c = testClient(t, serveBody(t, 429, "slow down", map[string]string{"Retry-After": "3"}), nil)
+	_, err = c.Query(context.Background(), QueryRequest{OutTradeNo: "A"})
+	if !errors.As(err, &he) || he.Status != 429 || he.RetryAfter.Seconds() != 3 || Classify(err) != ClassTransient {
+		t.Errorf("429: %v", err)
+	}
+}
