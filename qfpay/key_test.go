@@ -2,12 +2,15 @@ package qfpay
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"log/slog"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/reversald/reversald/qfpay/sandbox"
 )
 
 const secret = "s3cr3t-client-key-do-not-print"
@@ -58,5 +61,64 @@ func TestKeyRedacts(t *testing.T) {
 	}
 	if Key.String(Key{}) != "" || !(Key{}).IsZero() || NewKey("").IsZero() == false {
 		t.Error("zero key")
+	}
+}
+
+// No failure path puts the key (or a signature) into an error or a Call.
+func TestErrorsNeverContainKey(t *testing.T) {
+	t.Parallel()
+	var errs []error
+	for _, err := range liveErrors(t) {
+		errs = append(errs, err)
+	}
+	sb, u := startSandbox(t, func(c *sandbox.Config) { c.SignResponses = true })
+	_ = sb.Script("K-429", sandbox.Behavior{InitialState: sandbox.StateInFlight, HTTP429: 1})
+	_ = sb.Script("K-PROG", sandbox.Behavior{InitialState: sandbox.StateInFlight, InProgress: 5})
+	ctx := context.Background()
+	good := testClient(t, u, nil)
+	wrongKey := testClient(t, u, func(c *Config) { c.ClientKey = NewKey(testKey + "x") })
+	verifying := testClient(t, serveBody(t, 200, `{"respcd":"0000"}`, map[string]string{"X-QF-SIGN": "00"}),
+		func(c *Config) { c.VerifyResponses = true })
+	bad := cancelReq("K-1")
+	bad.TxAmt = -1
+	var calls []any
+	collect := func(v any, err error) {
+		calls = append(calls, v)
+		errs = append(errs, err)
+	}
+	collect(good.Query(ctx, QueryRequest{OutTradeNo: "K-429"}))
+	collect(good.Reverse(ctx, cancelReq("K-PROG")))
+	collect(good.Reverse(ctx, cancelReq("K-NONE")))
+	collect(good.Reverse(ctx, bad))
+	collect(good.Cancel(ctx, "801501", cancelReq("K-1")))
+	collect(wrongKey.Query(ctx, QueryRequest{OutTradeNo: "K-1"}))
+	collect(verifying.Query(ctx, QueryRequest{OutTradeNo: "K-1"}))
+	_, cfgErr := New(Config{ClientKey: NewKey(testKey), SignType: "x"})
+	errs = append(errs, cfgErr)
+	_, signErr := Sign(nil, NewKey(testKey), "bogus")
+	errs = append(errs, signErr)
+
+	sig, _ := Sign(map[string]string{"out_trade_no": "K-1", "mchid": testMchID}, NewKey(testKey), SignMD5)
+	for i, err := range errs {
+		if err == nil {
+			t.Errorf("error %d is nil", i)
+			continue
+		}
+		for _, s := range []string{err.Error(), fmt.Sprintf("%+v", err), fmt.Sprintf("%#v", err)} {
+			if strings.Contains(s, testKey) || strings.Contains(s, sig) {
+				t.Errorf("error leaks the key: %s", s)
+			}
+		}
+	}
+	for _, c := range calls {
+		b, _ := json.Marshal(c)
+		if s := fmt.Sprintf("%+v %s", c, b); strings.Contains(s, testKey) {
+			t.Errorf("result leaks the key: %s", s)
+		}
+	}
+	for _, e := range sb.Entries() {
+		if _, ok := e.Fields["sign"]; ok {
+			t.Errorf("ledger holds a signature: %+v", e)
+		}
 	}
 }

@@ -86,7 +86,7 @@ type Sandbox struct {
 	stop sync.Once
 
 	shards   [nShards]shard
-	syssnIdx sync.Map // syssn -> tkey
+	syssnIdx sync.Map      // syssn -> tkey
 	seq      atomic.Uint64 // syssn numbers
 	entrySeq atomic.Uint64 // entry numbers: odd and even send txamt differently
 
