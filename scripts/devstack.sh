@@ -1,0 +1,301 @@
+#!/usr/bin/env bash
+# devstack.sh: a throwaway PostgreSQL + Apache Kafka (KRaft) stack on loopback, for tests,
+# benchmarks and the demo. Everything lives in $REPO/.stack (git-ignored), so two clones of the
+# repo run two independent stacks and `down` in one never touches the other.
+#
+#   scripts/devstack.sh up       start what is not running (idempotent), write .stack/env
+#   scripts/devstack.sh down     stop both and delete .stack
+#   scripts/devstack.sh status   say what runs where
+#   scripts/devstack.sh env      print .stack/env (eval "$(scripts/devstack.sh env)")
+#
+# If DATABASE_URL or KAFKA_BROKERS is already set (and is not the value this stack wrote), that
+# part is not started: the given value is written to .stack/env as is.
+#
+# On a fresh machine `up` installs what is missing: Debian's postgresql (apt) and the Kafka jars
+# (Maven Central, via build/kafka/pom.xml, cached in ~/.cache/reversald, outside the repo).
+set -euo pipefail
+
+SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO=$(cd "$SCRIPT_DIR/.." && pwd)
+STACK="$REPO/.stack"
+ENV_FILE="$STACK/env"
+PG_DIR="$STACK/pg"
+KAFKA_DIR="$STACK/kafka"
+KAFKA_POM="$REPO/build/kafka/pom.xml"
+CACHE_ROOT="${XDG_CACHE_HOME:-$HOME/.cache}/reversald"
+
+log() { printf 'devstack: %s\n' "$*" >&2; }
+die() { printf 'devstack: ERROR: %s\n' "$*" >&2; exit 1; }
+
+# ---------------------------------------------------------------------------------------------
+# helpers
+
+is_root() { [ "$(id -u)" -eq 0 ]; }
+
+# port_in_use PORT: true if something listens on 127.0.0.1:PORT (or any address).
+port_in_use() {
+  local p=$1
+  if ss -ltnH "sport = :$p" 2>/dev/null | grep -q .; then return 0; fi
+  # ss missing or odd: fall back to a connect attempt.
+  (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null && return 0
+  return 1
+}
+
+# free_port [EXCLUDE...]: print a free loopback port from a random high range. Random, not
+# sequential, so that two stacks starting at once (two clones, CI + a developer) rarely collide.
+free_port() {
+  local p i x skip
+  for i in $(seq 1 200); do
+    p=$(( 20000 + (RANDOM * 32768 + RANDOM) % 30000 ))
+    skip=0
+    for x in "$@"; do [ "$x" = "$p" ] && skip=1; done
+    [ "$skip" = 1 ] && continue
+    port_in_use "$p" || { echo "$p"; return 0; }
+  done
+  die "no free loopback port found"
+}
+
+# wait_tcp PORT SECONDS: wait until 127.0.0.1:PORT accepts connections.
+wait_tcp() {
+  local p=$1 deadline=$(( SECONDS + $2 ))
+  while [ "$SECONDS" -lt "$deadline" ]; do
+    (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null && return 0
+    sleep 0.2
+  done
+  return 1
+}
+
+# pid_alive PIDFILE PATTERN: the pid in PIDFILE runs and its command line contains PATTERN
+# (guards against a stale pid file whose pid was reused by an unrelated process).
+pid_alive() {
+  local f=$1 pat=$2 pid
+  [ -s "$f" ] || return 1
+  pid=$(head -n1 "$f")
+  [[ "$pid" =~ ^[0-9]+$ ]] || return 1
+  kill -0 "$pid" 2>/dev/null || return 1
+  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$pat"
+}
+
+# The value this stack last wrote for a variable, if any (to tell our own exported value from
+# one the caller set on purpose).
+own_value() {
+  [ -f "$ENV_FILE" ] || return 0
+  sed -n "s/^export $1=//p" "$ENV_FILE" | tail -n1
+}
+
+# external VAR: true if VAR is set in the environment by someone else than this stack.
+external() {
+  local name=$1 val
+  val=${!name:-}
+  [ -n "$val" ] || return 1
+  # Exported by an earlier `. .stack/env` of this very stack: ours, manage it.
+  [ "$val" = "$(own_value "$name")" ] && return 1
+  return 0
+}
+
+apt_install() {
+  is_root || { command -v sudo >/dev/null || die "need root to apt-get install $*"; }
+  local sudo=""
+  is_root || sudo="sudo"
+  log "installing $* (apt)"
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo apt-get update -qq >/dev/null
+  $sudo apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+# ---------------------------------------------------------------------------------------------
+# PostgreSQL
+
+pg_bindir() {
+  local d
+  d=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n1 || true)
+  if [ -z "$d" ] || [ ! -x "$d/initdb" ]; then
+    apt_install postgresql >&2
+    d=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n1 || true)
+    [ -n "$d" ] && [ -x "$d/initdb" ] || die "postgresql installed but no initdb under /usr/lib/postgresql/*/bin"
+  fi
+  echo "$d"
+}
+
+# The unprivileged user PostgreSQL runs as: initdb and postgres refuse to run as root.
+PG_USER=""
+pg_user() {
+  if ! is_root; then PG_USER=$(id -un); return; fi
+  if id postgres >/dev/null 2>&1; then PG_USER=postgres; return; fi
+  if ! id reversald >/dev/null 2>&1; then
+    log "creating system user reversald to run PostgreSQL"
+    useradd --system --no-create-home --shell /usr/sbin/nologin reversald
+  fi
+  PG_USER=reversald
+}
+
+as_pg() {
+  if is_root; then runuser -u "$PG_USER" -- "$@"; else "$@"; fi
+}
+
+# Make every ancestor of .stack traversable by the PostgreSQL user (a repo under /root, say).
+ensure_traversable() {
+  is_root || return 0
+  local d=$1
+  while [ "$d" != "/" ]; do
+    if ! runuser -u "$PG_USER" -- test -x "$d" 2>/dev/null; then
+      log "chmod o+x $d (so $PG_USER can reach .stack)"
+      chmod o+x "$d"
+    fi
+    d=$(dirname "$d")
+  done
+}
+
+pg_running() {
+  local bin=$1
+  [ -s "$PG_DIR/port" ] || return 1
+  pid_alive "$PG_DIR/data/postmaster.pid" "$PG_DIR/data" || return 1
+  "$bin/pg_isready" -q -h 127.0.0.1 -p "$(cat "$PG_DIR/port")" -U postgres
+}
+
+pg_up() {
+  if external DATABASE_URL; then
+    log "PostgreSQL: DATABASE_URL is set, using it (not starting one)"
+    PG_URL=$DATABASE_URL
+    return
+  fi
+  local bin
+  bin=$(pg_bindir)
+  pg_user
+  if pg_running "$bin"; then
+    log "PostgreSQL: already running on 127.0.0.1:$(cat "$PG_DIR/port")"
+  else
+    mkdir -p "$PG_DIR/run"
+    ensure_traversable "$STACK"
+    if [ ! -s "$PG_DIR/data/PG_VERSION" ]; then
+      rm -rf "$PG_DIR/data"
+      mkdir -p "$PG_DIR/data"
+      is_root && chown -R "$PG_USER:" "$PG_DIR"
+      chmod 700 "$PG_DIR/data"
+      log "PostgreSQL: initdb ($bin, as $PG_USER)"
+      as_pg "$bin/initdb" -D "$PG_DIR/data" -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 \
+        >"$PG_DIR/initdb.log" 2>&1 || { cat "$PG_DIR/initdb.log" >&2; die "initdb failed"; }
+      # THROWAWAY cluster for tests: durability is switched off on purpose (fsync, synchronous
+      # commit and full-page writes), trading crash safety for speed. Never copy these settings
+      # to a real database.
+      cat >>"$PG_DIR/data/postgresql.conf" <<EOF
+
+# --- added by scripts/devstack.sh: throwaway test cluster, NOT crash safe ---
+listen_addresses = '127.0.0.1'
+fsync = off
+synchronous_commit = off
+full_page_writes = off
+max_connections = 300
+shared_buffers = 256MB
+log_min_messages = warning
+log_min_duration_statement = -1
+EOF
+    fi
+    is_root && chown -R "$PG_USER:" "$PG_DIR"
+    local port tries=0
+    port=$(cat "$PG_DIR/port" 2>/dev/null || true)
+    while :; do
+      # Reuse the previous port when free (stable env), otherwise take another one.
+      if [ -z "$port" ] || port_in_use "$port"; then port=$(free_port); fi
+      log "PostgreSQL: starting on 127.0.0.1:$port"
+      # pg_ctl copes with a stale postmaster.pid left by a killed run.
+      if as_pg "$bin/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/postgres.log" -w -t 60 \
+          -o "-p $port -k $PG_DIR/run -c listen_addresses=127.0.0.1" start >/dev/null 9>&-; then
+        break
+      fi
+      tries=$((tries + 1))
+      [ "$tries" -lt 3 ] || { tail -n 30 "$PG_DIR/postgres.log" >&2 || true; die "PostgreSQL did not start"; }
+      log "PostgreSQL: start failed, retrying on another port"
+      port=""
+    done
+    echo "$port" >"$PG_DIR/port"
+    local deadline=$(( SECONDS + 60 ))
+    until "$bin/pg_isready" -q -h 127.0.0.1 -p "$port" -U postgres; do
+      [ "$SECONDS" -lt "$deadline" ] || die "PostgreSQL: pg_isready never succeeded (see $PG_DIR/postgres.log)"
+      sleep 0.2
+    done
+    head -n1 "$PG_DIR/data/postmaster.pid" >"$PG_DIR/pid"
+    log "PostgreSQL: ready on 127.0.0.1:$port (pid $(cat "$PG_DIR/pid"))"
+  fi
+  PG_URL="postgres://postgres@127.0.0.1:$(cat "$PG_DIR/port")/postgres?sslmode=disable"
+}
+
+pg_down() {
+  [ -d "$PG_DIR/data" ] || return 0
+  local bin
+  bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n1 || true)
+  if pid_alive "$PG_DIR/data/postmaster.pid" "$PG_DIR/data"; then
+    log "PostgreSQL: stopping"
+    pg_user
+    if [ -n "$bin" ]; then
+      as_pg "$bin/pg_ctl" -D "$PG_DIR/data" -m immediate -w -t 30 stop >/dev/null 2>&1 || true
+    fi
+    if pid_alive "$PG_DIR/data/postmaster.pid" "$PG_DIR/data"; then
+      kill -9 "$(head -n1 "$PG_DIR/data/postmaster.pid")" 2>/dev/null || true
+    fi
+  fi
+}
+
+pg_status() {
+  if [ -s "$PG_DIR/port" ] && pid_alive "$PG_DIR/data/postmaster.pid" "$PG_DIR/data"; then
+    echo "postgres: running, 127.0.0.1:$(cat "$PG_DIR/port"), pid $(head -n1 "$PG_DIR/data/postmaster.pid"), data $PG_DIR/data"
+  else
+    echo "postgres: not running"
+  fi
+}
+
+# ---------------------------------------------------------------------------------------------
+# commands
+
+# One `up`/`down` at a time per repo (two `make test` at once must not init the same cluster).
+# Servers are started with fd 9 closed (9>&-) so they never inherit, and hold, this lock.
+lock() {
+  exec 9>"$STACK/.lock"
+  flock -w 600 9 || die "another devstack.sh holds $STACK/.lock for 10 minutes"
+}
+
+write_env() {
+  local tmp="$ENV_FILE.tmp"
+  {
+    echo "# written by scripts/devstack.sh up; source it: . .stack/env"
+    [ -n "${PG_URL:-}" ] && echo "export DATABASE_URL=$PG_URL"
+    [ -n "${KAFKA_ADDR:-}" ] && echo "export KAFKA_BROKERS=$KAFKA_ADDR"
+  } >"$tmp"
+  mv "$tmp" "$ENV_FILE"
+}
+
+cmd_up() {
+  mkdir -p "$STACK"
+  lock
+  PG_URL="" KAFKA_ADDR=""
+  pg_up
+  write_env
+  log "env written to $ENV_FILE:"
+  sed 's/^/  /' "$ENV_FILE" | grep -v '^  #' >&2
+}
+
+cmd_down() {
+  if [ ! -d "$STACK" ]; then log "nothing to stop ($STACK does not exist)"; return; fi
+  lock
+  pg_down
+  rm -rf "$STACK"
+  log "stopped; removed $STACK"
+}
+
+cmd_status() {
+  pg_status
+  if [ -f "$ENV_FILE" ]; then echo "env: $ENV_FILE"; sed 's/^/  /' "$ENV_FILE" | grep -v '^  #'; else echo "env: none (run up)"; fi
+}
+
+cmd_env() {
+  [ -f "$ENV_FILE" ] || die "$ENV_FILE does not exist: run scripts/devstack.sh up"
+  cat "$ENV_FILE"
+}
+
+case "${1:-}" in
+  up) cmd_up ;;
+  down) cmd_down ;;
+  status) cmd_status ;;
+  env) cmd_env ;;
+  *) echo "usage: $0 up|down|status|env" >&2; exit 2 ;;
+esac
