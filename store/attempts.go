@@ -3,11 +3,11 @@ package store
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 const attemptColumns = `a.id, a.mchid, a.out_trade_no, a.syssn, a.txamt, a.txcurrcd, a.txdtm, a.pay_type, a.udid,
@@ -97,6 +97,13 @@ type Step struct {
 // non-conflicting event. It is fenced: if the attempt's token is no longer
 // a.Token, the attempt and outbox are left alone, the calls are recorded as
 // fenced out, and ErrFenced is returned.
+//
+// The statements go in one pipelined batch, which PostgreSQL runs as one
+// implicit transaction (everything up to the batch's single Sync): one round
+// trip. Each statement after the update checks the token itself, so a fenced
+// update makes the rest no-ops. The outbox statement runs after the update
+// has taken the row lock, with its own snapshot, so it sees every event that
+// an intake holding the attempt FOR SHARE committed first.
 func (s *Store) WriteStep(ctx context.Context, st Step) error {
 	a := st.Attempt
 	now := s.now()
@@ -110,46 +117,37 @@ func (s *Store) WriteStep(ctx context.Context, st Step) error {
 	if a.Final() {
 		decided = &now
 	}
+	b := &pgx.Batch{}
+	update := b.Queue(`
+		UPDATE attempts SET
+			status = $3, step = $4, method = $5, cancel_pending = $6, syssn = $7, pay_type = $8,
+			cancel_syssn = $9, respcd = $10, resperr = $11, respmsg = $12, reason = $13,
+			rechecks = $14, next_run_at = $15, gateway_calls = gateway_calls + $16,
+			decided_at = $17, lease_owner = $18, lease_expires_at = $19, updated_at = $20
+		WHERE id = $1 AND token = $2`,
+		a.ID, a.Token, a.Status, a.Step, a.Method, a.CancelPending, a.Syssn, a.PayType,
+		a.CancelSyssn, a.Respcd, a.Resperr, a.Respmsg, a.Reason,
+		a.Rechecks, a.NextRunAt, len(st.Calls), decided, owner, leaseUntil, now)
 	fenced := false
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		tag, err := tx.Exec(ctx, `
-			UPDATE attempts SET
-				status = $3, step = $4, method = $5, cancel_pending = $6, syssn = $7, pay_type = $8,
-				cancel_syssn = $9, respcd = $10, resperr = $11, respmsg = $12, reason = $13,
-				rechecks = $14, next_run_at = $15, gateway_calls = gateway_calls + $16,
-				decided_at = $17, lease_owner = $18, lease_expires_at = $19, updated_at = $20
-			WHERE id = $1 AND token = $2`,
-			a.ID, a.Token, a.Status, a.Step, a.Method, a.CancelPending, a.Syssn, a.PayType,
-			a.CancelSyssn, a.Respcd, a.Resperr, a.Respmsg, a.Reason,
-			a.Rechecks, a.NextRunAt, len(st.Calls), decided, owner, leaseUntil, now)
-		if err != nil {
-			return fmt.Errorf("update attempt: %w", err)
-		}
-		if tag.RowsAffected() == 0 {
-			fenced = true
-			return errRollback
-		}
-		batch := &pgx.Batch{}
-		if err := queueCalls(batch, a, st.Calls, false); err != nil {
-			return err
-		}
-		if a.Final() {
-			batch.Queue(`
-				INSERT INTO outbox (event_id, attempt_id, status, method, syssn, cancel_syssn, respcd,
-				                    resperr, respmsg, reason, gateway_calls, decided_at)
-				SELECT e.event_id, a.id, a.status, a.method, a.syssn, a.cancel_syssn, a.respcd,
-				       a.resperr, a.respmsg, a.reason, a.gateway_calls, a.decided_at
-				FROM events e JOIN attempts a ON a.id = e.attempt_id
-				WHERE e.attempt_id = $1 AND NOT e.conflict`, a.ID)
-		}
-		if batch.Len() == 0 {
-			return nil
-		}
-		if err := tx.SendBatch(ctx, batch).Close(); err != nil {
-			return fmt.Errorf("write audit and outbox: %w", err)
-		}
+	update.Exec(func(tag pgconn.CommandTag) error {
+		fenced = tag.RowsAffected() == 0
 		return nil
 	})
+	if err := queueCalls(b, a, st.Calls, false); err != nil {
+		return err
+	}
+	if a.Final() {
+		b.Queue(`
+			INSERT INTO outbox (event_id, attempt_id, status, method, syssn, cancel_syssn, respcd,
+			                    resperr, respmsg, reason, gateway_calls, decided_at)
+			SELECT e.event_id, a.id, a.status, a.method, a.syssn, a.cancel_syssn, a.respcd,
+			       a.resperr, a.respmsg, a.reason, a.gateway_calls, a.decided_at
+			FROM events e JOIN attempts a ON a.id = e.attempt_id
+			WHERE a.id = $1 AND a.token = $2 AND NOT e.conflict`, a.ID, a.Token)
+	}
+	if err := s.pool.SendBatch(ctx, b).Close(); err != nil {
+		return fmt.Errorf("write step of attempt %d (token %d): %w", a.ID, a.Token, err)
+	}
 	if fenced {
 		// The calls happened at the gateway all the same: keep their audit.
 		if err := s.recordFencedCalls(ctx, a, st.Calls); err != nil {
@@ -157,41 +155,51 @@ func (s *Store) WriteStep(ctx context.Context, st Step) error {
 		}
 		return fmt.Errorf("write step of attempt %d (token %d): %w", a.ID, a.Token, ErrFenced)
 	}
-	if err != nil {
-		return fmt.Errorf("write step of attempt %d (token %d): %w", a.ID, a.Token, err)
-	}
 	return nil
 }
-
-var errRollback = errors.New("rollback")
 
 func (s *Store) recordFencedCalls(ctx context.Context, a Attempt, calls []Call) error {
 	if len(calls) == 0 {
 		return nil
 	}
-	batch := &pgx.Batch{}
-	if err := queueCalls(batch, a, calls, true); err != nil {
+	b := &pgx.Batch{}
+	if err := queueCalls(b, a, calls, true); err != nil {
 		return err
 	}
-	if err := s.pool.SendBatch(ctx, batch).Close(); err != nil {
+	if err := s.pool.SendBatch(ctx, b).Close(); err != nil {
 		return fmt.Errorf("record fenced-out calls: %w", err)
 	}
 	return nil
 }
 
+// queueCalls queues one insert of every call's audit row. Unless fencedOut,
+// the rows are written only while the attempt still has a's token.
 func queueCalls(b *pgx.Batch, a Attempt, calls []Call, fencedOut bool) error {
-	for _, c := range calls {
-		req, err := json.Marshal(c.Request)
+	if len(calls) == 0 {
+		return nil
+	}
+	n := len(calls)
+	step, endpoint, respcd, errText := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	req, resp := make([][]byte, n), make([][]byte, n)
+	status := make([]int32, n)
+	latency := make([]int64, n)
+	at := make([]time.Time, n)
+	for i, c := range calls {
+		r, err := json.Marshal(c.Request)
 		if err != nil {
 			return fmt.Errorf("encode audit request of attempt %d: %w", a.ID, err)
 		}
-		b.Queue(`
-			INSERT INTO gateway_calls (attempt_id, token, fenced_out, step, endpoint, request, http_status,
-			                           respcd, error, response, latency_us, called_at)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
-			a.ID, a.Token, fencedOut, c.Step, c.Endpoint, req, c.HTTPStatus, c.Respcd, c.Error,
-			c.Response, c.Latency.Microseconds(), c.At)
+		step[i], endpoint[i], respcd[i], errText[i] = c.Step, c.Endpoint, c.Respcd, c.Error
+		req[i], resp[i], status[i], latency[i], at[i] = r, c.Response, int32(c.HTTPStatus), c.Latency.Microseconds(), c.At
 	}
+	b.Queue(`
+		INSERT INTO gateway_calls (attempt_id, token, fenced_out, step, endpoint, request, http_status,
+		                           respcd, error, response, latency_us, called_at)
+		SELECT $1, $2, $3, c.*
+		FROM unnest($4::text[], $5::text[], $6::jsonb[], $7::int[], $8::text[], $9::text[], $10::bytea[],
+		            $11::bigint[], $12::timestamptz[]) AS c
+		WHERE $3 OR EXISTS (SELECT 1 FROM attempts WHERE id = $1 AND token = $2)`,
+		a.ID, a.Token, fencedOut, step, endpoint, req, status, respcd, errText, resp, latency, at)
 	return nil
 }
 

@@ -1,0 +1,85 @@
+package reversal
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/reversald/reversald/qfpay"
+	"github.com/reversald/reversald/qfpay/sandbox"
+	"github.com/reversald/reversald/store"
+	"github.com/reversald/reversald/store/storetest"
+)
+
+// BenchmarkExecutor drives b.N in-flight payments (query, reversal, confirm:
+// three gateway calls each) to their outcome against an in-process sandbox
+// with no latency, and reports attempts/s. The attempts are spread over 1,000
+// merchants and pacing is off, so the figure is the executor's and the
+// database's, not QFPay's rate limit. Run: make bench, or
+// go test -run '^$' -bench BenchmarkExecutor -benchtime 3000x ./reversal
+func BenchmarkExecutor(b *testing.B) {
+	for _, workers := range []int{32, 64} {
+		b.Run(fmt.Sprintf("workers=%d", workers), func(b *testing.B) {
+			benchExecutor(b, workers)
+		})
+	}
+}
+
+func benchExecutor(b *testing.B, workers int) {
+	sb, url, stop, err := sandbox.Start(sandbox.Config{AppCode: testAppCode, Key: testKey})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(stop)
+	st := storetest.New(b, store.Options{MaxConns: int32(workers + 8)})
+	gw, err := qfpay.New(qfpay.Config{BaseURL: url, AppCode: testAppCode, ClientKey: qfpay.NewKey(testKey), Timeout: 5 * time.Second})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(gw.CloseIdleConnections)
+	ctx := context.Background()
+	txdtm := time.Now().Add(-time.Minute).Format(time.DateTime)
+	var ids []int64
+	for lo := 0; lo < b.N; lo += 500 {
+		var batch []store.Event
+		for i := lo; i < min(lo+500, b.N); i++ {
+			mch := fmt.Sprintf("M%04d", i%1000)
+			otn := fmt.Sprintf("BENCH%08d", i)
+			if err := sb.Put(sandbox.Txn{MchID: mch, OutTradeNo: otn, State: sandbox.StateInFlight, TxAmt: 2500, TxDtm: txdtm}); err != nil {
+				b.Fatal(err)
+			}
+			batch = append(batch, store.Event{EventID: otn, MchID: mch, OutTradeNo: otn, TxAmt: 2500, TxDtm: txdtm, PayType: "800101"})
+		}
+		res, err := st.Intake(ctx, batch)
+		if err != nil {
+			b.Fatal(err)
+		}
+		ids = append(ids, res.NewAttempts...)
+	}
+	finals := make(chan struct{}, b.N)
+	ex, err := NewExecutor(ExecutorConfig{
+		Owner: "bench", Workers: workers, PollInterval: 20 * time.Millisecond, MerchantRate: -1,
+		Hooks: Hooks{Final: func(string) { finals <- struct{}{} }},
+	}, st, gw)
+	if err != nil {
+		b.Fatal(err)
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	b.ResetTimer()
+	go func() { done <- ex.Run(runCtx) }()
+	for range b.N {
+		<-finals
+	}
+	b.StopTimer()
+	cancel()
+	if err := <-done; err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "attempts/s")
+	if err := sb.CheckInvariants(); err != nil {
+		b.Fatal(err)
+	}
+	_ = ids
+}
