@@ -1,0 +1,102 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/md5"
+	"encoding/hex"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func TestRunServesSignedCalls(t *testing.T) {
+	rules := filepath.Join(t.TempDir(), "rules.json")
+	if err := os.WriteFile(rules, []byte(`{"rules":[{"prefix":"DEMO-","initial_state":"in_flight"}],
+		"txns":[{"out_trade_no":"PAID-1","state":"paid","txamt":100}]}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{"QFPAY_SANDBOX_KEY": "k3y", "QFPAY_SANDBOX_RULES": rules}
+	lookup := func(k string) (string, bool) { v, ok := env[k]; return v, ok }
+	pr, pw := io.Pipe()
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() {
+		errc <- run(ctx, []string{"-addr", "127.0.0.1:0", "-appcode", "APP1"}, lookup, pw)
+		pw.Close()
+	}()
+	line, err := bufio.NewReader(pr).ReadString('\n')
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _, _ = io.Copy(io.Discard, pr) }()
+	_, after, _ := strings.Cut(line, "listening on ")
+	base, _, _ := strings.Cut(after, " ")
+	if !strings.HasPrefix(base, "http://127.0.0.1:") || !strings.Contains(line, "1 rules, 1 txns") || strings.Contains(line, "k3y") {
+		t.Fatalf("banner %q", line)
+	}
+
+	call := func(path, fields, sign string) string {
+		req, _ := http.NewRequest(http.MethodPost, base+path, strings.NewReader(fields))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded; charset=UTF-8")
+		req.Header.Set("X-QF-APPCODE", "APP1")
+		req.Header.Set("X-QF-SIGN", sign)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return string(b)
+	}
+	sign := func(canonical string) string {
+		sum := md5.Sum([]byte(canonical + "k3y"))
+		return strings.ToUpper(hex.EncodeToString(sum[:]))
+	}
+	if got := call("/trade/v1/query", "out_trade_no=PAID-1", sign("out_trade_no=PAID-1")); !strings.Contains(got, `"respcd":"0000"`) || !strings.Contains(got, `"out_trade_no":"PAID-1"`) {
+		t.Errorf("query: %s", got)
+	}
+	canon := "out_trade_no=DEMO-1&txamt=100&txdtm=" + time.Now().Format("2006-01-02 15:04:05")
+	form := url.Values{}
+	for _, kv := range strings.Split(canon, "&") {
+		k, v, _ := strings.Cut(kv, "=")
+		form.Set(k, v)
+	}
+	if got := call("/trade/v1/reversal", form.Encode(), sign(canon)); !strings.Contains(got, `"respcd":"0000"`) {
+		t.Errorf("reversal: %s", got)
+	}
+	if got := call("/trade/v1/query", "out_trade_no=PAID-1", "WRONG"); !strings.Contains(got, `"respcd":"1108"`) {
+		t.Errorf("bad signature: %s", got)
+	}
+	cancel()
+	select {
+	case err := <-errc:
+		if err != nil {
+			t.Fatalf("run: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("run did not return after cancel")
+	}
+	http.DefaultClient.CloseIdleConnections()
+}
+
+func TestRunRejectsBadConfig(t *testing.T) {
+	bad := filepath.Join(t.TempDir(), "rules.json")
+	_ = os.WriteFile(bad, []byte(`[{"prefix":"X","initial_stat":"paid"}]`), 0o600)
+	lookup := func(string) (string, bool) { return "", false }
+	if err := run(context.Background(), []string{"-rules", bad, "-addr", "127.0.0.1:0"}, lookup, io.Discard); err == nil || !strings.Contains(err.Error(), "initial_stat") {
+		t.Errorf("typo in rules: %v", err)
+	}
+	if err := run(context.Background(), []string{"-appcode", "", "-addr", "127.0.0.1:0"}, lookup, io.Discard); err == nil {
+		t.Error("empty app code accepted")
+	}
+}
