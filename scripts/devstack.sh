@@ -245,6 +245,214 @@ pg_status() {
 }
 
 # ---------------------------------------------------------------------------------------------
+# Kafka (KRaft, combined broker+controller, one node), jars assembled from Maven Central
+
+kafka_version() {
+  sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$KAFKA_POM" | head -n1
+}
+
+# java_bin: a java of version 17 or later (Kafka 4.x needs 17+); installs Debian's if none.
+java_bin() {
+  local j major
+  for j in "${JAVA_HOME:+$JAVA_HOME/bin/java}" "$(command -v java || true)" /usr/lib/jvm/java-17-openjdk-*/bin/java /usr/lib/jvm/*/bin/java; do
+    [ -n "$j" ] && [ -x "$j" ] || continue
+    major=$("$j" -XshowSettings:properties -version 2>&1 | sed -n 's/^ *java.specification.version = //p' | cut -d. -f1)
+    if [ -n "$major" ] && [ "$major" -ge 17 ]; then echo "$j"; return; fi
+  done
+  apt_install openjdk-17-jre-headless >&2
+  ls /usr/lib/jvm/java-17-openjdk-*/bin/java | head -n1
+}
+
+# kafka_libs: print the directory holding the broker's jars, downloading them on first use.
+# The cache is keyed by version and by the pom's hash (a changed pom re-resolves), and lives
+# outside the repo: jars are never committed.
+kafka_libs() {
+  local ver dir stamp
+  ver=$(kafka_version)
+  [ -n "$ver" ] || die "no <kafka.version> in $KAFKA_POM"
+  dir="$CACHE_ROOT/kafka-$ver"
+  stamp=$(sha256sum "$KAFKA_POM" | cut -c1-16)
+  if [ "$(cat "$dir/.complete" 2>/dev/null || true)" = "$stamp" ] && ls "$dir/libs/"kafka_2.13-*.jar >/dev/null 2>&1; then
+    echo "$dir/libs"; return
+  fi
+  command -v mvn >/dev/null || apt_install maven >&2
+  log "Kafka: fetching Apache Kafka $ver jars from Maven Central into $dir/libs (once)"
+  mkdir -p "$dir"
+  rm -rf "$dir/libs.tmp"
+  if ! mvn -B -q -f "$KAFKA_POM" dependency:copy-dependencies -DincludeScope=runtime \
+      -DoutputDirectory="$dir/libs.tmp" >"$dir/mvn.log" 2>&1; then
+    cat "$dir/mvn.log" >&2
+    die "Kafka: Maven could not assemble kafka $ver (log above, also in $dir/mvn.log)"
+  fi
+  rm -rf "$dir/libs"
+  mv "$dir/libs.tmp" "$dir/libs"
+  echo "$stamp" >"$dir/.complete"
+  echo "$dir/libs"
+}
+
+kafka_running() {
+  [ -s "$KAFKA_DIR/port" ] || return 1
+  pid_alive "$KAFKA_DIR/pid" "$KAFKA_DIR/server.properties" || return 1
+  wait_tcp "$(cat "$KAFKA_DIR/port")" 2
+}
+
+kafka_write_config() {
+  local port=$1 cport=$2
+  cat >"$KAFKA_DIR/server.properties" <<EOF
+# written by scripts/devstack.sh: single-node KRaft (broker + controller) for tests only.
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@127.0.0.1:$cport
+listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport
+advertised.listeners=PLAINTEXT://127.0.0.1:$port
+controller.listener.names=CONTROLLER
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+inter.broker.listener.name=PLAINTEXT
+log.dirs=$KAFKA_DIR/data
+auto.create.topics.enable=true
+delete.topic.enable=true
+num.partitions=4
+default.replication.factor=1
+min.insync.replicas=1
+offsets.topic.replication.factor=1
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+group.initial.rebalance.delay.ms=0
+# Smaller internal topics than the defaults (50 partitions): faster first group join in tests.
+offsets.topic.num.partitions=8
+transaction.state.log.num.partitions=4
+# Lets tests use short consumer-group session timeouts (rebalance tests) without waiting 6 s+.
+group.min.session.timeout.ms=1000
+EOF
+  cat >"$KAFKA_DIR/log4j2.properties" <<EOF
+status = warn
+appender.f.type = RollingFile
+appender.f.name = F
+appender.f.fileName = $KAFKA_DIR/server.log
+appender.f.filePattern = $KAFKA_DIR/server.log.%i
+appender.f.layout.type = PatternLayout
+appender.f.layout.pattern = [%d] %p %m (%c)%n
+appender.f.policies.type = Policies
+appender.f.policies.size.type = SizeBasedTriggeringPolicy
+appender.f.policies.size.size = 50MB
+appender.f.strategy.type = DefaultRolloverStrategy
+appender.f.strategy.max = 2
+rootLogger.level = info
+rootLogger.appenderRef.f.ref = F
+logger.ak.name = org.apache.kafka
+logger.ak.level = warn
+EOF
+  cat >"$KAFKA_DIR/log4j2-cli.properties" <<EOF
+status = warn
+appender.e.type = Console
+appender.e.name = E
+appender.e.target = SYSTEM_ERR
+appender.e.layout.type = PatternLayout
+appender.e.layout.pattern = %p %m%n
+rootLogger.level = warn
+rootLogger.appenderRef.e.ref = E
+EOF
+}
+
+# kafka_start PORT CPORT: start the broker in the background; 0 once it serves, 1 if it died.
+kafka_start() {
+  local port=$1 cport=$2 deadline pid cid
+  kafka_write_config "$port" "$cport"
+  if [ ! -s "$KAFKA_DIR/data/meta.properties" ]; then
+    rm -rf "$KAFKA_DIR/data"
+    # A Kafka cluster id is 16 random bytes, base64url without padding.
+    cid=$(head -c16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')
+    "$JAVA" -Dlog4j2.configurationFile="$KAFKA_DIR/log4j2-cli.properties" -cp "$KAFKA_LIBS/*" \
+      kafka.tools.StorageTool format -t "$cid" -c "$KAFKA_DIR/server.properties" \
+      >"$KAFKA_DIR/format.log" 2>&1 || { cat "$KAFKA_DIR/format.log" >&2; die "Kafka: storage format failed"; }
+  fi
+  rm -f "$KAFKA_DIR/server.log"
+  : >"$KAFKA_DIR/kafka.out"
+  # setsid + nohup: the broker outlives this script and a Ctrl-C in the terminal that ran it.
+  setsid nohup "$JAVA" -Xms256m -Xmx512m -XX:+ExitOnOutOfMemoryError -Djava.awt.headless=true \
+    -Dlog4j2.configurationFile="$KAFKA_DIR/log4j2.properties" -cp "$KAFKA_LIBS/*" \
+    kafka.Kafka "$KAFKA_DIR/server.properties" >>"$KAFKA_DIR/kafka.out" 2>&1 </dev/null 9>&- &
+  pid=$!
+  echo "$pid" >"$KAFKA_DIR/pid"
+  deadline=$(( SECONDS + 120 ))
+  while [ "$SECONDS" -lt "$deadline" ]; do
+    kill -0 "$pid" 2>/dev/null || return 1
+    if grep -q 'Kafka Server started' "$KAFKA_DIR/server.log" 2>/dev/null && wait_tcp "$port" 1; then
+      return 0
+    fi
+    sleep 0.3
+  done
+  die "Kafka: broker did not start within 120 s (see $KAFKA_DIR/server.log and kafka.out)"
+}
+
+kafka_up() {
+  if external KAFKA_BROKERS; then
+    log "Kafka: KAFKA_BROKERS is set, using it (not starting one)"
+    KAFKA_ADDR=$KAFKA_BROKERS
+    return
+  fi
+  KAFKA_LIBS=$(kafka_libs)
+  JAVA=$(java_bin)
+  if kafka_running; then
+    log "Kafka: already running on 127.0.0.1:$(cat "$KAFKA_DIR/port")"
+  else
+    mkdir -p "$KAFKA_DIR"
+    if pid_alive "$KAFKA_DIR/pid" "$KAFKA_DIR/server.properties"; then
+      log "Kafka: a broker of this stack runs but does not answer; restarting it"
+      kafka_stop
+    fi
+    local port cport tries=0
+    port=$(cat "$KAFKA_DIR/port" 2>/dev/null || true)
+    cport=$(cat "$KAFKA_DIR/controller.port" 2>/dev/null || true)
+    while :; do
+      # Reuse the previous ports when free (stable env), otherwise take others.
+      if [ -z "$port" ] || [ -z "$cport" ] || port_in_use "$port" || port_in_use "$cport"; then
+        port=$(free_port); cport=$(free_port "$port")
+      fi
+      log "Kafka: starting $(kafka_version) (KRaft) on 127.0.0.1:$port, controller :$cport"
+      if kafka_start "$port" "$cport"; then break; fi
+      tries=$((tries + 1))
+      tail -n 20 "$KAFKA_DIR/kafka.out" >&2 || true
+      [ "$tries" -lt 3 ] || die "Kafka: broker exited at start (see $KAFKA_DIR/server.log)"
+      log "Kafka: broker exited at start, retrying on other ports"
+      port=""; cport=""
+    done
+    echo "$port" >"$KAFKA_DIR/port"
+    echo "$cport" >"$KAFKA_DIR/controller.port"
+    # Admin round trip: the broker serves metadata, not just accepts TCP connections.
+    if ! "$JAVA" -Dlog4j2.configurationFile="$KAFKA_DIR/log4j2-cli.properties" -cp "$KAFKA_LIBS/*" \
+        org.apache.kafka.tools.TopicCommand --bootstrap-server "127.0.0.1:$port" --list >/dev/null; then
+      die "Kafka: broker started but cannot list topics (see $KAFKA_DIR/server.log)"
+    fi
+    log "Kafka: ready on 127.0.0.1:$port (pid $(cat "$KAFKA_DIR/pid"))"
+  fi
+  KAFKA_ADDR="127.0.0.1:$(cat "$KAFKA_DIR/port")"
+}
+
+kafka_stop() {
+  pid_alive "$KAFKA_DIR/pid" "$KAFKA_DIR/server.properties" || return 0
+  local pid i
+  pid=$(head -n1 "$KAFKA_DIR/pid")
+  log "Kafka: stopping (pid $pid)"
+  kill "$pid" 2>/dev/null || true
+  for i in $(seq 1 50); do
+    kill -0 "$pid" 2>/dev/null || return 0
+    sleep 0.2
+  done
+  kill -9 "$pid" 2>/dev/null || true
+}
+
+kafka_status() {
+  if [ -s "$KAFKA_DIR/port" ] && pid_alive "$KAFKA_DIR/pid" "$KAFKA_DIR/server.properties"; then
+    echo "kafka: running, 127.0.0.1:$(cat "$KAFKA_DIR/port") (controller :$(cat "$KAFKA_DIR/controller.port")), pid $(cat "$KAFKA_DIR/pid"), version $(kafka_version), logs $KAFKA_DIR"
+  else
+    echo "kafka: not running"
+  fi
+}
+
+# ---------------------------------------------------------------------------------------------
 # commands
 
 # One `up`/`down` at a time per repo (two `make test` at once must not init the same cluster).
@@ -270,6 +478,8 @@ cmd_up() {
   PG_URL="" KAFKA_ADDR=""
   pg_up
   write_env
+  kafka_up
+  write_env
   log "env written to $ENV_FILE:"
   sed 's/^/  /' "$ENV_FILE" | grep -v '^  #' >&2
 }
@@ -277,6 +487,7 @@ cmd_up() {
 cmd_down() {
   if [ ! -d "$STACK" ]; then log "nothing to stop ($STACK does not exist)"; return; fi
   lock
+  kafka_stop
   pg_down
   rm -rf "$STACK"
   log "stopped; removed $STACK"
@@ -284,6 +495,7 @@ cmd_down() {
 
 cmd_status() {
   pg_status
+  kafka_status
   if [ -f "$ENV_FILE" ]; then echo "env: $ENV_FILE"; sed 's/^/  /' "$ENV_FILE" | grep -v '^  #'; else echo "env: none (run up)"; fi
 }
 
