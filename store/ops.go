@@ -172,3 +172,22 @@ func (s *Store) Retry(ctx context.Context, id int64) error {
 	}
 	return nil
 }
+
+// Backlog is what the daemon's gauges show: attempts still being worked and
+// outcomes not yet published. Both counts walk partial indexes only.
+type Backlog struct {
+	Pending int64
+	Outbox  int64
+}
+
+// Backlog counts pending attempts and unpublished outcomes.
+func (s *Store) Backlog(ctx context.Context) (Backlog, error) {
+	var b Backlog
+	err := s.pool.QueryRow(ctx, `
+		SELECT (SELECT count(*) FROM attempts WHERE status = 'pending'),
+		       (SELECT count(*) FROM outbox WHERE published_at IS NULL)`).Scan(&b.Pending, &b.Outbox)
+	if err != nil {
+		return Backlog{}, fmt.Errorf("count backlog: %w", err)
+	}
+	return b, nil
+}

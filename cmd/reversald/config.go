@@ -1,0 +1,195 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"reflect"
+	"strings"
+	"time"
+
+	"github.com/sethvargo/go-envconfig"
+)
+
+// Config is every setting of the daemon, read from the environment. The
+// README's configuration table is generated from nothing: keep it in step
+// with this struct by hand (config_test.go checks that every variable is
+// documented there).
+type Config struct {
+	DatabaseURL     string `env:"DATABASE_URL"`
+	MigrateOnStart  bool   `env:"MIGRATE_ON_START, default=true"`
+	DatabaseMaxConn int32  `env:"DATABASE_MAX_CONNS, default=0"`
+
+	KafkaBrokers      []string      `env:"KAFKA_BROKERS"`
+	InputTopic        string        `env:"KAFKA_INPUT_TOPIC, default=payment-uncertain"`
+	DLQTopic          string        `env:"KAFKA_DLQ_TOPIC, default=payment-uncertain.dlq"`
+	ResultsTopic      string        `env:"KAFKA_RESULTS_TOPIC, default=payment-reversal-results"`
+	GroupID           string        `env:"KAFKA_GROUP_ID, default=reversald"`
+	CreateTopics      bool          `env:"KAFKA_CREATE_TOPICS, default=false"`
+	TopicPartitions   int           `env:"KAFKA_TOPIC_PARTITIONS, default=12"`
+	TopicReplication  int           `env:"KAFKA_TOPIC_REPLICATION, default=3"`
+	KafkaTLS          bool          `env:"KAFKA_TLS, default=false"`
+	KafkaTLSCAFile    string        `env:"KAFKA_TLS_CA_FILE"`
+	KafkaTLSCertFile  string        `env:"KAFKA_TLS_CERT_FILE"`
+	KafkaTLSKeyFile   string        `env:"KAFKA_TLS_KEY_FILE"`
+	KafkaSASL         string        `env:"KAFKA_SASL_MECHANISM"`
+	KafkaSASLUser     string        `env:"KAFKA_SASL_USERNAME"`
+	KafkaSASLPassword string        `env:"KAFKA_SASL_PASSWORD"`
+	IntakeBatch       int           `env:"INTAKE_BATCH_SIZE, default=500"`
+	IntakeLinger      time.Duration `env:"INTAKE_BATCH_LINGER, default=20ms"`
+	PublishBatch      int           `env:"PUBLISH_BATCH_SIZE, default=500"`
+	PublishInterval   time.Duration `env:"PUBLISH_INTERVAL, default=100ms"`
+
+	QFPayBaseURL    string        `env:"QFPAY_BASE_URL"`
+	QFPayAppCode    string        `env:"QFPAY_APP_CODE"`
+	QFPayClientKey  string        `env:"QFPAY_CLIENT_KEY"`
+	QFPayMchID      string        `env:"QFPAY_MCHID"`
+	QFPaySignType   string        `env:"QFPAY_SIGN_TYPE, default=MD5"`
+	QFPayTimeout    time.Duration `env:"QFPAY_TIMEOUT, default=10s"`
+	QFPayVerifySign bool          `env:"QFPAY_VERIFY_RESPONSES, default=false"`
+	QFPayRoutes     string        `env:"QFPAY_ROUTES"`
+
+	Workers          int           `env:"EXECUTOR_WORKERS, default=32"`
+	Lease            time.Duration `env:"EXECUTOR_LEASE, default=30s"`
+	PollInterval     time.Duration `env:"EXECUTOR_POLL_INTERVAL, default=1s"`
+	BackoffBase      time.Duration `env:"EXECUTOR_BACKOFF_BASE, default=1s"`
+	BackoffMax       time.Duration `env:"EXECUTOR_BACKOFF_MAX, default=5m"`
+	MerchantRate     float64       `env:"MERCHANT_RATE_PER_MIN, default=400"`
+	Deadline         time.Duration `env:"ATTEMPT_DEADLINE, default=24h"`
+	NotFoundRechecks int           `env:"NOT_FOUND_RECHECKS, default=3"`
+	ConfirmRechecks  int           `env:"CONFIRM_RECHECKS, default=5"`
+
+	HTTPAddr        string        `env:"HTTP_ADDR, default=:9090"`
+	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT, default=20s"`
+	LogLevel        string        `env:"LOG_LEVEL, default=info"`
+	InstanceID      string        `env:"INSTANCE_ID"`
+}
+
+// secretVars may also be given as NAME_FILE, the path of a file holding the
+// value (Docker and Kubernetes secrets). The file's trailing newline is cut.
+var secretVars = []string{"DATABASE_URL", "QFPAY_CLIENT_KEY", "KAFKA_SASL_PASSWORD"}
+
+// loadConfig reads the configuration through lookup and reports every
+// problem at once: unparsable values, missing settings, and values out of range.
+func loadConfig(ctx context.Context, lookup envconfig.Lookuper) (Config, error) {
+	var (
+		c    Config
+		errs []error
+	)
+	fileLookup, fileErrs := withSecretFiles(lookup)
+	errs = append(errs, fileErrs...)
+	// One field at a time, so that one bad value does not hide the next.
+	v := reflect.ValueOf(&c).Elem()
+	t := v.Type()
+	for i := range t.NumField() {
+		f := t.Field(i)
+		one := reflect.New(reflect.StructOf([]reflect.StructField{{Name: f.Name, Type: f.Type, Tag: f.Tag}}))
+		if err := envconfig.ProcessWith(ctx, &envconfig.Config{Target: one.Interface(), Lookuper: fileLookup}); err != nil {
+			name, _, _ := strings.Cut(f.Tag.Get("env"), ",")
+			errs = append(errs, fmt.Errorf("%s: %w", name, unwrapAll(err)))
+			continue
+		}
+		v.Field(i).Set(one.Elem().Field(0))
+	}
+	errs = append(errs, c.validate(), c.validateParts())
+	if err := errors.Join(errs...); err != nil {
+		return c, err
+	}
+	if c.InstanceID == "" {
+		host, _ := os.Hostname()
+		c.InstanceID = fmt.Sprintf("%s-%d", host, os.Getpid())
+	}
+	return c, nil
+}
+
+func (c Config) validate() error {
+	var errs []error
+	req := func(name, v string) {
+		if strings.TrimSpace(v) == "" {
+			errs = append(errs, fmt.Errorf("%s is required", name))
+		}
+	}
+	req("DATABASE_URL (or DATABASE_URL_FILE)", c.DatabaseURL)
+	if len(c.KafkaBrokers) == 0 {
+		errs = append(errs, errors.New("KAFKA_BROKERS is required (host:port, comma-separated)"))
+	}
+	req("QFPAY_BASE_URL", c.QFPayBaseURL)
+	req("QFPAY_APP_CODE", c.QFPayAppCode)
+	req("QFPAY_CLIENT_KEY (or QFPAY_CLIENT_KEY_FILE)", c.QFPayClientKey)
+	for _, p := range []struct {
+		name string
+		v    int
+		min  int
+	}{
+		{"KAFKA_TOPIC_PARTITIONS", c.TopicPartitions, 1}, {"KAFKA_TOPIC_REPLICATION", c.TopicReplication, 1},
+		{"INTAKE_BATCH_SIZE", c.IntakeBatch, 1}, {"PUBLISH_BATCH_SIZE", c.PublishBatch, 1},
+		{"EXECUTOR_WORKERS", c.Workers, 1}, {"NOT_FOUND_RECHECKS", c.NotFoundRechecks, 0}, {"CONFIRM_RECHECKS", c.ConfirmRechecks, 0},
+	} {
+		if p.v < p.min {
+			errs = append(errs, fmt.Errorf("%s must be at least %d, got %d", p.name, p.min, p.v))
+		}
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{
+		{"INTAKE_BATCH_LINGER", c.IntakeLinger}, {"PUBLISH_INTERVAL", c.PublishInterval}, {"QFPAY_TIMEOUT", c.QFPayTimeout},
+		{"EXECUTOR_LEASE", c.Lease}, {"EXECUTOR_POLL_INTERVAL", c.PollInterval}, {"EXECUTOR_BACKOFF_BASE", c.BackoffBase},
+		{"EXECUTOR_BACKOFF_MAX", c.BackoffMax}, {"ATTEMPT_DEADLINE", c.Deadline}, {"SHUTDOWN_TIMEOUT", c.ShutdownTimeout},
+	} {
+		if d.v <= 0 {
+			errs = append(errs, fmt.Errorf("%s must be positive, got %s", d.name, d.v))
+		}
+	}
+	// A cancel must be answered well within the lease that covers it, or a
+	// second worker could take the attempt over while the cancel is in flight.
+	if c.QFPayTimeout > 0 && c.Lease > 0 && c.Lease < 2*c.QFPayTimeout+5*time.Second {
+		errs = append(errs, fmt.Errorf("EXECUTOR_LEASE (%s) must be at least twice QFPAY_TIMEOUT (%s) plus 5s", c.Lease, c.QFPayTimeout))
+	}
+	if c.MerchantRate == 0 {
+		errs = append(errs, errors.New("MERCHANT_RATE_PER_MIN must be positive, or negative to switch pacing off"))
+	}
+	switch strings.ToLower(c.LogLevel) {
+	case "debug", "info", "warn", "error":
+	default:
+		errs = append(errs, fmt.Errorf("LOG_LEVEL must be debug, info, warn or error, got %q", c.LogLevel))
+	}
+	return errors.Join(errs...)
+}
+
+// withSecretFiles lets NAME_FILE stand in for each secret NAME. Giving both
+// is a problem, so is an unreadable file.
+func withSecretFiles(l envconfig.Lookuper) (envconfig.Lookuper, []error) {
+	vals := map[string]string{}
+	var errs []error
+	for _, name := range secretVars {
+		path, ok := l.Lookup(name + "_FILE")
+		if !ok || path == "" {
+			continue
+		}
+		if v, set := l.Lookup(name); set && v != "" {
+			errs = append(errs, fmt.Errorf("%s and %s_FILE are both set: give one", name, name))
+			continue
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s_FILE: %w", name, err))
+			continue
+		}
+		vals[name] = strings.TrimRight(string(b), "\r\n")
+	}
+	return envconfig.MultiLookuper(envconfig.MapLookuper(vals), l), errs
+}
+
+// unwrapAll drops envconfig's own wrapping ("Field: ...") so a problem reads
+// once, under the variable's name.
+func unwrapAll(err error) error {
+	for {
+		u := errors.Unwrap(err)
+		if u == nil {
+			return err
+		}
+		err = u
+	}
+}

@@ -1,0 +1,184 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/reversald/reversald/consumer"
+	"github.com/reversald/reversald/qfpay"
+	"github.com/reversald/reversald/reversal"
+	"github.com/reversald/reversald/store"
+)
+
+type metrics struct {
+	reg      *prometheus.Registry
+	calls    *prometheus.CounterVec
+	callTime *prometheus.HistogramVec
+	steps    *prometheus.HistogramVec
+	claims   prometheus.Histogram
+	finals   *prometheus.CounterVec
+}
+
+func newMetrics(reg *prometheus.Registry, st *store.Store) *metrics {
+	m := &metrics{
+		reg: reg,
+		calls: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "reversald_gateway_calls_total", Help: "QFPay calls by endpoint and result class.",
+		}, []string{"endpoint", "class"}),
+		callTime: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "reversald_gateway_call_seconds", Help: "QFPay call latency by endpoint.",
+			Buckets: prometheus.ExponentialBuckets(0.005, 2, 12),
+		}, []string{"endpoint"}),
+		steps: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "reversald_step_seconds", Help: "Executor step duration (gateway call and decision) by step.",
+			Buckets: prometheus.ExponentialBuckets(0.005, 2, 12),
+		}, []string{"step"}),
+		claims: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "reversald_claim_seconds", Help: "Time to claim a batch of attempts.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 12),
+		}),
+		finals: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "reversald_attempts_final_total", Help: "Attempts decided by this instance, by outcome status.",
+		}, []string{"status"}),
+	}
+	reg.MustRegister(m.calls, m.callTime, m.steps, m.claims, m.finals,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(backlogCollector{st: st,
+		pending: prometheus.NewDesc("reversald_attempts_pending", "Attempts not yet final (all instances).", nil, nil),
+		outbox:  prometheus.NewDesc("reversald_outbox_backlog", "Outcomes not yet published (all instances).", nil, nil),
+	})
+	return m
+}
+
+func (m *metrics) executorHooks(wake func()) reversal.Hooks {
+	return reversal.Hooks{
+		Call: func(endpoint string, class qfpay.Class, d time.Duration) {
+			m.calls.WithLabelValues(endpoint, class.String()).Inc()
+			m.callTime.WithLabelValues(endpoint).Observe(d.Seconds())
+		},
+		Step:    func(step string, d time.Duration) { m.steps.WithLabelValues(step).Observe(d.Seconds()) },
+		Claimed: func(_ int, d time.Duration) { m.claims.Observe(d.Seconds()) },
+		Final: func(status string) {
+			m.finals.WithLabelValues(status).Inc()
+			wake()
+		},
+	}
+}
+
+func (m *metrics) intake(in *consumer.Intake) {
+	counter := func(name, help string, f func(consumer.IntakeStats) int64) {
+		m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help},
+			func() float64 { return float64(f(in.Stats())) }))
+	}
+	events := prometheus.NewDesc("reversald_events_in_total", "Input events recorded, by what intake did with them.", []string{"result"}, nil)
+	m.reg.MustRegister(funcCollector{desc: events, collect: func(ch chan<- prometheus.Metric) {
+		s := in.Stats()
+		for _, r := range []struct {
+			name string
+			v    int64
+		}{{"new", s.New}, {"attached", s.Attached}, {"duplicate", s.Duplicates}, {"conflict", s.Conflicts}, {"invalid", s.Invalid}} {
+			ch <- prometheus.MustNewConstMetric(events, prometheus.CounterValue, float64(r.v), r.name)
+		}
+	}})
+	counter("reversald_dlq_total", "Invalid events written to the dead-letter topic.", func(s consumer.IntakeStats) int64 { return s.Invalid })
+	counter("reversald_intake_batches_total", "Intake batches recorded and committed.", func(s consumer.IntakeStats) int64 { return s.Batches })
+	counter("reversald_intake_retries_total", "Intake batch writes that failed and were retried.", func(s consumer.IntakeStats) int64 { return s.Retries })
+	counter("reversald_intake_commit_errors_total", "Offset commits that failed (the batch is durable and will be redelivered).", func(s consumer.IntakeStats) int64 { return s.CommitErrors })
+}
+
+func (m *metrics) publisher(p *consumer.Publisher) {
+	counter := func(name, help string, f func(consumer.PublisherStats) int64) {
+		m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help},
+			func() float64 { return float64(f(p.Stats())) }))
+	}
+	counter("reversald_outcomes_published_total", "Outcome messages acknowledged by Kafka.", func(s consumer.PublisherStats) int64 { return s.Published })
+	counter("reversald_publish_errors_total", "Publisher rounds that failed and were retried.", func(s consumer.PublisherStats) int64 { return s.Errors })
+}
+
+type funcCollector struct {
+	desc    *prometheus.Desc
+	collect func(chan<- prometheus.Metric)
+}
+
+func (c funcCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+func (c funcCollector) Collect(ch chan<- prometheus.Metric) { c.collect(ch) }
+
+// backlogCollector asks PostgreSQL at scrape time; both counts walk partial
+// indexes, so a scrape stays cheap with millions of final rows.
+type backlogCollector struct {
+	st              *store.Store
+	pending, outbox *prometheus.Desc
+}
+
+func (c backlogCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.pending; ch <- c.outbox }
+
+func (c backlogCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	b, err := c.st.Backlog(ctx)
+	if err != nil {
+		ch <- prometheus.NewInvalidMetric(c.pending, err)
+		return
+	}
+	ch <- prometheus.MustNewConstMetric(c.pending, prometheus.GaugeValue, float64(b.Pending))
+	ch <- prometheus.MustNewConstMetric(c.outbox, prometheus.GaugeValue, float64(b.Outbox))
+}
+
+// handler serves /healthz (the process answers), /readyz (PostgreSQL and a
+// Kafka broker answer) and /metrics.
+func handler(reg *prometheus.Registry, st *store.Store, cfg Config, sec consumer.Security) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		checks := map[string]string{"postgres": "ok", "kafka": "ok"}
+		code := http.StatusOK
+		if err := st.Ping(ctx); err != nil {
+			checks["postgres"], code = err.Error(), http.StatusServiceUnavailable
+		}
+		if err := kafkaReachable(ctx, cfg.KafkaBrokers, sec); err != nil {
+			checks["kafka"], code = err.Error(), http.StatusServiceUnavailable
+		}
+		writeJSON(w, code, checks)
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	return mux
+}
+
+// kafkaReachable succeeds when any broker accepts a connection (with TLS and
+// SASL as configured).
+func kafkaReachable(ctx context.Context, brokers []string, sec consumer.Security) error {
+	d, err := sec.Dialer()
+	if err != nil {
+		return err
+	}
+	var last error
+	for _, b := range brokers {
+		conn, err := d.DialContext(ctx, "tcp", b)
+		if err == nil {
+			conn.Close()
+			return nil
+		}
+		last = err
+	}
+	if last == nil {
+		last = &net.AddrError{Err: "no brokers configured"}
+	}
+	return last
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(v)
+}

@@ -1,0 +1,247 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"runtime/debug"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/sethvargo/go-envconfig"
+
+	"github.com/reversald/reversald/consumer"
+	"github.com/reversald/reversald/reversal"
+	"github.com/reversald/reversald/store"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = ""
+
+type usageError struct{ msg string }
+
+func (u usageError) Error() string { return u.msg }
+
+const usage = `usage: reversald [command]
+
+commands:
+  run                      run the daemon (the default)
+  migrate                  apply database migrations and exit
+  attempts list [-status S] [-limit N]
+                           list attempts, most recently updated first
+  attempts show ID         one attempt with its events, gateway calls and outcomes
+  attempts retry ID        re-drive a needs_review attempt from a fresh query
+  version                  print the version
+
+Configuration is read from the environment; see README.md.`
+
+// run is the whole program but for signals and the exit code.
+func run(ctx context.Context, args []string, lookup envconfig.Lookuper, stdout, stderr io.Writer) error {
+	cmd := "run"
+	if len(args) > 0 {
+		cmd, args = args[0], args[1:]
+	}
+	switch cmd {
+	case "run":
+		cfg, err := loadConfig(ctx, lookup)
+		if err != nil {
+			return fmt.Errorf("configuration:\n  %s", strings.ReplaceAll(err.Error(), "\n", "\n  "))
+		}
+		return daemon(ctx, cfg, stderr)
+	case "migrate":
+		url, err := databaseURL(lookup)
+		if err != nil {
+			return err
+		}
+		if err := store.Migrate(ctx, url); err != nil {
+			return err
+		}
+		fmt.Fprintln(stdout, "migrations applied")
+		return nil
+	case "attempts":
+		return attempts(ctx, args, lookup, stdout)
+	case "version":
+		fmt.Fprintln(stdout, versionString())
+		return nil
+	case "help", "-h", "--help":
+		fmt.Fprintln(stdout, usage)
+		return nil
+	}
+	return usageError{fmt.Sprintf("unknown command %q\n%s", cmd, usage)}
+}
+
+func versionString() string {
+	if version != "" {
+		return version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		rev, dirty := "", ""
+		for _, s := range bi.Settings {
+			switch s.Key {
+			case "vcs.revision":
+				rev = s.Value
+			case "vcs.modified":
+				if s.Value == "true" {
+					dirty = "-dirty"
+				}
+			}
+		}
+		if rev != "" {
+			return rev + dirty
+		}
+		return bi.Main.Version
+	}
+	return "unknown"
+}
+
+func newLogger(w io.Writer, level string) *slog.Logger {
+	var l slog.Level
+	_ = l.UnmarshalText([]byte(level)) // validated with the config
+	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l}))
+}
+
+// daemon wires intake, executor and publisher and runs them until ctx is
+// cancelled. The stop goes in order: intake stops fetching and leaves the
+// group; the executor finishes in-flight steps and releases its leases; the
+// publisher flushes what they decided; the HTTP listener closes last.
+func daemon(ctx context.Context, cfg Config, logw io.Writer) error {
+	log := newLogger(logw, cfg.LogLevel).With("instance", cfg.InstanceID)
+	log.Info("starting", "version", versionString())
+
+	if cfg.MigrateOnStart {
+		if err := store.Migrate(ctx, cfg.DatabaseURL); err != nil {
+			return err
+		}
+	}
+	st, err := store.Open(ctx, cfg.DatabaseURL, store.Options{Deadline: cfg.Deadline, MaxConns: cfg.DatabaseMaxConn})
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+
+	sec, err := cfg.security()
+	if err != nil {
+		return err
+	}
+	gw, err := cfg.qfpayClient()
+	if err != nil {
+		return err
+	}
+	defer gw.CloseIdleConnections()
+
+	if cfg.CreateTopics {
+		specs := []consumer.TopicSpec{}
+		for _, t := range []string{cfg.InputTopic, cfg.DLQTopic, cfg.ResultsTopic} {
+			specs = append(specs, consumer.TopicSpec{Name: t, Partitions: cfg.TopicPartitions, ReplicationFactor: cfg.TopicReplication})
+		}
+		if err := consumer.EnsureTopics(ctx, cfg.KafkaBrokers, sec, specs); err != nil {
+			return err
+		}
+	}
+
+	reg := prometheus.NewRegistry()
+	m := newMetrics(reg, st)
+
+	pub, err := consumer.NewPublisher(consumer.PublisherConfig{
+		Brokers: cfg.KafkaBrokers, Topic: cfg.ResultsTopic, Security: sec,
+		BatchSize: cfg.PublishBatch, PollInterval: cfg.PublishInterval, Logger: log.With("component", "publisher"),
+	}, st)
+	if err != nil {
+		return err
+	}
+	m.publisher(pub)
+
+	ex, err := reversal.NewExecutor(reversal.ExecutorConfig{
+		Owner: cfg.InstanceID, Workers: cfg.Workers, Lease: cfg.Lease, PollInterval: cfg.PollInterval,
+		BackoffBase: cfg.BackoffBase, BackoffMax: cfg.BackoffMax, MerchantRate: cfg.MerchantRate,
+		StopTimeout: cfg.ShutdownTimeout / 2,
+		Policy:      reversal.Policy{NotFoundRechecks: cfg.NotFoundRechecks, ConfirmRechecks: cfg.ConfirmRechecks},
+		Log:         log.With("component", "executor"),
+		Hooks:       m.executorHooks(pub.Wake),
+	}, st, gw)
+	if err != nil {
+		return err
+	}
+
+	in, err := consumer.NewIntake(consumer.IntakeConfig{
+		Brokers: cfg.KafkaBrokers, Topic: cfg.InputTopic, GroupID: cfg.GroupID, DLQTopic: cfg.DLQTopic,
+		Security: sec, BatchSize: cfg.IntakeBatch, BatchLinger: cfg.IntakeLinger,
+		OnNew: ex.Notify, Logger: log.With("component", "intake"),
+	}, st)
+	if err != nil {
+		return err
+	}
+	m.intake(in)
+
+	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("listen on HTTP_ADDR %s: %w", cfg.HTTPAddr, err)
+	}
+	srv := &http.Server{Handler: handler(reg, st, cfg, sec), ReadHeaderTimeout: 5 * time.Second}
+	log.Info("serving health and metrics", "addr", ln.Addr().String())
+
+	// Any part failing stops the others; the first error is returned.
+	runCtx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	var (
+		mu    sync.Mutex
+		first error
+	)
+	fail := func(name string, err error) {
+		if err == nil || errors.Is(err, context.Canceled) {
+			return
+		}
+		mu.Lock()
+		if first == nil {
+			first = fmt.Errorf("%s: %w", name, err)
+		}
+		mu.Unlock()
+		cancel(err)
+	}
+	var parts sync.WaitGroup
+	parts.Add(2)
+	go func() { defer parts.Done(); fail("intake", in.Run(runCtx)) }()
+	go func() { defer parts.Done(); fail("executor", ex.Run(runCtx)) }()
+	// The publisher outlives the others so that it flushes what they decided.
+	pubCtx, stopPub := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopPub()
+	pubDone := make(chan struct{})
+	go func() { defer close(pubDone); fail("publisher", pub.Run(pubCtx)) }()
+	srvDone := make(chan struct{})
+	go func() {
+		defer close(srvDone)
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			fail("http", err)
+		}
+	}()
+
+	<-runCtx.Done()
+	log.Info("stopping", "cause", context.Cause(runCtx).Error())
+	partsDone := make(chan struct{})
+	go func() { parts.Wait(); close(partsDone) }()
+	select {
+	case <-partsDone:
+	case <-time.After(cfg.ShutdownTimeout):
+		log.Warn("intake or executor still stopping after the shutdown timeout", "timeout", cfg.ShutdownTimeout.String())
+	}
+	stopPub()
+	<-pubDone
+	shutCtx, cancelShut := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancelShut()
+	_ = srv.Shutdown(shutCtx)
+	<-srvDone
+	mu.Lock()
+	defer mu.Unlock()
+	if first != nil {
+		log.Error("stopped on error", "error", first.Error())
+		return first
+	}
+	log.Info("stopped")
+	return nil
+}
