@@ -71,7 +71,7 @@ func (e *TransportError) Unwrap() error { return e.Err }
 var (
 	// ErrResponseSignature: the response's X-QF-SIGN did not match (only when
 	// Config.VerifyResponses is on).
-	ErrResponseSignature = errors.New("qfpay: response signature mismatch")
+	ErrResponseSignature = errors.New("response signature mismatch")
 	// ErrMalformedResponse: the body was not a QFPay JSON object, or too large.
-	ErrMalformedResponse = errors.New("qfpay: malformed response")
+	ErrMalformedResponse = errors.New("malformed response")
 )

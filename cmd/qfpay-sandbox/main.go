@@ -10,6 +10,7 @@
 //	-sign-responses QFPAY_SANDBOX_SIGN_RESPONSES  add X-QF-SIGN to answers (default false)
 //	-any-month   QFPAY_SANDBOX_ANY_MONTH   queries see every month (default false)
 //	-rules       QFPAY_SANDBOX_RULES       JSON file: [rules...] or {"rules":[...],"txns":[...]}
+//	-ledger-limit QFPAY_SANDBOX_LEDGER_LIMIT entries kept (default 1000000; then the older half goes)
 package main
 
 import (
@@ -53,6 +54,12 @@ func run(ctx context.Context, args []string, lookup func(string) (string, bool),
 		b, _ := strconv.ParseBool(env(name, "false"))
 		return b
 	}
+	envInt := func(name string, def int) int {
+		if n, err := strconv.Atoi(env(name, "")); err == nil {
+			return n
+		}
+		return def
+	}
 	fs := flag.NewFlagSet("qfpay-sandbox", flag.ContinueOnError)
 	fs.SetOutput(out)
 	addr := fs.String("addr", env("QFPAY_SANDBOX_ADDR", "127.0.0.1:8089"), "listen address")
@@ -62,6 +69,7 @@ func run(ctx context.Context, args []string, lookup func(string) (string, bool),
 	signResp := fs.Bool("sign-responses", envBool("QFPAY_SANDBOX_SIGN_RESPONSES"), "sign answers with X-QF-SIGN")
 	anyMonth := fs.Bool("any-month", envBool("QFPAY_SANDBOX_ANY_MONTH"), "queries without start_time/end_time see every month")
 	rules := fs.String("rules", env("QFPAY_SANDBOX_RULES", ""), "JSON file of rules and seeded transactions")
+	ledgerLimit := fs.Int("ledger-limit", envInt("QFPAY_SANDBOX_LEDGER_LIMIT", 1_000_000), "ledger entries kept before the older half is forgotten (0: all)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -76,7 +84,7 @@ func run(ctx context.Context, args []string, lookup func(string) (string, bool),
 			*key = "sandbox-key"
 		}
 	}
-	cfg := sandbox.Config{AppCode: *appCode, Key: *key, RateLimit: *rate, SignResponses: *signResp, AnyMonth: *anyMonth}
+	cfg := sandbox.Config{AppCode: *appCode, Key: *key, RateLimit: *rate, SignResponses: *signResp, AnyMonth: *anyMonth, LedgerLimit: *ledgerLimit}
 	if *rules != "" {
 		if err := loadRules(*rules, &cfg); err != nil {
 			return err

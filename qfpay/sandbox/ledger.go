@@ -34,29 +34,59 @@ func (e *Entry) isCancel() bool { return e.Endpoint == epReversal || e.Endpoint 
 
 type ledger struct {
 	mu      sync.Mutex
+	limit   int // 0: unbounded
+	seq     int64
+	dropped int64
 	entries []Entry
 	byOTN   map[string][]int
 }
 
 func (l *ledger) reset() {
 	l.mu.Lock()
-	l.entries, l.byOTN = nil, map[string][]int{}
+	l.entries, l.byOTN, l.seq, l.dropped = nil, map[string][]int{}, 0, 0
 	l.mu.Unlock()
 }
 
 func (l *ledger) add(e Entry) {
 	l.mu.Lock()
-	e.Seq = int64(len(l.entries)) + 1
-	i := len(l.entries)
+	defer l.mu.Unlock()
+	if l.limit > 0 && len(l.entries) >= l.limit {
+		l.trimLocked()
+	}
+	l.seq++
+	e.Seq = l.seq
+	l.index(e.OutTradeNo, len(l.entries))
 	l.entries = append(l.entries, e)
-	if strings.Contains(e.OutTradeNo, ",") {
-		for otn := range strings.SplitSeq(e.OutTradeNo, ",") {
+}
+
+func (l *ledger) index(otns string, i int) {
+	if strings.Contains(otns, ",") {
+		for otn := range strings.SplitSeq(otns, ",") {
 			l.byOTN[otn] = append(l.byOTN[otn], i)
 		}
-	} else if e.OutTradeNo != "" {
-		l.byOTN[e.OutTradeNo] = append(l.byOTN[e.OutTradeNo], i)
+	} else if otns != "" {
+		l.byOTN[otns] = append(l.byOTN[otns], i)
 	}
-	l.mu.Unlock()
+}
+
+// trimLocked forgets the older half of the entries (amortised O(1) per add).
+func (l *ledger) trimLocked() {
+	keep := len(l.entries) / 2
+	drop := len(l.entries) - keep
+	l.dropped += int64(drop)
+	l.entries = slices.Clone(l.entries[drop:])
+	l.byOTN = make(map[string][]int, len(l.byOTN)/2)
+	for i := range l.entries {
+		l.index(l.entries[i].OutTradeNo, i)
+	}
+}
+
+// LedgerDropped counts the entries forgotten because of Config.LedgerLimit.
+// While it is above zero, CheckInvariants can only speak for what is kept.
+func (s *Sandbox) LedgerDropped() int64 {
+	s.ledger.mu.Lock()
+	defer s.ledger.mu.Unlock()
+	return s.ledger.dropped
 }
 
 // Entries returns every call so far, in order.

@@ -42,6 +42,9 @@ type Config struct {
 	// AnyMonth makes a query find transactions of any date. By default, as at
 	// QFPay, a query without start_time/end_time sees only the current month.
 	AnyMonth bool `json:"any_month"`
+	// LedgerLimit bounds the ledger for a long-running sandbox: when it is full
+	// the older half is forgotten (see LedgerDropped). 0 keeps everything.
+	LedgerLimit int `json:"ledger_limit,omitempty"`
 	// Rules and Txns are loaded by New and again by Reset.
 	Rules []Rule `json:"rules,omitempty"`
 	Txns  []Txn  `json:"txns,omitempty"`
@@ -60,6 +63,9 @@ func (c Config) Validate() error {
 	}
 	if c.PerSecond < 0 || c.PerMinute < 0 {
 		errs = append(errs, errors.New("rate limits must not be negative"))
+	}
+	if c.LedgerLimit < 0 {
+		errs = append(errs, errors.New("ledger limit must not be negative"))
 	}
 	for i := range c.Rules {
 		if err := c.Rules[i].validate(); err != nil {
@@ -147,6 +153,7 @@ func New(cfg Config) *Sandbox {
 		s.limiter.perMin = 400
 	}
 	s.rateOn.Store(cfg.RateLimit)
+	s.ledger.limit = cfg.LedgerLimit
 	s.Reset()
 	return s
 }

@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -585,4 +586,62 @@ func TestDurationJSON(t *testing.T) {
 	if err := json.Unmarshal([]byte(`{"fixed":"later"}`), &l); err == nil {
 		t.Error("bad duration accepted")
 	}
+}
+
+func TestLedgerLimit(t *testing.T) {
+	t.Parallel()
+	sb, base := newServer(t, func(c *Config) { c.LedgerLimit = 10 })
+	for i := range 25 {
+		post(t, base, "query", map[string]string{"out_trade_no": fmt.Sprintf("L-%d", i%3)}, nil)
+	}
+	all := sb.Entries()
+	if len(all) > 10 || all[len(all)-1].Seq != 25 || sb.LedgerDropped() != int64(25-len(all)) {
+		t.Fatalf("%d entries, last seq %d, dropped %d", len(all), all[len(all)-1].Seq, sb.LedgerDropped())
+	}
+	n := 0
+	for i := range 3 {
+		for _, e := range sb.Ledger(fmt.Sprintf("L-%d", i)) {
+			if e.OutTradeNo != fmt.Sprintf("L-%d", i) {
+				t.Fatalf("index points at %+v", e)
+			}
+			n++
+		}
+	}
+	if n != len(all) {
+		t.Fatalf("index holds %d of %d", n, len(all))
+	}
+}
+
+// BenchmarkHandler measures the sandbox alone (no network): a query, a
+// reversal and a confirming query per op, on distinct out_trade_nos.
+func BenchmarkHandler(b *testing.B) {
+	sb := New(Config{AppCode: appCode, Key: key, AnyMonth: true, Rules: []Rule{{Prefix: "H-", Behavior: Behavior{InitialState: StateInFlight}}}})
+	b.Cleanup(sb.Close)
+	var n atomic.Int64
+	mk := func(endpoint string, f map[string]string) *http.Request {
+		form := url.Values{}
+		for k, v := range f {
+			form.Set(k, v)
+		}
+		r := httptest.NewRequest(http.MethodPost, "/trade/v1/"+endpoint, strings.NewReader(form.Encode()))
+		r.Header.Set("Content-Type", "application/x-www-form-urlencoded; charset=UTF-8")
+		r.Header.Set("X-QF-APPCODE", appCode)
+		r.Header.Set("X-QF-SIGN", md5Sign(f, key))
+		return r
+	}
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			otn := fmt.Sprintf("H-%d", n.Add(1))
+			q := map[string]string{"mchid": mchid, "out_trade_no": otn}
+			for _, r := range []*http.Request{mk("query", q), mk("reversal", cancelFields(otn)), mk("query", q)} {
+				w := httptest.NewRecorder()
+				sb.ServeHTTP(w, r)
+				if w.Code != 200 {
+					b.Fatalf("HTTP %d", w.Code)
+				}
+			}
+		}
+	})
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "attempts/s")
 }
