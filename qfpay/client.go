@@ -99,10 +99,16 @@ func New(cfg Config) (*Client, error) {
 		t.MaxIdleConnsPerHost = 256
 		t.IdleConnTimeout = 60 * time.Second
 		c.transport = t
-		c.hc = &http.Client{Transport: t}
+		c.hc = &http.Client{Transport: t, CheckRedirect: noRedirects}
 	}
 	return c, nil
 }
+
+// noRedirects stops net/http from following a redirect: a 301/302 would turn
+// the POST into a GET without its fields, a 307/308 would send a cancel a
+// second time to a host we did not configure. The 3xx comes back as an
+// *HTTPError (needs review).
+func noRedirects(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 
 // String names the client without its key.
 func (c *Client) String() string { return "qfpay.Client(" + c.base + ")" }

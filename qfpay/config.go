@@ -32,7 +32,8 @@ type Config struct {
 	VerifyResponses bool
 	// Routes maps pay_type to reversal or close; the zero value means DefaultRoutes().
 	Routes Routes
-	// HTTPClient, if set, is used instead of the client's own pooled transport.
+	// HTTPClient, if set, is used instead of the client's own pooled transport
+	// (which never follows redirects; set CheckRedirect likewise).
 	HTTPClient *http.Client `json:"-"`
 }
 

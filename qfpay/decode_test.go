@@ -158,3 +158,31 @@ func TestRawBounded(t *testing.T) {
 		t.Errorf("429: %v", err)
 	}
 }
+
+func TestNoRedirects(t *testing.T) {
+	t.Parallel()
+	hits := make(chan string, 4)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits <- r.Method + " " + r.URL.Path
+		if r.URL.Path == PathReversal {
+			http.Redirect(w, r, "/elsewhere", http.StatusTemporaryRedirect)
+			return
+		}
+		_, _ = w.Write([]byte(`{"respcd":"0000"}`))
+	}))
+	t.Cleanup(srv.Close)
+	c := testClient(t, srv.URL, nil)
+	res, err := c.Reverse(context.Background(), validCancel())
+	var he *HTTPError
+	if !errors.As(err, &he) || he.Status != http.StatusTemporaryRedirect || Classify(err) != ClassNeedsReview || res.Call.HTTPStatus != 307 {
+		t.Fatalf("redirect: %v", err)
+	}
+	close(hits)
+	var got []string
+	for h := range hits {
+		got = append(got, h)
+	}
+	if len(got) != 1 {
+		t.Fatalf("requests %v: the redirect was followed", got)
+	}
+}
