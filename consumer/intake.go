@@ -1,0 +1,409 @@
+package consumer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+
+	"github.com/reversald/reversald/reversal"
+	"github.com/reversald/reversald/store"
+)
+
+// IntakeConfig configures an Intake.
+type IntakeConfig struct {
+	Brokers  []string
+	Topic    string // payment-uncertain input
+	GroupID  string
+	DLQTopic string
+	Security Security
+
+	// BatchSize is the most messages per store transaction; 0 means 500.
+	BatchSize int
+	// BatchLinger is how long a batch waits for more messages once it has one; 0 means 20ms.
+	BatchLinger time.Duration
+	// MaxWait is the longest a broker fetch waits for data; 0 means 250ms.
+	MaxWait time.Duration
+	// RetryMin and RetryMax bound the backoff between retries of a failed batch (store or DLQ
+	// write); 0 means 100ms and 10s. A batch is retried until it succeeds or Run stops.
+	RetryMin, RetryMax time.Duration
+	// WriteTimeout bounds one store transaction, DLQ write or commit; 0 means 30s.
+	WriteTimeout time.Duration
+	// FinalTimeout bounds finishing the in-progress batch (write and commit) after Run's
+	// context is cancelled; 0 means 10s. Past it the batch is left uncommitted: redelivered.
+	FinalTimeout time.Duration
+	// SessionTimeout and HeartbeatInterval of the consumer group; 0 means kafka-go's defaults
+	// (30s, 3s).
+	SessionTimeout, HeartbeatInterval time.Duration
+
+	// OnNew receives the attempts a batch created, after its transaction committed and before
+	// its offsets are committed: the executor's fast path. It must not block for long. May be nil.
+	OnNew  func(attemptIDs []int64)
+	Logger *slog.Logger // nil: slog.Default()
+}
+
+// Validate lists every problem.
+func (c IntakeConfig) Validate() error {
+	errs := validateBrokers(c.Brokers)
+	if c.Topic == "" {
+		errs = append(errs, errors.New("input topic is required"))
+	}
+	if c.GroupID == "" {
+		errs = append(errs, errors.New("consumer group id is required"))
+	}
+	if c.DLQTopic == "" {
+		errs = append(errs, errors.New("dead-letter topic is required"))
+	}
+	if c.DLQTopic != "" && c.DLQTopic == c.Topic {
+		errs = append(errs, fmt.Errorf("dead-letter topic must differ from the input topic %s", c.Topic))
+	}
+	if c.BatchSize < 0 || c.BatchSize > 100_000 {
+		errs = append(errs, fmt.Errorf("intake batch size must be 0 (default 500) or 1..100000, got %d", c.BatchSize))
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{
+		{"batch linger", c.BatchLinger}, {"max wait", c.MaxWait}, {"retry min", c.RetryMin},
+		{"retry max", c.RetryMax}, {"write timeout", c.WriteTimeout}, {"final timeout", c.FinalTimeout},
+		{"session timeout", c.SessionTimeout}, {"heartbeat interval", c.HeartbeatInterval},
+	} {
+		if d.v < 0 {
+			errs = append(errs, fmt.Errorf("intake %s must not be negative, got %s", d.name, d.v))
+		}
+	}
+	if c.RetryMin > 0 && c.RetryMax > 0 && c.RetryMin > c.RetryMax {
+		errs = append(errs, fmt.Errorf("intake retry min %s is above retry max %s", c.RetryMin, c.RetryMax))
+	}
+	if err := c.Security.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+func (c IntakeConfig) withDefaults() IntakeConfig {
+	if c.BatchSize == 0 {
+		c.BatchSize = 500
+	}
+	if c.BatchLinger == 0 {
+		c.BatchLinger = 20 * time.Millisecond
+	}
+	if c.MaxWait == 0 {
+		c.MaxWait = 250 * time.Millisecond
+	}
+	if c.RetryMin == 0 {
+		c.RetryMin = 100 * time.Millisecond
+	}
+	if c.RetryMax == 0 {
+		c.RetryMax = 10 * time.Second
+	}
+	if c.WriteTimeout == 0 {
+		c.WriteTimeout = defaultWriteTimeout
+	}
+	if c.FinalTimeout == 0 {
+		c.FinalTimeout = 10 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c
+}
+
+// maxCommitAttempts is how often a durable batch's commit is tried before moving on.
+const maxCommitAttempts = 5
+
+// IntakeStats are cumulative counters since NewIntake.
+type IntakeStats struct {
+	Batches      int64 // batches written and committed
+	Messages     int64 // messages in those batches
+	Invalid      int64 // messages dead-lettered
+	New          int64 // events that created an attempt
+	Attached     int64 // events that joined an existing attempt
+	Duplicates   int64 // events whose event_id was already recorded
+	Conflicts    int64 // events with the key of an attempt but another amount or time
+	Retries      int64 // failed batch writes (store or DLQ), each retried
+	CommitErrors int64 // offset commits that failed (the batch is durable; it will be redelivered)
+	FetchErrors  int64 // errors from the consumer-group reader
+}
+
+// Intake reads the input topic as a consumer group and records each batch in PostgreSQL
+// before committing its offsets. See the package documentation for its invariants.
+type Intake struct {
+	cfg    IntakeConfig
+	intake func(ctx context.Context, events []store.Event) (store.IntakeResult, error)
+
+	batches, messages, invalid, fresh, attached, dups, conflicts atomic.Int64
+	retries, commitErrs, fetchErrs                               atomic.Int64
+}
+
+// NewIntake returns an Intake recording into st. Start it with Run.
+func NewIntake(cfg IntakeConfig, st *store.Store) (*Intake, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("intake config: %w", err)
+	}
+	if st == nil {
+		return nil, errors.New("intake config: store is required")
+	}
+	return &Intake{cfg: cfg.withDefaults(), intake: st.Intake}, nil
+}
+
+// Stats returns the counters.
+func (in *Intake) Stats() IntakeStats {
+	return IntakeStats{
+		Batches: in.batches.Load(), Messages: in.messages.Load(), Invalid: in.invalid.Load(),
+		New: in.fresh.Load(), Attached: in.attached.Load(), Duplicates: in.dups.Load(),
+		Conflicts: in.conflicts.Load(), Retries: in.retries.Load(),
+		CommitErrors: in.commitErrs.Load(), FetchErrors: in.fetchErrs.Load(),
+	}
+}
+
+// Run consumes until ctx is cancelled. Then it stops fetching, finishes the batch in progress
+// (write and commit, within FinalTimeout), closes the reader (leaving the group, so the
+// partitions move at once) and returns nil. It returns an error only when it cannot start.
+func (in *Intake) Run(ctx context.Context) error {
+	dialer, err := in.cfg.Security.Dialer()
+	if err != nil {
+		return err
+	}
+	dlq, err := NewDeadLetters(DeadLetterConfig{
+		Brokers: in.cfg.Brokers, Topic: in.cfg.DLQTopic, Security: in.cfg.Security,
+		WriteTimeout: in.cfg.WriteTimeout,
+	})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := dlq.Close(); err != nil {
+			in.cfg.Logger.Warn("close dead-letter writer", "err", err)
+		}
+	}()
+	log := in.cfg.Logger.With("topic", in.cfg.Topic, "group", in.cfg.GroupID)
+	r := kafka.NewReader(kafka.ReaderConfig{
+		Brokers:           in.cfg.Brokers,
+		GroupID:           in.cfg.GroupID,
+		Topic:             in.cfg.Topic,
+		Dialer:            dialer,
+		StartOffset:       kafka.FirstOffset, // a new group reads the topic from the start
+		CommitInterval:    0,                 // synchronous: CommitMessages returns after the broker acked
+		MaxWait:           in.cfg.MaxWait,
+		QueueCapacity:     max(100, in.cfg.BatchSize),
+		SessionTimeout:    in.cfg.SessionTimeout,
+		HeartbeatInterval: in.cfg.HeartbeatInterval,
+		ErrorLogger: kafka.LoggerFunc(func(msg string, args ...any) {
+			log.Warn(fmt.Sprintf(msg, args...), "component", "kafka-go reader")
+		}),
+	})
+	defer func() {
+		// Close leaves the group, so a rebalance hands our partitions over at once instead of
+		// after the session timeout.
+		if err := r.Close(); err != nil {
+			log.Warn("close reader", "err", err)
+		}
+	}()
+
+	fetchFailures := 0
+	for {
+		batch, ferr := in.fetchBatch(ctx, r)
+		if len(batch) > 0 {
+			in.handle(ctx, r, dlq, batch, log)
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		switch {
+		case ferr == nil:
+			fetchFailures = 0
+		case errors.Is(ferr, io.EOF):
+			return errors.New("intake reader closed unexpectedly")
+		default:
+			fetchFailures++
+			in.fetchErrs.Add(1)
+			d := backoff(fetchFailures, in.cfg.RetryMin, in.cfg.RetryMax)
+			log.Warn("fetch from input topic", "err", ferr, "retry_in", d)
+			sleep(ctx, d)
+		}
+	}
+}
+
+// fetchBatch blocks for the first message, then takes more until BatchSize or until
+// BatchLinger has passed since the first. It returns what it has with the error that stopped
+// it; a linger timeout is not an error.
+func (in *Intake) fetchBatch(ctx context.Context, r *kafka.Reader) ([]kafka.Message, error) {
+	first, err := r.FetchMessage(ctx)
+	if err != nil {
+		return nil, err
+	}
+	batch := make([]kafka.Message, 1, in.cfg.BatchSize)
+	batch[0] = first
+	lctx, cancel := context.WithTimeout(ctx, in.cfg.BatchLinger)
+	defer cancel()
+	for len(batch) < in.cfg.BatchSize {
+		m, err := r.FetchMessage(lctx)
+		if err != nil {
+			if lctx.Err() != nil && ctx.Err() == nil {
+				return batch, nil // lingered long enough
+			}
+			return batch, err
+		}
+		batch = append(batch, m)
+	}
+	return batch, nil
+}
+
+// handle makes the batch durable and commits it. Steps already done are not repeated when a
+// later one fails: the DLQ write, then the store transaction (then OnNew), then the commit.
+// It retries with backoff until done; after ctx is cancelled it keeps trying for FinalTimeout
+// and then gives up, leaving the offsets uncommitted (the batch is redelivered: idempotent).
+func (in *Intake) handle(ctx context.Context, r *kafka.Reader, dlq *DeadLetters, batch []kafka.Message, log *slog.Logger) {
+	events, letters := in.decode(batch)
+	wctx, done := graceContext(ctx, in.cfg.FinalTimeout)
+	defer done()
+
+	dlqDone, storeDone := len(letters) == 0, len(events) == 0
+	failures, commitFailures := 0, 0
+	for {
+		err := in.step(wctx, r, dlq, batch, events, letters, &dlqDone, &storeDone, log)
+		if err == nil {
+			in.batches.Add(1)
+			in.messages.Add(int64(len(batch)))
+			return
+		}
+		failures++
+		if dlqDone && storeDone {
+			commitFailures++ // only the commit is left
+		}
+		if commitFailures >= maxCommitAttempts {
+			// Durable but not committed: the next batch's commit covers these offsets, or they
+			// are redelivered and recorded as duplicates. Moving on beats stalling the partition.
+			log.Warn("giving up committing a durable batch; it may be redelivered", "err", err, "messages", len(batch))
+			in.batches.Add(1)
+			in.messages.Add(int64(len(batch)))
+			return
+		}
+		in.retries.Add(1)
+		d := backoff(failures, in.cfg.RetryMin, in.cfg.RetryMax)
+		log.Warn("intake batch; retrying the same batch", "err", err, "messages", len(batch), "retry_in", d)
+		if !sleep(wctx, d) {
+			log.Warn("intake stopped before the batch was durable and committed; it will be redelivered",
+				"messages", len(batch), "dlq_written", dlqDone, "stored", storeDone)
+			return
+		}
+	}
+}
+
+// step runs what is left of one batch: DLQ, store, commit.
+func (in *Intake) step(ctx context.Context, r *kafka.Reader, dlq *DeadLetters, batch []kafka.Message,
+	events []store.Event, letters []Letter, dlqDone, storeDone *bool, log *slog.Logger,
+) error {
+	if !*dlqDone {
+		if err := dlq.Write(ctx, letters...); err != nil {
+			return err
+		}
+		*dlqDone = true
+		in.invalid.Add(int64(len(letters)))
+	}
+	if !*storeDone {
+		sctx, cancel := context.WithTimeout(ctx, in.cfg.WriteTimeout)
+		res, err := in.intake(sctx, events)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("record %d events: %w", len(events), err)
+		}
+		*storeDone = true
+		in.count(res)
+		if len(res.NewAttempts) > 0 && in.cfg.OnNew != nil {
+			in.cfg.OnNew(res.NewAttempts)
+		}
+	}
+	cctx, cancel := context.WithTimeout(ctx, in.cfg.WriteTimeout)
+	defer cancel()
+	if err := r.CommitMessages(cctx, batch...); err != nil {
+		// The batch is durable; a commit that never lands only means redelivery, which intake
+		// absorbs (event_id is unique). Retrying keeps redelivery small after a transient error.
+		in.commitErrs.Add(1)
+		return fmt.Errorf("commit offsets of %d messages: %w", len(batch), err)
+	}
+	return nil
+}
+
+func (in *Intake) count(res store.IntakeResult) {
+	for _, s := range res.Statuses {
+		switch s {
+		case store.EventNew:
+			in.fresh.Add(1)
+		case store.EventAttached:
+			in.attached.Add(1)
+		case store.EventDuplicate:
+			in.dups.Add(1)
+		case store.EventConflict:
+			in.conflicts.Add(1)
+		}
+	}
+}
+
+// decode splits a batch into valid events for the store and letters for the DLQ.
+func (in *Intake) decode(batch []kafka.Message) ([]store.Event, []Letter) {
+	var events []store.Event
+	var letters []Letter
+	for _, m := range batch {
+		ev, err := reversal.DecodeEvent(m.Value, fmt.Sprintf("%s/%d/%d", m.Topic, m.Partition, m.Offset))
+		if err != nil {
+			letters = append(letters, Letter{Message: m, Reason: err.Error()})
+			continue
+		}
+		events = append(events, storeEvent(ev, m))
+	}
+	return events, letters
+}
+
+func storeEvent(ev reversal.Event, m kafka.Message) store.Event {
+	return store.Event{
+		EventID:    ev.EventID,
+		MchID:      ev.MchID,
+		OutTradeNo: ev.OutTradeNo,
+		Syssn:      ev.Syssn,
+		TxAmt:      ev.TxAmt,
+		TxCurrCd:   ev.TxCurrCd,
+		TxDtm:      ev.TxDtm,
+		PayType:    ev.PayType,
+		Udid:       ev.Udid,
+		Reason:     ev.Reason,
+		OccurredAt: ev.OccurredAt,
+		Topic:      m.Topic,
+		Partition:  m.Partition,
+		Offset:     m.Offset,
+		Payload:    m.Value,
+	}
+}
+
+// graceContext returns a context that outlives parent by grace: it is cancelled grace after
+// parent is done (or when the returned stop is called). Final writes run under it.
+func graceContext(parent context.Context, grace time.Duration) (context.Context, func()) {
+	ctx, cancel := context.WithCancel(context.WithoutCancel(parent))
+	var mu sync.Mutex
+	var timer *time.Timer
+	stopped := false
+	stopAfter := context.AfterFunc(parent, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if !stopped {
+			timer = time.AfterFunc(grace, cancel)
+		}
+	})
+	return ctx, func() {
+		stopAfter()
+		mu.Lock()
+		stopped = true
+		if timer != nil {
+			timer.Stop()
+		}
+		mu.Unlock()
+		cancel()
+	}
+}

@@ -1,0 +1,236 @@
+package consumer
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+
+	"github.com/reversald/reversald/reversal"
+	"github.com/reversald/reversald/store"
+)
+
+// HeaderEventID is the header of an outcome message holding its event_id, so readers can drop
+// duplicates without parsing the value.
+const HeaderEventID = "event_id"
+
+// PublisherConfig configures a Publisher.
+type PublisherConfig struct {
+	Brokers  []string
+	Topic    string // the results topic
+	Security Security
+	// BatchSize is the most outbox rows per WriteMessages call; 0 means 500.
+	BatchSize int
+	// PollInterval is how often the outbox is polled without a Wake; 0 means 100ms.
+	PollInterval time.Duration
+	// WriteTimeout bounds one WriteMessages call; 0 means 30s.
+	WriteTimeout time.Duration
+	// FlushTimeout bounds the final flush after Run's context is cancelled; 0 means 10s.
+	FlushTimeout time.Duration
+	// RetryMin and RetryMax bound the backoff after a failed round; 0 means 100ms and 5s.
+	RetryMin, RetryMax time.Duration
+	Logger             *slog.Logger // nil: slog.Default()
+}
+
+// Validate lists every problem.
+func (c PublisherConfig) Validate() error {
+	errs := validateBrokers(c.Brokers)
+	if c.Topic == "" {
+		errs = append(errs, errors.New("results topic is required"))
+	}
+	if c.BatchSize < 0 {
+		errs = append(errs, fmt.Errorf("publisher batch size must not be negative, got %d", c.BatchSize))
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"poll interval", c.PollInterval}, {"write timeout", c.WriteTimeout}, {"flush timeout", c.FlushTimeout}, {"retry min", c.RetryMin}, {"retry max", c.RetryMax}} {
+		if d.v < 0 {
+			errs = append(errs, fmt.Errorf("publisher %s must not be negative, got %s", d.name, d.v))
+		}
+	}
+	if c.RetryMin > 0 && c.RetryMax > 0 && c.RetryMin > c.RetryMax {
+		errs = append(errs, fmt.Errorf("publisher retry min %s is above retry max %s", c.RetryMin, c.RetryMax))
+	}
+	if err := c.Security.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+func (c PublisherConfig) withDefaults() PublisherConfig {
+	if c.BatchSize == 0 {
+		c.BatchSize = 500
+	}
+	if c.PollInterval == 0 {
+		c.PollInterval = 100 * time.Millisecond
+	}
+	if c.WriteTimeout == 0 {
+		c.WriteTimeout = defaultWriteTimeout
+	}
+	if c.FlushTimeout == 0 {
+		c.FlushTimeout = 10 * time.Second
+	}
+	if c.RetryMin == 0 {
+		c.RetryMin = 100 * time.Millisecond
+	}
+	if c.RetryMax == 0 {
+		c.RetryMax = 5 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c
+}
+
+// PublisherStats are cumulative counters since NewPublisher.
+type PublisherStats struct {
+	Published int64 // outcome messages acknowledged and marked published
+	Batches   int64 // successful WriteMessages calls
+	Errors    int64 // failed rounds (store or Kafka), each retried
+}
+
+// Publisher moves outcomes from the PostgreSQL outbox to the results topic. A row is marked
+// published in the same transaction that locked it, and only after Kafka acknowledged the
+// message from all in-sync replicas; so a crash at any point publishes again, never loses.
+// Delivery is at-least-once; readers drop duplicates by event_id.
+type Publisher struct {
+	cfg     PublisherConfig
+	wake    chan struct{}
+	publish func(ctx context.Context, limit int, fn func(context.Context, []store.OutboxRecord) error) (int, error)
+
+	published, batches, errs atomic.Int64
+}
+
+// NewPublisher returns a Publisher reading st's outbox. Start it with Run.
+func NewPublisher(cfg PublisherConfig, st *store.Store) (*Publisher, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("publisher config: %w", err)
+	}
+	if st == nil {
+		return nil, errors.New("publisher config: store is required")
+	}
+	return &Publisher{
+		cfg:     cfg.withDefaults(),
+		wake:    make(chan struct{}, 1),
+		publish: st.PublishOutbox,
+	}, nil
+}
+
+// Wake asks for an outbox round now. It never blocks; wakes while one is pending coalesce.
+func (p *Publisher) Wake() {
+	select {
+	case p.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Stats returns the counters.
+func (p *Publisher) Stats() PublisherStats {
+	return PublisherStats{Published: p.published.Load(), Batches: p.batches.Load(), Errors: p.errs.Load()}
+}
+
+// Run publishes until ctx is cancelled, then flushes what is pending once more within
+// FlushTimeout and closes its writer. It returns nil on cancellation: shutdown is not an error.
+func (p *Publisher) Run(ctx context.Context) error {
+	tr, err := p.cfg.Security.Transport()
+	if err != nil {
+		return err
+	}
+	w := newWriter(p.cfg.Brokers, p.cfg.Topic, tr, 16<<20)
+	defer func() {
+		if err := w.Close(); err != nil {
+			p.cfg.Logger.Warn("close results writer", "err", err)
+		}
+		tr.CloseIdleConnections() // kafka-go only closes transports it created itself
+	}()
+
+	failures := 0
+	timer := time.NewTimer(0) // first round at once
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			p.flush(ctx, w)
+			return nil
+		case <-timer.C:
+		case <-p.wake:
+		}
+		// A round in progress when ctx is cancelled finishes (within FlushTimeout): cutting it
+		// between the Kafka ack and the outbox commit would only publish duplicates.
+		rctx, done := graceContext(ctx, p.cfg.FlushTimeout)
+		err := p.drain(rctx, w)
+		done()
+		next := p.cfg.PollInterval
+		switch {
+		case err == nil:
+			failures = 0
+		case ctx.Err() != nil:
+			continue // the flush above handles it
+		default:
+			failures++
+			p.errs.Add(1)
+			next = backoff(failures, p.cfg.RetryMin, p.cfg.RetryMax)
+			p.cfg.Logger.Warn("publish outcomes", "err", err, "retry_in", next)
+		}
+		timer.Reset(next)
+	}
+}
+
+// flush runs one last drain after shutdown was asked, bounded by FlushTimeout.
+func (p *Publisher) flush(ctx context.Context, w *kafka.Writer) {
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.cfg.FlushTimeout)
+	defer cancel()
+	if err := p.drain(fctx, w); err != nil {
+		p.errs.Add(1)
+		p.cfg.Logger.Warn("final publish of outcomes; they stay in the outbox", "err", err)
+	}
+}
+
+// drain publishes full batches until the outbox has fewer than BatchSize rows left.
+func (p *Publisher) drain(ctx context.Context, w *kafka.Writer) error {
+	for {
+		n, err := p.publish(ctx, p.cfg.BatchSize, func(ctx context.Context, recs []store.OutboxRecord) error {
+			return p.write(ctx, w, recs)
+		})
+		if err != nil {
+			return err
+		}
+		p.published.Add(int64(n))
+		if n < p.cfg.BatchSize {
+			return nil
+		}
+	}
+}
+
+// write sends recs as outcome messages in one WriteMessages call.
+func (p *Publisher) write(ctx context.Context, w *kafka.Writer, recs []store.OutboxRecord) error {
+	if len(recs) == 0 {
+		return nil
+	}
+	msgs := make([]kafka.Message, len(recs))
+	for i, r := range recs {
+		value, err := json.Marshal(reversal.OutcomeFromRecord(r))
+		if err != nil {
+			// Only a time outside year 0..9999 can get here; that is a store bug, not Kafka's.
+			return fmt.Errorf("encode outcome of event %s: %w", r.EventID, err)
+		}
+		msgs[i] = kafka.Message{
+			Key:     []byte(r.OutTradeNo),
+			Value:   value,
+			Headers: []kafka.Header{{Key: HeaderEventID, Value: []byte(r.EventID)}},
+		}
+	}
+	ctx, cancel := context.WithTimeout(ctx, p.cfg.WriteTimeout)
+	defer cancel()
+	if err := w.WriteMessages(ctx, msgs...); err != nil {
+		return fmt.Errorf("write %d outcomes to %s: %w", len(msgs), p.cfg.Topic, writeError(err))
+	}
+	p.batches.Add(1)
+	return nil
+}

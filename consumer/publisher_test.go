@@ -1,0 +1,159 @@
+package consumer
+
+import (
+	"context"
+	"encoding/json"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/reversald/reversald/reversal"
+	"github.com/reversald/reversald/store"
+	"github.com/reversald/reversald/store/storetest"
+)
+
+func storeEventFor(id, outTradeNo string, amt int64) store.Event {
+	return store.Event{
+		EventID: id, MchID: "M1", OutTradeNo: outTradeNo, TxAmt: amt, TxDtm: "2024-05-01 12:00:00",
+		Topic: "test", Payload: []byte(`{}`),
+	}
+}
+
+// seedOutbox queues two outcomes through the public store API: an event with the key of an
+// existing attempt but another amount is a conflict, queued at once as needs_review.
+func seedOutbox(t *testing.T, st *store.Store) {
+	t.Helper()
+	_, err := st.Intake(t.Context(), []store.Event{
+		storeEventFor("e1", "T1", 100), storeEventFor("e2", "T1", 200),
+		storeEventFor("e3", "T2", 100), storeEventFor("e4", "T2", 300),
+	})
+	if err != nil {
+		t.Fatalf("seed intake: %v", err)
+	}
+	if n := backlog(t, st); n != 2 {
+		t.Fatalf("outbox backlog after seeding = %d, want 2", n)
+	}
+}
+
+func backlog(t *testing.T, st *store.Store) int64 {
+	t.Helper()
+	n, err := st.OutboxBacklog(t.Context())
+	if err != nil {
+		t.Fatalf("OutboxBacklog: %v", err)
+	}
+	return n
+}
+
+// TestPublisherKeepsRowsUntilAcked: with no reachable broker nothing is marked published.
+func TestPublisherKeepsRowsUntilAcked(t *testing.T) {
+	t.Parallel()
+	st := storetest.New(t)
+	seedOutbox(t, st)
+	p, err := NewPublisher(PublisherConfig{
+		Brokers: []string{"127.0.0.1:1"}, Topic: "nowhere", WriteTimeout: time.Second,
+		FlushTimeout: time.Second, RetryMin: 20 * time.Millisecond, RetryMax: 50 * time.Millisecond,
+	}, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := runInBackground(t, p.Run)
+	waitFor(t, 30*time.Second, "two failed publish rounds", func() bool { return p.Stats().Errors >= 2 })
+	stop()
+	if n := backlog(t, st); n != 2 {
+		t.Fatalf("backlog after failed publishing = %d, want 2 (rows marked without an ack)", n)
+	}
+	if s := p.Stats(); s.Published != 0 {
+		t.Fatalf("stats %+v count published rows without an ack", s)
+	}
+}
+
+func TestPublisherWritesOutcomes(t *testing.T) {
+	t.Parallel()
+	brokers := kafkaBrokers(t)
+	st := storetest.New(t)
+	topic := newTopic(t, brokers, "results", 2)
+	seedOutbox(t, st)
+
+	p, err := NewPublisher(PublisherConfig{Brokers: brokers, Topic: topic, PollInterval: time.Hour}, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := runInBackground(t, p.Run)
+	// The first round runs at start; a Wake must also work with an hour-long poll interval.
+	waitFor(t, 30*time.Second, "two published outcomes", func() bool { return p.Stats().Published == 2 })
+	if n := backlog(t, st); n != 0 {
+		t.Fatalf("backlog after publishing = %d, want 0", n)
+	}
+	if _, err := st.Intake(t.Context(), []store.Event{storeEventFor("e5", "T1", 500)}); err != nil {
+		t.Fatal(err)
+	}
+	p.Wake()
+	waitFor(t, 30*time.Second, "the woken round", func() bool { return p.Stats().Published == 3 })
+	stop()
+
+	msgs := readAll(t, brokers, topic, 2)
+	if len(msgs) != 3 {
+		t.Fatalf("results topic has %d messages, want 3", len(msgs))
+	}
+	var ids []string
+	for _, m := range msgs {
+		var o reversal.Outcome
+		if err := json.Unmarshal(m.Value, &o); err != nil {
+			t.Fatalf("outcome %s is not JSON: %v", m.Value, err)
+		}
+		if h, _ := header(m, HeaderEventID); h != o.EventID {
+			t.Errorf("header event_id %q != value event_id %q", h, o.EventID)
+		}
+		if string(m.Key) != o.OutTradeNo {
+			t.Errorf("key %q != out_trade_no %q", m.Key, o.OutTradeNo)
+		}
+		if o.Status != reversal.StatusNeedsReview || o.Method != "none" || o.MchID != "M1" ||
+			o.SchemaVersion != reversal.SchemaVersion || o.DecidedAt.IsZero() || o.Reason == "" {
+			t.Errorf("outcome %+v", o)
+		}
+		var fields map[string]json.RawMessage
+		if err := json.Unmarshal(m.Value, &fields); err != nil {
+			t.Fatal(err)
+		}
+		for _, k := range []string{"event_id", "out_trade_no", "mchid", "syssn", "cancel_syssn", "status", "method",
+			"respcd", "resperr", "respmsg", "txamt", "txcurrcd", "gateway_calls", "first_seen_at", "decided_at",
+			"reason", "schema_version"} {
+			if _, ok := fields[k]; !ok {
+				t.Errorf("outcome JSON misses %s: %s", k, m.Value)
+			}
+		}
+		ids = append(ids, o.EventID)
+	}
+	slices.Sort(ids)
+	if !slices.Equal(ids, []string{"e2", "e4", "e5"}) {
+		t.Fatalf("published event ids %v, want [e2 e4 e5]", ids)
+	}
+}
+
+// TestPublisherFlushesOnStop: rows queued just before the cancel are still published.
+func TestPublisherFlushesOnStop(t *testing.T) {
+	t.Parallel()
+	brokers := kafkaBrokers(t)
+	st := storetest.New(t)
+	topic := newTopic(t, brokers, "results", 1)
+	p, err := NewPublisher(PublisherConfig{Brokers: brokers, Topic: topic, PollInterval: time.Hour}, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	// Whether the first round sees these rows or only the final flush does, they must be out
+	// when Run returns.
+	seedOutbox(t, st)
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if n := backlog(t, st); n != 0 {
+		t.Fatalf("backlog after stop = %d, want 0 (no final flush)", n)
+	}
+	if got := len(readAll(t, brokers, topic, 1)); got != 2 {
+		t.Fatalf("results topic has %d messages, want 2", got)
+	}
+}
