@@ -193,3 +193,17 @@ func unwrapAll(err error) error {
 		err = u
 	}
 }
+
+// envNames lists every variable Config reads, secrets' _FILE forms included.
+func envNames() []string {
+	var names []string
+	t := reflect.TypeFor[Config]()
+	for i := range t.NumField() {
+		name, _, _ := strings.Cut(t.Field(i).Tag.Get("env"), ",")
+		names = append(names, name)
+	}
+	for _, s := range secretVars {
+		names = append(names, s+"_FILE")
+	}
+	return names
+}

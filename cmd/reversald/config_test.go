@@ -1,0 +1,136 @@
+package main
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sethvargo/go-envconfig"
+)
+
+const secretKey = "s3cr3t-client-key-do-not-log"
+
+func validEnv() map[string]string {
+	return map[string]string{
+		"DATABASE_URL":     "postgres://u:p@127.0.0.1:5432/db",
+		"KAFKA_BROKERS":    "127.0.0.1:9092,127.0.0.1:9093",
+		"QFPAY_BASE_URL":   "https://test-openapi-hk.qfapi.com",
+		"QFPAY_APP_CODE":   "APPCODE",
+		"QFPAY_CLIENT_KEY": secretKey,
+	}
+}
+
+func TestConfigDefaults(t *testing.T) {
+	t.Parallel()
+	c, err := loadConfig(context.Background(), envconfig.MapLookuper(validEnv()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.InputTopic != "payment-uncertain" || c.DLQTopic != "payment-uncertain.dlq" || c.ResultsTopic != "payment-reversal-results" ||
+		c.Workers != 32 || c.Lease != 30*time.Second || c.MerchantRate != 400 || c.Deadline != 24*time.Hour ||
+		len(c.KafkaBrokers) != 2 || c.InstanceID == "" || !c.MigrateOnStart {
+		t.Errorf("defaults: %+v", c)
+	}
+}
+
+// TestConfigListsEveryProblem: one start-up shows every mistake at once, and
+// none of them quotes the client key.
+func TestConfigListsEveryProblem(t *testing.T) {
+	t.Parallel()
+	env := map[string]string{
+		"QFPAY_CLIENT_KEY":       secretKey,
+		"EXECUTOR_WORKERS":       "many",
+		"QFPAY_TIMEOUT":          "soon",
+		"INTAKE_BATCH_SIZE":      "0",
+		"LOG_LEVEL":              "chatty",
+		"MERCHANT_RATE_PER_MIN":  "0",
+		"KAFKA_SASL_MECHANISM":   "GSSAPI",
+		"QFPAY_VERIFY_RESPONSES": "perhaps",
+	}
+	_, err := loadConfig(context.Background(), envconfig.MapLookuper(env))
+	if err == nil {
+		t.Fatal("bad config accepted")
+	}
+	msg := err.Error()
+	for _, want := range []string{"DATABASE_URL", "KAFKA_BROKERS", "QFPAY_BASE_URL", "QFPAY_APP_CODE",
+		"EXECUTOR_WORKERS", "QFPAY_TIMEOUT", "INTAKE_BATCH_SIZE", "LOG_LEVEL", "MERCHANT_RATE_PER_MIN", "GSSAPI", "QFPAY_VERIFY_RESPONSES"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("problem list does not name %s:\n%s", want, msg)
+		}
+	}
+	if strings.Contains(msg, secretKey) {
+		t.Errorf("problem list leaks the client key:\n%s", msg)
+	}
+}
+
+func TestConfigSecretsFromFiles(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	keyFile := filepath.Join(dir, "key")
+	if err := os.WriteFile(keyFile, []byte(secretKey+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := validEnv()
+	delete(env, "QFPAY_CLIENT_KEY")
+	env["QFPAY_CLIENT_KEY_FILE"] = keyFile
+	c, err := loadConfig(context.Background(), envconfig.MapLookuper(env))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.QFPayClientKey != secretKey {
+		t.Errorf("key from file = %q", c.QFPayClientKey)
+	}
+
+	env["QFPAY_CLIENT_KEY"] = "other"
+	env["DATABASE_URL_FILE"] = filepath.Join(dir, "missing")
+	_, err = loadConfig(context.Background(), envconfig.MapLookuper(env))
+	if err == nil || !strings.Contains(err.Error(), "QFPAY_CLIENT_KEY and QFPAY_CLIENT_KEY_FILE are both set") || !strings.Contains(err.Error(), "DATABASE_URL_FILE") {
+		t.Errorf("err = %v; want both problems named", err)
+	}
+}
+
+func TestConfigLeaseCoversCalls(t *testing.T) {
+	t.Parallel()
+	env := validEnv()
+	env["EXECUTOR_LEASE"] = "10s"
+	env["QFPAY_TIMEOUT"] = "10s"
+	_, err := loadConfig(context.Background(), envconfig.MapLookuper(env))
+	if err == nil || !strings.Contains(err.Error(), "EXECUTOR_LEASE") {
+		t.Errorf("a lease shorter than two calls was accepted: %v", err)
+	}
+}
+
+// TestReadmeDocumentsEveryVariable keeps the README's configuration table in
+// step with Config.
+func TestReadmeDocumentsEveryVariable(t *testing.T) {
+	t.Parallel()
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range envNames() {
+		if !strings.Contains(string(readme), "`"+name+"`") {
+			t.Errorf("README.md does not document %s", name)
+		}
+	}
+}
+
+func TestRunRefusesBadConfigAndUnknownCommands(t *testing.T) {
+	t.Parallel()
+	var out, errw strings.Builder
+	err := run(context.Background(), []string{"run"}, envconfig.MapLookuper(map[string]string{"QFPAY_CLIENT_KEY": secretKey}), &out, &errw)
+	if err == nil || !strings.Contains(err.Error(), "DATABASE_URL") || strings.Contains(err.Error(), secretKey) {
+		t.Errorf("run with bad config: %v", err)
+	}
+	err = run(context.Background(), []string{"frobnicate"}, envconfig.MapLookuper(nil), &out, &errw)
+	if _, ok := err.(usageError); !ok {
+		t.Errorf("unknown command: %v, want a usage error", err)
+	}
+	out.Reset()
+	if err := run(context.Background(), []string{"version"}, envconfig.MapLookuper(nil), &out, &errw); err != nil || out.Len() == 0 {
+		t.Errorf("version: %q, %v", out.String(), err)
+	}
+}
