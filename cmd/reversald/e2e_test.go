@@ -344,8 +344,8 @@ func TestDaemonMixedEvents(t *testing.T) {
 		ev{id: "e-U1", otn: "U1"}.message(),
 		ev{id: "e-H1", otn: "H1", payType: "801501"}.message(),
 		ev{id: "e-D1a", otn: "D1"}.message(),
-		ev{id: "e-D1b", otn: "D1"}.message(),        // a second POS event for the same payment
-		ev{id: "e-D1a", otn: "D1"}.message(),        // the first one redelivered
+		ev{id: "e-D1b", otn: "D1"}.message(),           // a second POS event for the same payment
+		ev{id: "e-D1a", otn: "D1"}.message(),           // the first one redelivered
 		ev{id: "e-X1", otn: "R1", amt: 9900}.message(), // same key, another amount
 	}
 	invalid := []kafka.Message{
