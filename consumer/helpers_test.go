@@ -16,7 +16,7 @@ import (
 )
 
 // kafkaBrokers is the real broker list; a missing broker fails the test (testenv never skips).
-func kafkaBrokers(t *testing.T) []string {
+func kafkaBrokers(t testing.TB) []string {
 	t.Helper()
 	return testenv.KafkaBrokers(t)
 }
@@ -28,7 +28,7 @@ func randomName(prefix string) string {
 }
 
 // newTopic creates a random topic, deleted when the test ends.
-func newTopic(t *testing.T, brokers []string, prefix string, partitions int) string {
+func newTopic(t testing.TB, brokers []string, prefix string, partitions int) string {
 	t.Helper()
 	name := randomName(prefix)
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
@@ -52,7 +52,7 @@ func newTopic(t *testing.T, brokers []string, prefix string, partitions int) str
 
 // waitTopicReady polls until every partition of topic has a leader, so the first write does not
 // race the controller.
-func waitTopicReady(t *testing.T, brokers []string, topic string, partitions int) {
+func waitTopicReady(t testing.TB, brokers []string, topic string, partitions int) {
 	t.Helper()
 	tr := &kafka.Transport{}
 	defer tr.CloseIdleConnections()
@@ -82,7 +82,7 @@ func waitTopicReady(t *testing.T, brokers []string, topic string, partitions int
 }
 
 // produce writes msgs to topic, acknowledged by all replicas.
-func produce(t *testing.T, brokers []string, topic string, msgs ...kafka.Message) {
+func produce(t testing.TB, brokers []string, topic string, msgs ...kafka.Message) {
 	t.Helper()
 	tr := &kafka.Transport{}
 	w := &kafka.Writer{
@@ -101,7 +101,7 @@ func produce(t *testing.T, brokers []string, topic string, msgs ...kafka.Message
 
 // readAll reads every message of every partition of topic up to the high watermark at the time
 // of the call, sorted by partition and offset.
-func readAll(t *testing.T, brokers []string, topic string, partitions int) []kafka.Message {
+func readAll(t testing.TB, brokers []string, topic string, partitions int) []kafka.Message {
 	t.Helper()
 	ends := highWatermarks(t, brokers, topic, partitions)
 	var all []kafka.Message
@@ -138,7 +138,7 @@ func readAll(t *testing.T, brokers []string, topic string, partitions int) []kaf
 }
 
 // highWatermarks returns the next offset of every partition.
-func highWatermarks(t *testing.T, brokers []string, topic string, partitions int) map[int]int64 {
+func highWatermarks(t testing.TB, brokers []string, topic string, partitions int) map[int]int64 {
 	t.Helper()
 	tr := &kafka.Transport{}
 	defer tr.CloseIdleConnections()
@@ -188,7 +188,7 @@ func committedOffsets(ctx context.Context, brokers []string, group, topic string
 }
 
 // waitFor polls cond until it holds or the timeout passes.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for !cond() {
@@ -210,7 +210,7 @@ func header(m kafka.Message, key string) (string, bool) {
 
 // runInBackground starts run and returns a stop function that cancels it and waits for it,
 // failing the test if run returned an error. It is also registered as a cleanup.
-func runInBackground(t *testing.T, run func(context.Context) error) (stop func()) {
+func runInBackground(t testing.TB, run func(context.Context) error) (stop func()) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

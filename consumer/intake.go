@@ -185,16 +185,19 @@ func (in *Intake) Run(ctx context.Context) error {
 	}()
 	log := in.cfg.Logger.With("topic", in.cfg.Topic, "group", in.cfg.GroupID)
 	r := kafka.NewReader(kafka.ReaderConfig{
-		Brokers:           in.cfg.Brokers,
-		GroupID:           in.cfg.GroupID,
-		Topic:             in.cfg.Topic,
-		Dialer:            dialer,
-		StartOffset:       kafka.FirstOffset, // a new group reads the topic from the start
-		CommitInterval:    0,                 // synchronous: CommitMessages returns after the broker acked
-		MaxWait:           in.cfg.MaxWait,
-		QueueCapacity:     max(100, in.cfg.BatchSize),
-		SessionTimeout:    in.cfg.SessionTimeout,
-		HeartbeatInterval: in.cfg.HeartbeatInterval,
+		Brokers:        in.cfg.Brokers,
+		GroupID:        in.cfg.GroupID,
+		Topic:          in.cfg.Topic,
+		Dialer:         dialer,
+		StartOffset:    kafka.FirstOffset, // a new group reads the topic from the start
+		CommitInterval: 0,                 // synchronous: CommitMessages returns after the broker acked
+		MaxWait:        in.cfg.MaxWait,
+		QueueCapacity:  max(100, in.cfg.BatchSize),
+		// Partitions added to the input topic are picked up by a rebalance within about 5s;
+		// with FirstOffset they are read from their start, so nothing written there is skipped.
+		WatchPartitionChanges: true,
+		SessionTimeout:        in.cfg.SessionTimeout,
+		HeartbeatInterval:     in.cfg.HeartbeatInterval,
 		ErrorLogger: kafka.LoggerFunc(func(msg string, args ...any) {
 			log.Warn(fmt.Sprintf(msg, args...), "component", "kafka-go reader")
 		}),

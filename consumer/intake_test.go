@@ -24,7 +24,7 @@ type testDB struct {
 	conn *pgx.Conn
 }
 
-func newTestDB(t *testing.T) testDB {
+func newTestDB(t testing.TB) testDB {
 	t.Helper()
 	url := storetest.URL(t)
 	st, err := store.Open(t.Context(), url, store.Options{})
@@ -40,7 +40,7 @@ func newTestDB(t *testing.T) testDB {
 	return testDB{st: st, conn: conn}
 }
 
-func (db testDB) count(t *testing.T, table string) int {
+func (db testDB) count(t testing.TB, table string) int {
 	t.Helper()
 	var n int
 	if err := db.conn.QueryRow(t.Context(), "SELECT count(*) FROM "+pgx.Identifier{table}.Sanitize()).Scan(&n); err != nil {
@@ -354,4 +354,78 @@ func TestIntakeStopsPromptlyWhenIdle(t *testing.T) {
 		t.Fatal("Run did not return within 30s of cancel")
 	}
 	t.Logf("stopped in %s", time.Since(start))
+}
+
+// TestIntakeRebalanceLosesNothing: two instances share a group while members come and go
+// mid-stream; every event ends up recorded exactly once and all offsets are committed.
+func TestIntakeRebalanceLosesNothing(t *testing.T) {
+	t.Parallel()
+	brokers := kafkaBrokers(t)
+	db := newTestDB(t)
+	const partitions, waves, perWave = 4, 4, 150
+	in := newTopic(t, brokers, "in", partitions)
+	dlq := newTopic(t, brokers, "in-dlq", 1)
+	group := randomName("g")
+
+	wave := func(w int) []kafka.Message {
+		msgs := make([]kafka.Message, perWave)
+		for i := range msgs {
+			k := w*perWave + i
+			msgs[i] = kafka.Message{Key: fmt.Appendf(nil, "T%05d", k), Value: validValueN(k)}
+		}
+		return msgs
+	}
+	newIntake := func() *Intake {
+		cfg := intakeConfig(brokers, in, dlq, group)
+		cfg.BatchSize = 40
+		it, err := NewIntake(cfg, db.st)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return it
+	}
+	recorded := func() int { return db.count(t, "events") }
+
+	a := newIntake()
+	stopA := runInBackground(t, a.Run)
+	produce(t, brokers, in, wave(0)...)
+	waitFor(t, 60*time.Second, "wave 0 recorded", func() bool { return recorded() == perWave })
+
+	b := newIntake() // joins: rebalance while A works
+	stopB := runInBackground(t, b.Run)
+	produce(t, brokers, in, wave(1)...)
+	produce(t, brokers, in, wave(2)...)
+	stopA() // leaves mid-stream: its partitions move to B
+	produce(t, brokers, in, wave(3)...)
+	waitFor(t, 60*time.Second, "every wave recorded", func() bool { return recorded() == waves*perWave })
+
+	// B may still be committing its last batch; wait until the group has caught up.
+	hw := highWatermarks(t, brokers, in, partitions)
+	waitFor(t, 30*time.Second, "offsets committed", func() bool {
+		got, err := committedOffsets(t.Context(), brokers, group, in, partitions)
+		if err != nil {
+			return false
+		}
+		for p := 0; p < partitions; p++ {
+			if hw[p] > 0 && got[p] != hw[p] {
+				return false
+			}
+		}
+		return true
+	})
+	stopB()
+
+	if got := db.count(t, "attempts"); got != waves*perWave {
+		t.Errorf("attempts table has %d rows, want %d", got, waves*perWave)
+	}
+	sa, sb := a.Stats(), b.Stats()
+	if sa.New+sb.New != waves*perWave {
+		t.Errorf("new events: A %d + B %d, want %d in all", sa.New, sb.New, waves*perWave)
+	}
+	t.Logf("A %+v", sa)
+	t.Logf("B %+v", sb)
+}
+
+func validValueN(k int) []byte {
+	return fmt.Appendf(nil, `{"out_trade_no":"T%05d","mchid":"M1","txamt":%d,"txdtm":"2024-05-01 12:00:00"}`, k, 100+k)
 }
