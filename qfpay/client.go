@@ -273,7 +273,7 @@ func (c *Client) do(ctx context.Context, call *Call, path string) (object, error
 	defer cancel()
 	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+path, strings.NewReader(encodeForm(call.Request)))
 	if err != nil {
-		return nil, fmt.Errorf("build request: %w", ErrMalformedResponse)
+		return nil, fmt.Errorf("build request: %w", err)
 	}
 	hreq.Header.Set("Content-Type", "application/x-www-form-urlencoded; charset=UTF-8")
 	hreq.Header.Set("Accept", "application/json")
