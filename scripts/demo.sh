@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# demo.sh: end-to-end demo of reversald against the dev stack and the QFPay sandbox.
-# Placeholder: the lead wires the real demo here. `make demo` runs it with .stack/env sourced.
+# demo.sh: reversald end to end on the dev stack and the QFPay sandbox (see internal/demo).
+# `make demo` runs it with .stack/env sourced, after `make up`.
 set -euo pipefail
-echo "demo: not yet wired" >&2
-exit 1
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+exec go run ./internal/demo

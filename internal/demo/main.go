@@ -1,0 +1,485 @@
+// Command demo runs reversald end to end on the local stack, for `make demo`:
+// it starts the QFPay sandbox and the daemon as real processes, produces a
+// handful of realistic POS events (one of each outcome, a duplicate, a
+// conflicting duplicate and an invalid one), prints the outcomes and the dead
+// letter as tables, and stops everything. It exits non-zero if an outcome is
+// not the one expected, so the demo is also a check.
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/segmentio/kafka-go"
+)
+
+const (
+	appCode = "DEMOAPPCODE"
+	mchid   = "MNxMp11FV35qQN"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	err := run(ctx)
+	stop()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "demo: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+type posEvent struct {
+	EventID    string `json:"event_id"`
+	OutTradeNo string `json:"out_trade_no"`
+	MchID      string `json:"mchid"`
+	TxAmt      int64  `json:"txamt"`
+	TxCurrCd   string `json:"txcurrcd"`
+	TxDtm      string `json:"txdtm"`
+	PayType    string `json:"pay_type"`
+	Udid       string `json:"udid"`
+	Reason     string `json:"reason"`
+	OccurredAt string `json:"occurred_at"`
+}
+
+func run(ctx context.Context) error {
+	dbURL, brokers := os.Getenv("DATABASE_URL"), os.Getenv("KAFKA_BROKERS")
+	if dbURL == "" || brokers == "" {
+		return errors.New("DATABASE_URL and KAFKA_BROKERS must be set: run `make demo` (it starts the stack), or `make up && . .stack/env`")
+	}
+	id := time.Now().Format("20060102150405")
+	work := filepath.Join(".stack", "demo-"+id)
+	if err := os.MkdirAll(work, 0o700); err != nil {
+		return err
+	}
+	say("building reversald and qfpay-sandbox")
+	for _, c := range []string{"reversald", "qfpay-sandbox"} {
+		if out, err := exec.CommandContext(ctx, "go", "build", "-o", filepath.Join(work, c), "./cmd/"+c).CombinedOutput(); err != nil {
+			return fmt.Errorf("go build %s: %v\n%s", c, err, out)
+		}
+	}
+	keyFile := filepath.Join(work, "client-key")
+	if err := os.WriteFile(keyFile, []byte("demo-client-key-"+id+"\n"), 0o600); err != nil {
+		return err
+	}
+
+	// A database of its own, dropped at the end.
+	db := "demo_" + id
+	if err := adminSQL(ctx, dbURL, "CREATE DATABASE "+db); err != nil {
+		return err
+	}
+	defer adminSQL(context.WithoutCancel(ctx), dbURL, "DROP DATABASE IF EXISTS "+db+" WITH (FORCE)") //nolint:errcheck // best effort
+	demoDB := withDatabase(dbURL, db)
+
+	sbAddr, httpAddr := freeAddr(), freeAddr()
+	say("starting the QFPay sandbox on " + sbAddr)
+	sb, err := start(ctx, filepath.Join(work, "qfpay-sandbox"), filepath.Join(work, "sandbox.log"),
+		[]string{"-addr", sbAddr, "-appcode", appCode}, []string{"QFPAY_SANDBOX_KEY_FILE=" + keyFile})
+	if err != nil {
+		return err
+	}
+	defer sb.stop()
+	if err := waitHTTP(ctx, "http://"+sbAddr+"/_sandbox/txns"); err != nil {
+		return err
+	}
+
+	now := time.Now()
+	txdtm := now.Add(-2 * time.Minute).Format(time.DateTime)
+	mk := func(otn, payType string, amt int64) posEvent {
+		return posEvent{EventID: "pos-" + otn, OutTradeNo: otn, MchID: mchid, TxAmt: amt, TxCurrCd: "HKD", TxDtm: txdtm,
+			PayType: payType, Udid: "POS-TERM-07", Reason: "timeout", OccurredAt: now.UTC().Format(time.RFC3339)}
+	}
+	type scenario struct {
+		ev     posEvent
+		state  string // sandbox state; "" = QFPay never saw it
+		want   string
+		what   string
+		noSeed bool
+	}
+	scenarios := []scenario{
+		{ev: mk("ORD-1001", "800108", 2500), state: "in_flight", want: "reversed", what: "Alipay CPM still in flight: reversed"},
+		{ev: mk("ORD-1002", "800201", 4800), state: "in_flight", want: "closed", what: "WeChat MPM still in flight: closed"},
+		{ev: mk("ORD-1003", "800208", 1200), state: "paid", want: "paid", what: "paid before we got there: refund it"},
+		{ev: mk("ORD-1004", "800101", 990), state: "refunded", want: "refunded", what: "already refunded"},
+		{ev: mk("ORD-1005", "800101", 15000), state: "failed", want: "not_paid", what: "the payment failed: nothing charged"},
+		{ev: mk("ORD-1006", "800101", 3300), want: "not_found", what: "QFPay never saw it", noSeed: true},
+		{ev: mk("ORD-1007", "801501", 7000), state: "in_flight", want: "unsupported", what: "Hong Kong-only pay type: cannot be cancelled by API"},
+	}
+	var txns []map[string]any
+	for _, s := range scenarios {
+		if s.noSeed {
+			continue
+		}
+		txns = append(txns, map[string]any{"mchid": mchid, "out_trade_no": s.ev.OutTradeNo, "state": s.state,
+			"pay_type": s.ev.PayType, "txamt": s.ev.TxAmt, "txdtm": s.ev.TxDtm})
+	}
+	if err := postJSON(ctx, "http://"+sbAddr+"/_sandbox/txns", txns); err != nil {
+		return fmt.Errorf("seed the sandbox: %w", err)
+	}
+
+	topics := map[string]string{
+		"KAFKA_INPUT_TOPIC": "demo-" + id + ".payment-uncertain", "KAFKA_DLQ_TOPIC": "demo-" + id + ".payment-uncertain.dlq",
+		"KAFKA_RESULTS_TOPIC": "demo-" + id + ".payment-reversal-results",
+	}
+	env := []string{
+		"DATABASE_URL=" + demoDB, "KAFKA_BROKERS=" + brokers, "KAFKA_GROUP_ID=demo-" + id,
+		"KAFKA_CREATE_TOPICS=true", "KAFKA_TOPIC_PARTITIONS=3", "KAFKA_TOPIC_REPLICATION=1",
+		"QFPAY_BASE_URL=http://" + sbAddr, "QFPAY_APP_CODE=" + appCode, "QFPAY_CLIENT_KEY_FILE=" + keyFile,
+		"HTTP_ADDR=" + httpAddr, "EXECUTOR_BACKOFF_BASE=200ms", "EXECUTOR_BACKOFF_MAX=1s", "EXECUTOR_POLL_INTERVAL=200ms",
+		"NOT_FOUND_RECHECKS=1", "LOG_LEVEL=info",
+	}
+	for k, v := range topics {
+		env = append(env, k+"="+v)
+	}
+	say("starting reversald (health and metrics on http://" + httpAddr + ", logs in " + filepath.Join(work, "reversald.log") + ")")
+	d, err := start(ctx, filepath.Join(work, "reversald"), filepath.Join(work, "reversald.log"), []string{"run"}, env)
+	if err != nil {
+		return err
+	}
+	defer d.stop()
+	if err := waitHTTP(ctx, "http://"+httpAddr+"/readyz"); err != nil {
+		return fmt.Errorf("%w\n%s", err, d.tail())
+	}
+
+	var msgs []kafka.Message
+	for _, s := range scenarios {
+		msgs = append(msgs, message(s.ev))
+	}
+	conflict := mk("ORD-1001", "800108", 2600)
+	conflict.EventID = "pos-ORD-1001-b"
+	msgs = append(msgs,
+		message(scenarios[0].ev), // the same event again: a duplicate, no second outcome
+		message(conflict),        // same order, another amount: a person must look
+		kafka.Message{Key: []byte("ORD-1008"), Value: []byte(`{"event_id":"pos-ORD-1008","out_trade_no":"ORD-1008","txamt":"12.50","txdtm":"` + txdtm + `"}`)},
+	)
+	wantStatus := map[string]string{"pos-ORD-1001-b": "needs_review"}
+	whatOf := map[string]string{"pos-ORD-1001-b": "same order, another amount: conflicting duplicate"}
+	for _, s := range scenarios {
+		wantStatus[s.ev.EventID], whatOf[s.ev.EventID] = s.want, s.what
+	}
+	say(fmt.Sprintf("producing %d POS events (one of each outcome, a duplicate, a conflicting duplicate, an invalid one)", len(msgs)))
+	w := &kafka.Writer{Addr: kafka.TCP(strings.Split(brokers, ",")...), Topic: topics["KAFKA_INPUT_TOPIC"],
+		Balancer: &kafka.Hash{}, RequiredAcks: kafka.RequireAll, Transport: &kafka.Transport{}}
+	defer w.Close()
+	if err := writeRetry(ctx, w, msgs); err != nil {
+		return err
+	}
+
+	say("waiting for the outcomes")
+	outcomes, letters, err := collect(ctx, strings.Split(brokers, ","), topics["KAFKA_RESULTS_TOPIC"], topics["KAFKA_DLQ_TOPIC"], len(wantStatus), 1)
+	if err != nil {
+		return fmt.Errorf("%w\n%s", err, d.tail())
+	}
+	fmt.Println()
+	fmt.Println("Outcomes on " + topics["KAFKA_RESULTS_TOPIC"] + ":")
+	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "EVENT_ID\tOUT_TRADE_NO\tTXAMT\tSTATUS\tMETHOD\tRESPCD\tCALLS\tSCENARIO")
+	var bad []string
+	sort.Slice(outcomes, func(i, j int) bool { return outcomes[i].EventID < outcomes[j].EventID })
+	for _, o := range outcomes {
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%d\t%s\n", o.EventID, o.OutTradeNo, o.TxAmt, o.Status, o.Method, o.Respcd, o.GatewayCalls, whatOf[o.EventID])
+		if wantStatus[o.EventID] != o.Status {
+			bad = append(bad, fmt.Sprintf("%s: %s (%s), expected %s", o.EventID, o.Status, o.Reason, wantStatus[o.EventID]))
+		}
+	}
+	tw.Flush()
+	fmt.Println()
+	fmt.Println("Dead letters on " + topics["KAFKA_DLQ_TOPIC"] + ":")
+	tw = tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "KEY\tFROM\tERROR")
+	for _, l := range letters {
+		h := map[string]string{}
+		for _, x := range l.Headers {
+			h[x.Key] = string(x.Value)
+		}
+		fmt.Fprintf(tw, "%s\t%s[%s]@%s\t%s\n", l.Key, h["x-dlq-topic"], h["x-dlq-partition"], h["x-dlq-offset"], h["x-dlq-error"])
+	}
+	tw.Flush()
+	fmt.Println()
+	fmt.Println("Gateway calls per order (from the sandbox's ledger; the duplicate and the conflict made none):")
+	calls, err := ledger(ctx, "http://"+sbAddr)
+	if err != nil {
+		return err
+	}
+	fmt.Println("  " + calls)
+	fmt.Println()
+
+	say("stopping reversald (SIGTERM) and the sandbox")
+	if err := d.stop(); err != nil {
+		return fmt.Errorf("reversald did not stop cleanly: %w\n%s", err, d.tail())
+	}
+	if len(outcomes) != len(wantStatus) || len(letters) != 1 {
+		bad = append(bad, fmt.Sprintf("%d outcomes and %d dead letters, expected %d and 1", len(outcomes), len(letters), len(wantStatus)))
+	}
+	if len(bad) > 0 {
+		return fmt.Errorf("unexpected results:\n  %s", strings.Join(bad, "\n  "))
+	}
+	say("done: every event has its expected outcome")
+	return nil
+}
+
+func say(s string) { fmt.Printf("== %s\n", s) }
+
+func message(e posEvent) kafka.Message {
+	v, _ := json.Marshal(e)
+	return kafka.Message{Key: []byte(e.OutTradeNo), Value: v, Headers: []kafka.Header{{Key: "source", Value: []byte(e.Udid)}}}
+}
+
+func writeRetry(ctx context.Context, w *kafka.Writer, msgs []kafka.Message) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	for {
+		err := w.WriteMessages(ctx, msgs...)
+		if err == nil || !errors.Is(err, kafka.UnknownTopicOrPartition) || ctx.Err() != nil {
+			return err
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+type outcome struct {
+	EventID      string `json:"event_id"`
+	OutTradeNo   string `json:"out_trade_no"`
+	Status       string `json:"status"`
+	Method       string `json:"method"`
+	Respcd       string `json:"respcd"`
+	TxAmt        int64  `json:"txamt"`
+	GatewayCalls int    `json:"gateway_calls"`
+	Reason       string `json:"reason"`
+}
+
+// collect reads the results and DLQ topics until it has the expected counts,
+// for at most a minute.
+func collect(ctx context.Context, brokers []string, results, dlq string, nOut, nDLQ int) ([]outcome, []kafka.Message, error) {
+	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	var (
+		mu      sync.Mutex
+		outs    = map[string]outcome{}
+		letters []kafka.Message
+		wg      sync.WaitGroup
+	)
+	read := func(topic string, on func(kafka.Message)) {
+		r := kafka.NewReader(kafka.ReaderConfig{Brokers: brokers, Topic: topic, GroupID: "demo-reader-" + topic, StartOffset: kafka.FirstOffset, MaxWait: 200 * time.Millisecond})
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer r.Close()
+			for {
+				m, err := r.ReadMessage(ctx)
+				if err != nil {
+					return
+				}
+				mu.Lock()
+				on(m)
+				mu.Unlock()
+			}
+		}()
+	}
+	read(results, func(m kafka.Message) {
+		var o outcome
+		if json.Unmarshal(m.Value, &o) == nil {
+			outs[o.EventID] = o
+		}
+	})
+	read(dlq, func(m kafka.Message) { letters = append(letters, m) })
+	for {
+		mu.Lock()
+		done := len(outs) >= nOut && len(letters) >= nDLQ
+		mu.Unlock()
+		if done || ctx.Err() != nil {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	time.Sleep(300 * time.Millisecond) // anything unexpected shows up too
+	cancel()
+	wg.Wait()
+	var list []outcome
+	for _, o := range outs {
+		list = append(list, o)
+	}
+	if len(list) < nOut || len(letters) < nDLQ {
+		return list, letters, fmt.Errorf("got %d outcomes and %d dead letters within a minute, expected %d and %d", len(list), len(letters), nOut, nDLQ)
+	}
+	return list, letters, nil
+}
+
+func ledger(ctx context.Context, base string) (string, error) {
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+"/_sandbox/ledger", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return "", fmt.Errorf("read the sandbox ledger: %w", err)
+	}
+	defer resp.Body.Close()
+	var entries []struct {
+		Endpoint   string `json:"endpoint"`
+		OutTradeNo string `json:"out_trade_no"`
+		Accepted   bool   `json:"accepted"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&entries); err != nil {
+		return "", fmt.Errorf("decode the sandbox ledger: %w", err)
+	}
+	per := map[string][]string{}
+	for _, e := range entries {
+		s := e.Endpoint
+		if e.Accepted {
+			s += "(accepted)"
+		}
+		per[e.OutTradeNo] = append(per[e.OutTradeNo], s)
+	}
+	var keys []string
+	for k := range per {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var lines []string
+	for _, k := range keys {
+		lines = append(lines, fmt.Sprintf("%s: %s", k, strings.Join(per[k], " -> ")))
+	}
+	return strings.Join(lines, "\n  "), nil
+}
+
+type process struct {
+	cmd  *exec.Cmd
+	log  string
+	done chan error
+	once sync.Once
+	err  error
+}
+
+func start(ctx context.Context, bin, logPath string, args, env []string) (*process, error) {
+	f, err := os.Create(logPath)
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH")}, env...)
+	cmd.Stdout, cmd.Stderr = f, f
+	if err := cmd.Start(); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("start %s: %w", bin, err)
+	}
+	p := &process{cmd: cmd, log: logPath, done: make(chan error, 1)}
+	go func() { p.done <- cmd.Wait(); f.Close() }()
+	return p, nil
+}
+
+// stop sends SIGTERM, waits up to 30s, then kills.
+func (p *process) stop() error {
+	p.once.Do(func() {
+		_ = p.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case p.err = <-p.done:
+		case <-time.After(30 * time.Second):
+			_ = p.cmd.Process.Kill()
+			p.err = errors.New("did not stop within 30s of SIGTERM; killed")
+			<-p.done
+		}
+	})
+	return p.err
+}
+
+func (p *process) tail() string {
+	f, err := os.Open(p.log)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	var lines []string
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		lines = append(lines, sc.Text())
+		if len(lines) > 20 {
+			lines = lines[1:]
+		}
+	}
+	return "last lines of " + p.log + ":\n" + strings.Join(lines, "\n")
+}
+
+func waitHTTP(ctx context.Context, url string) error {
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return fmt.Errorf("%s did not answer 200 within 60s", url)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+func postJSON(ctx context.Context, url string, v any) error {
+	b, _ := json.Marshal(v)
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, url, strings.NewReader(string(b)))
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("POST %s: HTTP %d", url, resp.StatusCode)
+	}
+	return nil
+}
+
+func freeAddr() string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+func adminSQL(ctx context.Context, url, sql string) error {
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		return fmt.Errorf("connect to DATABASE_URL: %w", err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, sql); err != nil {
+		return fmt.Errorf("%s: %w", strings.Fields(sql)[0], err)
+	}
+	return nil
+}
+
+func withDatabase(base, name string) string {
+	i := strings.Index(base, "://")
+	rest := base[i+3:]
+	slash := strings.Index(rest, "/")
+	q := ""
+	if j := strings.Index(rest, "?"); j >= 0 {
+		q = rest[j:]
+		if slash < 0 || slash > j {
+			slash = j
+		}
+	}
+	if slash < 0 {
+		slash = len(rest)
+	}
+	return base[:i+3] + rest[:slash] + "/" + name + q
+}
