@@ -186,3 +186,30 @@ func TestNoRedirects(t *testing.T) {
 		t.Fatalf("requests %v: the redirect was followed", got)
 	}
 }
+
+// FuzzDecodeRecord: any bytes decode without a panic; a decoded record keeps
+// every field it did not name in Extra, and its State is always defined.
+func FuzzDecodeRecord(f *testing.F) {
+	f.Add([]byte(`{"respcd":"0000","cancel":0,"txamt":"2500","pay_type":800101,"x":[1]}`))
+	f.Add([]byte(`{"respcd":"1143","cancel":"1","txamt":2.5e3,"origssn":null}`))
+	f.Add([]byte(`{"respcd":{"a":1}}`))
+	f.Add([]byte(`{"txamt":"99999999999999999999"}`))
+	f.Add([]byte(`[]`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		r, err := decodeRecord(b)
+		if err != nil {
+			if !errors.Is(err, ErrMalformedResponse) {
+				t.Fatalf("error %v is not ErrMalformedResponse", err)
+			}
+			return
+		}
+		if s := r.State(); s < StateUnknown || s > StateFailed {
+			t.Fatalf("state %d", s)
+		}
+		for _, known := range []string{"respcd", "cancel", "syssn", "out_trade_no", "pay_type", "order_type", "origssn", "txcurrcd", "txdtm", "sysdtm", "errmsg"} {
+			if _, ok := r.Extra[known]; ok {
+				t.Fatalf("%s decoded and kept in Extra", known)
+			}
+		}
+	})
+}
