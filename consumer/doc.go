@@ -9,8 +9,8 @@
 //     valid events in the store transaction (store.Intake, which returns after COMMIT), invalid
 //     ones in the dead-letter topic acknowledged by all in-sync replicas. A batch that cannot be
 //     made durable is retried as it is, with backoff, for as long as Run runs; it is never
-//     skipped, and a failure never crashes the loop. Steps already done (DLQ write, store
-//     transaction) are not repeated within a batch; a redelivered batch repeats them, which is
+//     skipped, and a failure never crashes the loop. Steps already done (store transaction,
+//     then DLQ write) are not repeated within a batch; a redelivered batch repeats them, which is
 //     harmless (below).
 //   - Redelivery is harmless. Kafka may hand us a message again: after a crash or a cancel
 //     between store commit and offset commit, after a rebalance (kafka-go may return messages of

@@ -260,7 +260,7 @@ func (in *Intake) fetchBatch(ctx context.Context, r *kafka.Reader) ([]kafka.Mess
 }
 
 // handle makes the batch durable and commits it. Steps already done are not repeated when a
-// later one fails: the DLQ write, then the store transaction (then OnNew), then the commit.
+// later one fails: the store transaction (then OnNew), then the DLQ write, then the commit.
 // It retries with backoff until done; after ctx is cancelled it keeps trying for FinalTimeout
 // and then gives up, leaving the offsets uncommitted (the batch is redelivered: idempotent).
 func (in *Intake) handle(ctx context.Context, r *kafka.Reader, dlq *DeadLetters, batch []kafka.Message, log *slog.Logger) {
@@ -300,17 +300,12 @@ func (in *Intake) handle(ctx context.Context, r *kafka.Reader, dlq *DeadLetters,
 	}
 }
 
-// step runs what is left of one batch: DLQ, store, commit.
+// step runs what is left of one batch: store, DLQ, commit. The store goes first so that valid
+// events reach the executor even while the dead-letter topic is unavailable: cancelling an
+// uncertain payment is time-critical, parking a malformed message is not.
 func (in *Intake) step(ctx context.Context, r *kafka.Reader, dlq *DeadLetters, batch []kafka.Message,
 	events []store.Event, letters []Letter, dlqDone, storeDone *bool, log *slog.Logger,
 ) error {
-	if !*dlqDone {
-		if err := dlq.Write(ctx, letters...); err != nil {
-			return err
-		}
-		*dlqDone = true
-		in.invalid.Add(int64(len(letters)))
-	}
 	if !*storeDone {
 		sctx, cancel := context.WithTimeout(ctx, in.cfg.WriteTimeout)
 		res, err := in.intake(sctx, events)
@@ -323,6 +318,13 @@ func (in *Intake) step(ctx context.Context, r *kafka.Reader, dlq *DeadLetters, b
 		if len(res.NewAttempts) > 0 && in.cfg.OnNew != nil {
 			in.cfg.OnNew(res.NewAttempts)
 		}
+	}
+	if !*dlqDone {
+		if err := dlq.Write(ctx, letters...); err != nil {
+			return err
+		}
+		*dlqDone = true
+		in.invalid.Add(int64(len(letters)))
 	}
 	cctx, cancel := context.WithTimeout(ctx, in.cfg.WriteTimeout)
 	defer cancel()

@@ -429,3 +429,54 @@ func TestIntakeRebalanceLosesNothing(t *testing.T) {
 func validValueN(k int) []byte {
 	return fmt.Appendf(nil, `{"out_trade_no":"T%05d","mchid":"M1","txamt":%d,"txdtm":"2024-05-01 12:00:00"}`, k, 100+k)
 }
+
+// TestIntakeRetriesWhenDeadLetterTopicIsMissing: a DLQ write that fails holds the batch's
+// offsets until it succeeds (nothing is committed past an invalid message that is not parked
+// yet), while the batch's valid events are already recorded and handed on.
+func TestIntakeRetriesWhenDeadLetterTopicIsMissing(t *testing.T) {
+	t.Parallel()
+	brokers := kafkaBrokers(t)
+	db := newTestDB(t)
+	in := newTopic(t, brokers, "in", 1)
+	dlq := randomName("in-dlq") // created later
+	group := randomName("g")
+	produce(t, brokers, in,
+		kafka.Message{Key: []byte("T1"), Value: validValueN(1)},
+		kafka.Message{Key: []byte("X"), Value: []byte(`{"out_trade_no":"X"}`)},
+		kafka.Message{Key: []byte("T2"), Value: validValueN(2)},
+	)
+	cfg := intakeConfig(brokers, in, dlq, group)
+	cfg.WriteTimeout = 2 * time.Second
+	it, err := NewIntake(cfg, db.st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := runInBackground(t, it.Run)
+	waitFor(t, 60*time.Second, "failed DLQ writes", func() bool { return it.Stats().Retries >= 2 })
+	offs, err := committedOffsets(t.Context(), brokers, group, in, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if offs[0] >= 0 {
+		t.Fatalf("committed offset %d while the dead letter was not written", offs[0])
+	}
+	if n := db.count(t, "events"); n != 2 {
+		// The store goes first: valid events do not wait for a DLQ outage.
+		t.Fatalf("%d events recorded during the DLQ outage, want 2", n)
+	}
+
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	if err := EnsureTopics(ctx, brokers, Security{}, []TopicSpec{{Name: dlq, Partitions: 1, ReplicationFactor: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 60*time.Second, "the batch to go through", func() bool { return it.Stats().Messages == 3 })
+	stop()
+	if n := db.count(t, "events"); n != 2 {
+		t.Fatalf("events recorded = %d, want 2", n)
+	}
+	if letters := readAll(t, brokers, dlq, 1); len(letters) < 1 {
+		t.Fatal("dead letter missing")
+	}
+	assertAllCommitted(t, brokers, group, in, 1)
+}
