@@ -464,6 +464,27 @@ func TestScriptedFaults(t *testing.T) {
 	if q, _ := c.Query(ctx, QueryRequest{OutTradeNo: "SF-FAIL"}); len(q.Data) != 1 || q.Data[0].State() != StateFailed {
 		t.Errorf("settle failed: after %+v", q.Data)
 	}
+	// Scripted codes: a duplicate, then a risk refusal, then the real answer.
+	script("SF-CODES", sandbox.Behavior{InitialState: sandbox.StateInFlight, CancelCodes: []string{"1102", "1294"},
+		QueryCodes: []string{"1100", "0000", "1108"}})
+	for i, want := range []Class{ClassDuplicate, ClassNeedsReview, ClassSuccess} {
+		if _, err := c.Reverse(ctx, cancelReq("SF-CODES")); Classify(err) != want {
+			t.Errorf("cancel codes, call %d: %v, want %v", i+1, err, want)
+		}
+	}
+	for i, want := range []Class{ClassTransient, ClassSuccess, ClassNeedsReview, ClassSuccess} {
+		if _, err := c.Query(ctx, QueryRequest{OutTradeNo: "SF-CODES"}); Classify(err) != want {
+			t.Errorf("query codes, call %d: %v, want %v", i+1, err, want)
+		}
+	}
+	// Not seen yet: two calls find nothing, then the payment is there.
+	script("SF-LATE", sandbox.Behavior{InitialState: sandbox.StatePaid, UnknownFor: 2})
+	q1, _ := c.Query(ctx, QueryRequest{OutTradeNo: "SF-LATE"})
+	_, err = c.Reverse(ctx, cancelReq("SF-LATE"))
+	q3, _ := c.Query(ctx, QueryRequest{OutTradeNo: "SF-LATE"})
+	if len(q1.Data) != 0 || Classify(err) != ClassNotFound || len(q3.Data) != 1 || q3.Data[0].State() != StatePaid {
+		t.Errorf("unknown for 2: %v / %v / %v", q1.Data, err, q3.Data)
+	}
 	if err := sb.CheckInvariants(); err == nil {
 		t.Error("CheckInvariants: the cancels above were not preceded by queries")
 	}

@@ -110,6 +110,8 @@ type entry struct {
 	txn     Txn
 	calls   int // calls covered by the behaviour's faults
 	cancels int // cancels that got past the faults
+	queries int // single-order queries that got past the faults
+	looks   int // calls that got past the faults, for Behavior.UnknownFor
 	n       uint64
 }
 
@@ -622,9 +624,24 @@ func (s *Sandbox) query(ent *Entry, fields map[string]string, now time.Time) any
 	}
 	mchid := fields["mchid"]
 	ans := queryAnswer{Respcd: "0000", Page: 1, PageSize: 10, Data: []record{}}
+	if otn := fields["out_trade_no"]; otn != "" && fields["syssn"] == "" && !strings.Contains(otn, ",") {
+		if b := s.behavior(otn); b != nil && len(b.QueryCodes) > 0 {
+			sh := s.shard(otn)
+			sh.mu.Lock()
+			e := s.entryLocked(sh, tkey{mchid, otn}, b, fields, now)
+			e.queries++
+			n := e.queries
+			sh.mu.Unlock()
+			if n <= len(b.QueryCodes) && b.QueryCodes[n-1] != "0000" {
+				code := b.QueryCodes[n-1]
+				ent.Respcd = code
+				return codeAnswer(code, "")
+			}
+		}
+	}
 	seen := map[tkey]bool{}
 	add := func(e *entry, k tkey) {
-		if seen[k] || !e.txn.State.known() {
+		if seen[k] || !e.txn.State.known() || s.hidden(e, k.otn) {
 			return
 		}
 		seen[k] = true
@@ -678,6 +695,17 @@ func (s *Sandbox) query(ent *Entry, fields map[string]string, now time.Time) any
 	return ans
 }
 
+// hidden reports whether QFPay has "not seen" the transaction yet: the first
+// Behavior.UnknownFor calls about it find no record. The entry's shard is locked.
+func (s *Sandbox) hidden(e *entry, otn string) bool {
+	b := s.behavior(otn)
+	if b == nil || b.UnknownFor == 0 {
+		return false
+	}
+	e.looks++
+	return e.looks <= b.UnknownFor
+}
+
 func (s *Sandbox) stateOf(k tkey) State {
 	t, ok := s.Get(k.mchid, k.otn)
 	if !ok {
@@ -726,7 +754,7 @@ func (s *Sandbox) cancel(ent *Entry, k tkey, fields map[string]string, endpoint 
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	e := s.entryLocked(sh, k, b, fields, now)
-	if e == nil || !e.txn.State.known() {
+	if e == nil || !e.txn.State.known() || s.hidden(e, k.otn) {
 		ent.Respcd, ent.State = "1268", StateUnknown
 		return codeAnswer("1268", "")
 	}
@@ -740,7 +768,13 @@ func (s *Sandbox) cancel(ent *Entry, k tkey, fields map[string]string, endpoint 
 	defer func() { ent.State = t.State }()
 	if b != nil {
 		e.cancels++
-		if e.cancels <= b.InProgress {
+		if n := e.cancels; n <= len(b.CancelCodes) {
+			code := b.CancelCodes[n-1]
+			ent.Respcd = code
+			a := codeAnswer(code, "")
+			a.OutTradeNo = t.OutTradeNo
+			return a
+		} else if n <= len(b.CancelCodes)+b.InProgress {
 			ent.Respcd = "1143"
 			return codeAnswer("1143", "")
 		}

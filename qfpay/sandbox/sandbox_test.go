@@ -489,7 +489,7 @@ func TestAdminHTTP(t *testing.T) {
 	if st, b := do("POST", "/_sandbox/rules", `{"prefix":"AD-R","initial_state":"in_flight","latency":{"min":"0ms","max":"1ms"},"in_progress":1}`); st != 200 {
 		t.Fatalf("rules: %d %s", st, b)
 	}
-	for _, bad := range []string{`{"prefix":"X","initial_state":"gone"}`, `{"prefix":"X","latency":{"fixed":"soon"}}`, `nope`} {
+	for _, bad := range []string{`{"prefix":"X","initial_state":"gone"}`, `{"prefix":"X","cancel_codes":["12"]}`, `{"prefix":"X","unknown_for":-1}`, `{"prefix":"X","latency":{"fixed":"soon"}}`, `nope`} {
 		if st, _ := do("POST", "/_sandbox/rules", bad); st != 400 {
 			t.Errorf("bad rule %s: %d", bad, st)
 		}

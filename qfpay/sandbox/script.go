@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"time"
 )
@@ -82,9 +83,11 @@ func (l Latency) sample() time.Duration {
 // first Drop calls are dropped before anything happens, the next HTTP429 get
 // HTTP 429, the next HTTP5xx get Status5xx, the next DropAfter are processed
 // and then dropped (the answer is lost, the effect stays). Calls after that are
-// answered normally, except that the first InProgress reversal/close calls
-// answer 1143 without effect. Then an in-flight payment first settles to
-// SettleTo (if set) and the cancel is applied to the settled state.
+// answered normally, except that the first UnknownFor calls find no record,
+// the first queries answer QueryCodes, and the first reversal/close calls
+// answer CancelCodes and then InProgress times 1143, all without effect. Then
+// an in-flight payment first settles to SettleTo (if set) and the cancel is
+// applied to the settled state.
 type Behavior struct {
 	// InitialState is the state of a transaction the sandbox sees first through a
 	// call (not seeded with Put): "" or unknown means no record.
@@ -108,6 +111,16 @@ type Behavior struct {
 	Status5xx int `json:"status_5xx,omitempty"` // default 503
 	DropAfter int `json:"drop_after,omitempty"`
 
+	// UnknownFor: the first N calls that get past the faults find no record
+	// (query: no data; cancel: 1268), as if QFPay had not seen the payment yet.
+	UnknownFor int `json:"unknown_for,omitempty"`
+	// QueryCodes answers the first single-order queries with these top-level
+	// respcds (no data), one per query, e.g. ["1100","1205"]; "0000" means an
+	// ordinary answer at that position.
+	QueryCodes []string `json:"query_codes,omitempty"`
+	// CancelCodes answers the first reversal/close calls with these respcds,
+	// without effect, e.g. ["1102"] or ["1294"]; the InProgress answers follow.
+	CancelCodes []string `json:"cancel_codes,omitempty"`
 	// InProgress is how many reversal/close calls answer 1143 before one settles.
 	InProgress int `json:"in_progress,omitempty"`
 	// SettleTo is what an in-flight payment becomes when a cancel settles, before
@@ -146,7 +159,12 @@ func (b *Behavior) validate() error {
 	if b.Status5xx != 0 && (b.Status5xx < 500 || b.Status5xx > 599) {
 		errs = append(errs, fmt.Errorf("status_5xx %d: want 500..599", b.Status5xx))
 	}
-	if b.Drop < 0 || b.HTTP429 < 0 || b.HTTP5xx < 0 || b.DropAfter < 0 || b.InProgress < 0 {
+	for _, c := range append(slices.Clone(b.QueryCodes), b.CancelCodes...) {
+		if !isDigits(c, 4) {
+			errs = append(errs, fmt.Errorf("scripted respcd %q: want 4 digits", c))
+		}
+	}
+	if b.Drop < 0 || b.HTTP429 < 0 || b.HTTP5xx < 0 || b.DropAfter < 0 || b.InProgress < 0 || b.UnknownFor < 0 {
 		errs = append(errs, errors.New("counts must not be negative"))
 	}
 	if b.Latency.Fixed < 0 || b.Latency.Min < 0 || b.Latency.Max < 0 || (b.Latency.Max != 0 && b.Latency.Max < b.Latency.Min) {
