@@ -18,9 +18,11 @@
 //
 // What a test can script, per out_trade_no ([Sandbox.Script]) or by prefix
 // ([Rule], longest prefix wins, scripts beat rules): the state a transaction
-// starts in when first seen, latency, dropped connections, HTTP 429 and 5xx for
-// the first calls, in-progress (1143) answers to cancels before they settle, and
-// a payment that completes while the cancel is in flight.
+// starts in when first seen, latency, dropped connections (before or after the
+// effect), HTTP 429 and 5xx for the first calls, "not seen yet" for the first
+// calls, scripted respcds (1102, 1294, 1100, ...), in-progress (1143) answers to
+// cancels before they settle, and a payment that completes while the cancel is
+// in flight.
 //
 // Admin surface (no signature): GET /_sandbox/ledger[?out_trade_no=X],
 // GET /_sandbox/check, GET|POST /_sandbox/txns, POST /_sandbox/rules,
