@@ -110,6 +110,7 @@ type Executor struct {
 	gw     *qfpay.Client
 	handed chan []int64
 	slots  chan struct{}
+	freed  chan struct{} // a slot was freed
 
 	mu       sync.Mutex
 	limiters map[string]*rate.Limiter
@@ -132,6 +133,7 @@ func NewExecutor(cfg ExecutorConfig, st *store.Store, gw *qfpay.Client) (*Execut
 		gw:       gw,
 		handed:   make(chan []int64, 1024),
 		slots:    make(chan struct{}, cfg.Workers),
+		freed:    make(chan struct{}, 1),
 		limiters: make(map[string]*rate.Limiter),
 	}, nil
 }
@@ -183,13 +185,13 @@ func (e *Executor) Run(ctx context.Context) error {
 		if err != nil && ctx.Err() == nil {
 			e.cfg.Log.Error("claim attempts", "error", err)
 		}
-		// A full claim means more may be due: look again at once.
-		if ids == nil {
-			next := e.cfg.PollInterval
-			if full {
-				next = 0
-			}
-			poll.Reset(next)
+		// A full claim means more may be due (or handed-off attempts did
+		// not all fit): look again at once.
+		switch {
+		case full:
+			poll.Reset(0)
+		case ids == nil:
+			poll.Reset(e.cfg.PollInterval)
 		}
 	}
 }
@@ -198,16 +200,8 @@ func (e *Executor) Run(ctx context.Context) error {
 // due ones) and starts a worker for each. It reports whether it filled every
 // free slot.
 func (e *Executor) dispatch(ctx, workCtx context.Context, stopping <-chan struct{}, wg *sync.WaitGroup, ids []int64) (bool, error) {
-	free := cap(e.slots) - len(e.slots)
+	free := e.waitSlots(ctx, ids != nil)
 	if free == 0 {
-		// Wait for a slot rather than spin; handed-off ids stay due and
-		// polling finds them.
-		select {
-		case e.slots <- struct{}{}:
-			<-e.slots
-		case <-ctx.Done():
-			return false, nil
-		}
 		return true, nil
 	}
 	limit := free
@@ -227,11 +221,48 @@ func (e *Executor) dispatch(ctx, workCtx context.Context, stopping <-chan struct
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			defer func() { <-e.slots }()
+			defer e.release()
 			e.drive(workCtx, stopping, a)
 		}()
 	}
 	return len(got) == free, nil
+}
+
+// waitSlots returns the number of free worker slots. When busy, it waits a
+// little for a quarter of them to free up, so that a claim fetches a batch
+// rather than one row per round trip; a hand-off of new attempts waits for
+// one slot only, as it is what latency is measured on.
+func (e *Executor) waitSlots(ctx context.Context, handoff bool) int {
+	want := max(1, cap(e.slots)/4)
+	if handoff {
+		want = 1
+	}
+	free := cap(e.slots) - len(e.slots)
+	if free >= want {
+		return free
+	}
+	timer := time.NewTimer(20 * time.Millisecond)
+	defer timer.Stop()
+	for free < want {
+		select {
+		case <-e.freed:
+		case <-timer.C:
+			return cap(e.slots) - len(e.slots)
+		case <-ctx.Done():
+			return 0
+		}
+		free = cap(e.slots) - len(e.slots)
+	}
+	return free
+}
+
+// release frees a worker slot and tells a waiting dispatcher.
+func (e *Executor) release() {
+	<-e.slots
+	select {
+	case e.freed <- struct{}{}:
+	default:
+	}
 }
 
 // drive runs one claimed attempt's steps until it is final, scheduled for

@@ -39,7 +39,7 @@ const (
 // stack is one test's world: its own database, topics and group on the real
 // PostgreSQL and Kafka, and an in-process QFPay sandbox.
 type stack struct {
-	t                       *testing.T
+	t                       testing.TB
 	brokers                 []string
 	dbURL                   string
 	sb                      *sandbox.Sandbox
@@ -47,7 +47,7 @@ type stack struct {
 	in, dlq, results, group string
 }
 
-func newStack(t *testing.T, partitions int) *stack {
+func newStack(t testing.TB, partitions int) *stack {
 	t.Helper()
 	raw := os.Getenv("KAFKA_BROKERS")
 	if raw == "" {
@@ -248,7 +248,7 @@ func (c *collector) snapshot() []kafka.Message {
 
 // outcomes returns the outcomes so far by event_id (the last one wins:
 // delivery is at-least-once) and how many messages there were.
-func (c *collector) outcomes(t *testing.T) (map[string]reversal.Outcome, int) {
+func (c *collector) outcomes(t testing.TB) (map[string]reversal.Outcome, int) {
 	t.Helper()
 	msgs := c.snapshot()
 	byID := map[string]reversal.Outcome{}
@@ -266,7 +266,7 @@ func (c *collector) outcomes(t *testing.T) (map[string]reversal.Outcome, int) {
 }
 
 // waitFor polls cond until it holds, failing after d.
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
+func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(d)
 	for !cond() {
@@ -472,7 +472,7 @@ func TestDaemonMalformedValues(t *testing.T) {
 	})
 }
 
-func readCorpusValue(t *testing.T, path string) []byte {
+func readCorpusValue(t testing.TB, path string) []byte {
 	t.Helper()
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -497,7 +497,7 @@ var (
 )
 
 // daemonBinary builds reversald once for the tests that run it as a process.
-func daemonBinary(t *testing.T) string {
+func daemonBinary(t testing.TB) string {
 	t.Helper()
 	buildOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "reversald-bin-")
@@ -570,7 +570,7 @@ func (s *stack) start(extra map[string]string) *proc {
 }
 
 // stop sends sig and waits for the exit; SIGTERM must exit 0.
-func (p *proc) stop(t *testing.T, sig syscall.Signal) {
+func (p *proc) stop(t testing.TB, sig syscall.Signal) {
 	t.Helper()
 	if err := p.cmd.Process.Signal(sig); err != nil {
 		t.Fatal(err)
@@ -585,7 +585,7 @@ func (p *proc) stop(t *testing.T, sig syscall.Signal) {
 	}
 }
 
-func (p *proc) metric(t *testing.T, name string) float64 {
+func (p *proc) metric(t testing.TB, name string) float64 {
 	t.Helper()
 	resp, err := http.Get("http://" + p.addr + "/metrics")
 	if err != nil {

@@ -1,0 +1,120 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+
+	"github.com/reversald/reversald/qfpay/sandbox"
+)
+
+// BenchmarkEndToEnd runs the daemon as a process on the local stack:
+// b.N payment-uncertain events in (every one in flight, so query, reversal
+// and confirm: three gateway calls), b.N outcomes out. It reports outcomes/s,
+// event-to-outcome latency (p50, p99: from the produce call to the outcome's
+// arrival), gateway calls/s, and the daemon's peak resident memory.
+//
+//	make bench BENCH=EndToEnd BENCHTIME=5000x
+//	go test -run '^$' -bench EndToEnd -benchtime 5000x ./cmd/reversald
+func BenchmarkEndToEnd(b *testing.B) {
+	for _, c := range []struct {
+		latency time.Duration
+		workers int
+	}{{0, 32}, {100 * time.Millisecond, 64}} {
+		b.Run(fmt.Sprintf("gateway=%s/workers=%d", c.latency, c.workers), func(b *testing.B) {
+			benchEndToEnd(b, c.latency, c.workers)
+		})
+	}
+}
+
+func benchEndToEnd(b *testing.B, latency time.Duration, workers int) {
+	s := newStack(b, 8)
+	if err := s.sb.AddRule(sandbox.Rule{Prefix: "B", Behavior: sandbox.Behavior{
+		InitialState: sandbox.StateInFlight, Latency: sandbox.Latency{Fixed: sandbox.Duration(latency)},
+	}}); err != nil {
+		b.Fatal(err)
+	}
+	out := s.collect(s.results)
+	p := s.start(map[string]string{
+		"EXECUTOR_WORKERS": strconv.Itoa(workers), "DATABASE_MAX_CONNS": strconv.Itoa(workers + 16),
+		"EXECUTOR_LEASE": "30s", "QFPAY_TIMEOUT": "5s", "LOG_LEVEL": "warn",
+	})
+	msgs := make([]kafka.Message, b.N)
+	for i := range msgs {
+		msgs[i] = ev{id: fmt.Sprintf("b-%d", i), otn: fmt.Sprintf("B%09d", i), payType: "800101"}.message()
+	}
+	b.ResetTimer()
+	start := time.Now()
+	// Produce in slices so that events enter over time, as they would.
+	sent := make(map[string]time.Time, b.N) // by out_trade_no
+	for lo := 0; lo < b.N; lo += 500 {
+		hi := min(lo+500, b.N)
+		at := time.Now()
+		s.produce(s.in, msgs[lo:hi]...)
+		for _, m := range msgs[lo:hi] {
+			sent[string(m.Key)] = at
+		}
+	}
+	arrived := map[string]time.Time{}
+	deadline := time.Now().Add(10 * time.Minute)
+	seen := 0
+	for len(arrived) < b.N {
+		if time.Now().After(deadline) {
+			b.Fatalf("%d of %d outcomes after 10 minutes", len(arrived), b.N)
+		}
+		msgs := out.snapshot()
+		now := time.Now()
+		for _, m := range msgs[seen:] {
+			id := string(m.Key)
+			if _, ok := arrived[id]; !ok {
+				arrived[id] = now
+			}
+		}
+		seen = len(msgs)
+		time.Sleep(5 * time.Millisecond)
+	}
+	elapsed := time.Since(start)
+	b.StopTimer()
+	lat := make([]time.Duration, 0, b.N)
+	for key, at := range arrived {
+		lat = append(lat, at.Sub(sent[key]))
+	}
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	rss := peakRSS(p.cmd.Process.Pid)
+	p.stop(b, syscall.SIGTERM)
+	calls := len(s.sb.Entries())
+	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "outcomes/s")
+	b.ReportMetric(float64(calls)/elapsed.Seconds(), "calls/s")
+	b.ReportMetric(float64(lat[len(lat)/2].Milliseconds()), "p50_ms")
+	b.ReportMetric(float64(lat[len(lat)*99/100].Milliseconds()), "p99_ms")
+	b.ReportMetric(float64(rss)/(1<<20), "rss_MiB")
+	if latency > 0 {
+		b.ReportMetric(float64(calls)/elapsed.Seconds()/(float64(workers)/latency.Seconds())*100, "%_of_workers/latency")
+	}
+	if err := s.sb.CheckInvariants(); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// peakRSS reads VmHWM (peak resident set) of a process, in bytes.
+func peakRSS(pid int) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, "VmHWM:") {
+			f := strings.Fields(line)
+			kb, _ := strconv.ParseInt(f[1], 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}
