@@ -75,16 +75,9 @@ func Decide(a store.Attempt, obs Observation, p Policy) (store.Attempt, Schedule
 
 func decideQuery(a store.Attempt, obs Observation, p Policy) (store.Attempt, Schedule) {
 	a.CancelPending = false // a query has answered since any cancel
-	rec, found, cls := readQuery(&a, obs)
-	switch cls {
-	case qfpay.ClassSuccess:
-	case qfpay.ClassNotFound:
-		found = false
-	case qfpay.ClassTransient, qfpay.ClassInProgress, qfpay.ClassDuplicate:
-		a.Reason = "query did not answer; re-checking: " + errText(obs.Err)
-		return a, Later
-	default:
-		return final(a, store.StatusNeedsReview, "query refused: "+errText(obs.Err))
+	a, rec, found, sched, answered := readAnswer(a, obs, "query")
+	if !answered {
+		return a, sched
 	}
 	if !found {
 		if a.Rechecks == 0 {
@@ -161,16 +154,9 @@ func decideCancel(a store.Attempt, obs Observation, p Policy) (store.Attempt, Sc
 }
 
 func decideConfirm(a store.Attempt, obs Observation, p Policy) (store.Attempt, Schedule) {
-	rec, found, cls := readQuery(&a, obs)
-	switch cls {
-	case qfpay.ClassSuccess:
-	case qfpay.ClassNotFound:
-		found = false
-	case qfpay.ClassTransient, qfpay.ClassInProgress, qfpay.ClassDuplicate:
-		a.Reason = "confirming query did not answer; re-checking: " + errText(obs.Err)
-		return a, Later
-	default:
-		return final(a, store.StatusNeedsReview, "confirming query refused: "+errText(obs.Err))
+	a, rec, found, sched, answered := readAnswer(a, obs, "confirming query")
+	if !answered {
+		return a, sched
 	}
 	state := qfpay.StateUnknown
 	if found {
@@ -195,6 +181,25 @@ func decideConfirm(a store.Attempt, obs Observation, p Policy) (store.Attempt, S
 		return final(a, store.StatusNeedsReview, fmt.Sprintf("cancel was accepted but after %d re-checks %s", a.Rechecks, what))
 	}
 	return next(a, store.StepConfirm, a.Rechecks+1, "cancel accepted but "+what+" yet; re-checking"), Later
+}
+
+// readAnswer reads a query's answer the same way for every step that
+// queries: a call that did not answer is re-checked later, a refused one needs
+// review, and "no such transaction" is an answer with no record. answered is
+// false when it decided on its own (a and sched are then the decision).
+func readAnswer(a store.Attempt, obs Observation, what string) (_ store.Attempt, rec qfpay.Record, found bool, sched Schedule, answered bool) {
+	rec, found, cls := readQuery(&a, obs)
+	switch cls {
+	case qfpay.ClassSuccess:
+		return a, rec, found, 0, true
+	case qfpay.ClassNotFound:
+		return a, rec, false, 0, true
+	case qfpay.ClassTransient, qfpay.ClassInProgress, qfpay.ClassDuplicate:
+		a.Reason = what + " did not answer; re-checking: " + errText(obs.Err)
+		return a, rec, false, Later, false
+	}
+	a, sched = final(a, store.StatusNeedsReview, what+" refused: "+errText(obs.Err))
+	return a, rec, false, sched, false
 }
 
 // readQuery fills what a query taught about the payment into a and returns

@@ -241,7 +241,7 @@ func (e *Executor) waitSlots(ctx context.Context, handoff bool) int {
 	if free >= want {
 		return free
 	}
-	timer := time.NewTimer(20 * time.Millisecond)
+	timer := time.NewTimer(5 * time.Millisecond)
 	defer timer.Stop()
 	for free < want {
 		select {
