@@ -153,8 +153,30 @@ pg_running() {
   "$bin/pg_isready" -q -h 127.0.0.1 -p "$(cat "$PG_DIR/port")" -U postgres
 }
 
+# pg_clear_stale: make sure no server of this stack holds the data dir before a start: stop
+# one that runs but does not answer, wait for a killed one to be gone (a zombie not reaped yet
+# still "exists" for PostgreSQL's own check), then drop its stale postmaster.pid.
+pg_clear_stale() {
+  local bin=$1 f="$PG_DIR/data/postmaster.pid" pid i
+  [ -s "$f" ] || return 0
+  pid=$(head -n1 "$f")
+  if pid_alive "$f" "$PG_DIR/data"; then
+    log "PostgreSQL: a server of this stack (pid $pid) runs but does not answer; stopping it"
+    as_pg "$bin/pg_ctl" -D "$PG_DIR/data" -m immediate -w -t 20 stop >/dev/null 2>&1 || kill -9 "$pid" 2>/dev/null || true
+  fi
+  for i in $(seq 1 50); do
+    [ -d "/proc/$pid" ] || break
+    [ "$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null)" = Z ] && break
+    sleep 0.2
+  done
+  if [ -s "$f" ] && ! pid_alive "$f" "$PG_DIR/data"; then
+    log "PostgreSQL: removing stale postmaster.pid (pid $pid is gone)"
+    rm -f "$f"
+  fi
+}
+
 pg_up() {
-  if external DATABASE_URL; then
+  if [ "$PG_EXTERNAL" = 1 ]; then
     log "PostgreSQL: DATABASE_URL is set, using it (not starting one)"
     PG_URL=$DATABASE_URL
     return
@@ -192,6 +214,7 @@ log_min_duration_statement = -1
 EOF
     fi
     is_root && chown -R "$PG_USER:" "$PG_DIR"
+    pg_clear_stale "$bin"
     local port tries=0
     port=$(cat "$PG_DIR/port" 2>/dev/null || true)
     while :; do
@@ -206,6 +229,8 @@ EOF
       tries=$((tries + 1))
       [ "$tries" -lt 3 ] || { tail -n 30 "$PG_DIR/postgres.log" >&2 || true; die "PostgreSQL did not start"; }
       log "PostgreSQL: start failed, retrying on another port"
+      sleep 1
+      pg_clear_stale "$bin"
       port=""
     done
     echo "$port" >"$PG_DIR/port"
@@ -388,7 +413,7 @@ kafka_start() {
 }
 
 kafka_up() {
-  if external KAFKA_BROKERS; then
+  if [ "$KAFKA_EXTERNAL" = 1 ]; then
     log "Kafka: KAFKA_BROKERS is set, using it (not starting one)"
     KAFKA_ADDR=$KAFKA_BROKERS
     return
@@ -462,12 +487,18 @@ lock() {
   flock -w 600 9 || die "another devstack.sh holds $STACK/.lock for 10 minutes"
 }
 
+# env_value VALUE EXTERNAL: our own values are written bare (the documented format); a value
+# given by the caller is single-quoted, since it may hold any character ($, spaces, quotes).
+env_value() {
+  if [ "$2" = 1 ]; then printf "'%s'" "$(printf '%s' "$1" | sed "s/'/'\\\\''/g")"; else printf '%s' "$1"; fi
+}
+
 write_env() {
   local tmp="$ENV_FILE.tmp"
   {
     echo "# written by scripts/devstack.sh up; source it: . .stack/env"
-    [ -n "${PG_URL:-}" ] && echo "export DATABASE_URL=$PG_URL"
-    [ -n "${KAFKA_ADDR:-}" ] && echo "export KAFKA_BROKERS=$KAFKA_ADDR"
+    if [ -n "${PG_URL:-}" ]; then echo "export DATABASE_URL=$(env_value "$PG_URL" "$PG_EXTERNAL")"; fi
+    if [ -n "${KAFKA_ADDR:-}" ]; then echo "export KAFKA_BROKERS=$(env_value "$KAFKA_ADDR" "$KAFKA_EXTERNAL")"; fi
   } >"$tmp"
   mv "$tmp" "$ENV_FILE"
 }
@@ -476,6 +507,10 @@ cmd_up() {
   mkdir -p "$STACK"
   lock
   PG_URL="" KAFKA_ADDR=""
+  # Decide before .stack/env is rewritten below (it is what tells our values from others').
+  PG_EXTERNAL=0 KAFKA_EXTERNAL=0
+  if external DATABASE_URL; then PG_EXTERNAL=1; fi
+  if external KAFKA_BROKERS; then KAFKA_EXTERNAL=1; fi
   pg_up
   write_env
   kafka_up
