@@ -264,14 +264,14 @@ func (in *Intake) fetchBatch(ctx context.Context, r *kafka.Reader) ([]kafka.Mess
 // It retries with backoff until done; after ctx is cancelled it keeps trying for FinalTimeout
 // and then gives up, leaving the offsets uncommitted (the batch is redelivered: idempotent).
 func (in *Intake) handle(ctx context.Context, r *kafka.Reader, dlq *DeadLetters, batch []kafka.Message, log *slog.Logger) {
-	events, letters := in.decode(batch)
+	events, sources, letters := in.decode(batch)
 	wctx, done := graceContext(ctx, in.cfg.FinalTimeout)
 	defer done()
 
 	dlqDone, storeDone := len(letters) == 0, len(events) == 0
 	failures, commitFailures := 0, 0
 	for {
-		err := in.step(wctx, r, dlq, batch, events, letters, &dlqDone, &storeDone, log)
+		err := in.step(wctx, r, dlq, batch, events, sources, &letters, &dlqDone, &storeDone, log)
 		if err == nil {
 			in.batches.Add(1)
 			in.messages.Add(int64(len(batch)))
@@ -304,7 +304,7 @@ func (in *Intake) handle(ctx context.Context, r *kafka.Reader, dlq *DeadLetters,
 // events reach the executor even while the dead-letter topic is unavailable: cancelling an
 // uncertain payment is time-critical, parking a malformed message is not.
 func (in *Intake) step(ctx context.Context, r *kafka.Reader, dlq *DeadLetters, batch []kafka.Message,
-	events []store.Event, letters []Letter, dlqDone, storeDone *bool, log *slog.Logger,
+	events []store.Event, sources []kafka.Message, letters *[]Letter, dlqDone, storeDone *bool, log *slog.Logger,
 ) error {
 	if !*storeDone {
 		sctx, cancel := context.WithTimeout(ctx, in.cfg.WriteTimeout)
@@ -315,16 +315,24 @@ func (in *Intake) step(ctx context.Context, r *kafka.Reader, dlq *DeadLetters, b
 		}
 		*storeDone = true
 		in.count(res)
+		// Valid events the store refused (an event_id already used by another
+		// payment) are dead-lettered with the store's reason, like invalid ones.
+		for i, st := range res.Statuses {
+			if st == store.EventRejected {
+				*letters = append(*letters, Letter{Message: sources[i], Reason: res.Reasons[i]})
+				*dlqDone = false
+			}
+		}
 		if len(res.NewAttempts) > 0 && in.cfg.OnNew != nil {
 			in.cfg.OnNew(res.NewAttempts)
 		}
 	}
 	if !*dlqDone {
-		if err := dlq.Write(ctx, letters...); err != nil {
+		if err := dlq.Write(ctx, *letters...); err != nil {
 			return err
 		}
 		*dlqDone = true
-		in.invalid.Add(int64(len(letters)))
+		in.invalid.Add(int64(len(*letters)))
 	}
 	cctx, cancel := context.WithTimeout(ctx, in.cfg.WriteTimeout)
 	defer cancel()
@@ -348,14 +356,19 @@ func (in *Intake) count(res store.IntakeResult) {
 			in.dups.Add(1)
 		case store.EventConflict:
 			in.conflicts.Add(1)
+		case store.EventRejected: // counted as invalid once dead-lettered
 		}
 	}
 }
 
-// decode splits a batch into valid events for the store and letters for the DLQ.
-func (in *Intake) decode(batch []kafka.Message) ([]store.Event, []Letter) {
-	var events []store.Event
-	var letters []Letter
+// decode splits a batch into valid events for the store (with the message
+// each came from) and letters for the DLQ.
+func (in *Intake) decode(batch []kafka.Message) ([]store.Event, []kafka.Message, []Letter) {
+	var (
+		events  []store.Event
+		sources []kafka.Message
+		letters []Letter
+	)
 	for _, m := range batch {
 		ev, err := reversal.DecodeEvent(m.Value, fmt.Sprintf("%s/%d/%d", m.Topic, m.Partition, m.Offset))
 		if err != nil {
@@ -363,8 +376,9 @@ func (in *Intake) decode(batch []kafka.Message) ([]store.Event, []Letter) {
 			continue
 		}
 		events = append(events, storeEvent(ev, m))
+		sources = append(sources, m)
 	}
-	return events, letters
+	return events, sources, letters
 }
 
 func storeEvent(ev reversal.Event, m kafka.Message) store.Event {

@@ -74,10 +74,12 @@ func Decide(a store.Attempt, obs Observation, p Policy) (store.Attempt, Schedule
 }
 
 func decideQuery(a store.Attempt, obs Observation, p Policy) (store.Attempt, Schedule) {
-	a.CancelPending = false // a query has answered since any cancel
 	a, rec, found, sched, answered := readAnswer(a, obs, "query")
 	if !answered {
-		return a, sched
+		return a, sched // a cancel still pending stays pending
+	}
+	if a.CancelPending {
+		return decidePendingCancel(a, rec, found, p)
 	}
 	if !found {
 		if a.Rechecks == 0 {
@@ -89,21 +91,66 @@ func decideQuery(a store.Attempt, obs Observation, p Policy) (store.Attempt, Sch
 		}
 		return next(a, store.StepQuery, a.Rechecks+1, "still no record at QFPay; re-checking"), Later
 	}
+	if a, sched, ok := settled(a, rec); ok {
+		return a, sched
+	}
 	switch rec.State() {
 	case qfpay.StatePaid:
 		return final(a, store.StatusPaid, "the payment completed and cannot be reversed: refund it")
-	case qfpay.StateReversed:
-		return final(a, store.StatusReversed, "QFPay shows the payment reversed")
-	case qfpay.StateClosed:
-		return final(a, store.StatusClosed, "QFPay shows the payment closed")
-	case qfpay.StateRefunded:
-		return final(a, store.StatusRefunded, "QFPay shows the payment refunded")
 	case qfpay.StateInFlight:
 		return next(a, store.StepCancel, 0, "payment still in flight; cancelling"), Now
-	case qfpay.StateFailed:
-		return final(a, store.StatusNotPaid, "the payment failed at QFPay: nothing was charged")
 	}
 	return final(a, store.StatusNeedsReview, fmt.Sprintf("query record unreadable (respcd %q, cancel %q)", rec.Respcd, rec.Cancel))
+}
+
+// decidePendingCancel reads a query made while a cancel's outcome is unknown
+// (it answered in progress, or never answered, or its worker died). Only a
+// cancelled, refunded or failed record settles it. Paid, in flight or no
+// record may be the cancel still under way at QFPay: re-check, never conclude
+// "paid" (someone would refund a payment that is being reversed) and never
+// cancel again at once.
+func decidePendingCancel(a store.Attempt, rec qfpay.Record, found bool, p Policy) (store.Attempt, Schedule) {
+	if found {
+		if a, sched, ok := settled(a, rec); ok {
+			return a, sched
+		}
+		if rec.State() == qfpay.StateUnknown {
+			return final(a, store.StatusNeedsReview, fmt.Sprintf("query record unreadable after a cancel (respcd %q, cancel %q)", rec.Respcd, rec.Cancel))
+		}
+	}
+	if a.Rechecks < p.ConfirmRechecks {
+		return next(a, store.StepQuery, a.Rechecks+1, "a cancel was sent and has not shown at QFPay yet; re-checking"), Later
+	}
+	// The cancel has not taken after the whole re-check budget.
+	n := a.Rechecks
+	a.CancelPending = false
+	switch {
+	case !found:
+		return final(a, store.StatusNotFound, fmt.Sprintf("QFPay has no such transaction %d re-checks after a cancel", n))
+	case rec.State() == qfpay.StateInFlight:
+		return next(a, store.StepCancel, 0, fmt.Sprintf("a cancel did not take in %d re-checks and the payment is still in flight; cancelling again", n)), Now
+	}
+	return final(a, store.StatusNeedsReview, fmt.Sprintf("a cancel was sent but QFPay still shows the payment paid after %d re-checks: check it before refunding", n))
+}
+
+// settled maps the records that end an attempt whatever came before:
+// cancelled, refunded, failed.
+func settled(a store.Attempt, rec qfpay.Record) (store.Attempt, Schedule, bool) {
+	var status, reason string
+	switch rec.State() {
+	case qfpay.StateReversed:
+		status, reason = store.StatusReversed, "QFPay shows the payment reversed"
+	case qfpay.StateClosed:
+		status, reason = store.StatusClosed, "QFPay shows the payment closed"
+	case qfpay.StateRefunded:
+		status, reason = store.StatusRefunded, "QFPay shows the payment refunded"
+	case qfpay.StateFailed:
+		status, reason = store.StatusNotPaid, "the payment failed at QFPay: nothing was charged"
+	default:
+		return a, 0, false
+	}
+	a, sched := final(a, status, reason)
+	return a, sched, true
 }
 
 func decideCancel(a store.Attempt, obs Observation, p Policy) (store.Attempt, Schedule) {
@@ -136,14 +183,19 @@ func decideCancel(a store.Attempt, obs Observation, p Policy) (store.Attempt, Sc
 		a.CancelPending = false
 		return next(a, store.StepQuery, 1, "QFPay says the transaction does not exist; re-checking"), Later
 	case qfpay.ClassPaymentFailed:
+		// Confirm by query; "no record" then counts towards not_found rather
+		// than asking for another cancel.
 		a.CancelPending = false
-		return next(a, store.StepQuery, 0, "QFPay says the payment failed; confirming by query"), Now
+		return next(a, store.StepQuery, 1, "QFPay says the payment failed; confirming by query"), Now
 	case qfpay.ClassInProgress, qfpay.ClassDuplicate:
-		a.CancelPending = false
+		// The cancel is under way (or was sent before): it stays pending
+		// until a query shows how it ended.
+		a.CancelPending = true
 		return next(a, store.StepQuery, 0, "cancel in progress at QFPay; re-checking by query"), Later
 	case qfpay.ClassTransient:
 		// The cancel may or may not have happened: never re-send blindly.
-		// CancelPending stays set until a query answers.
+		// It stays pending until a query shows how it ended.
+		a.CancelPending = true
 		return next(a, store.StepQuery, 0, "cancel unanswered ("+errText(obs.Err)+"); querying before anything else"), Later
 	case qfpay.ClassUnsupported:
 		a.Method = string(qfpay.MethodNone)

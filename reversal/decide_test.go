@@ -26,6 +26,12 @@ func queryOK(recs ...qfpay.Record) Observation {
 	return Observation{Query: &qfpay.QueryResult{Call: qfpay.Call{Sent: true, HTTPStatus: 200, Respcd: "0000"}, Data: recs}}
 }
 
+func pending(rechecks int) store.Attempt {
+	a := at("query", rechecks)
+	a.CancelPending = true
+	return a
+}
+
 func rec(respcd, cancel string) qfpay.Record { return qfpay.Record{Respcd: respcd, Cancel: cancel} }
 
 func queryErr(err error) Observation {
@@ -88,27 +94,38 @@ func TestDecide(t *testing.T) {
 		{"recheck no record, budget spent", at("query", 3), queryOK(), "not_found", "done", Final, 3, false},
 		{"recheck finds it in flight", at("query", 2), queryOK(rec("1143", "0")), "pending", "cancel", Now, 0, false},
 		{"query after an unanswered cancel clears the intent", func() store.Attempt { a := at("query", 0); a.CancelPending = true; return a }(), queryOK(rec("0000", "1")), "reversed", "done", Final, 0, false},
+		// query while a cancel's outcome is unknown: only a settled record ends it
+		{"pending: query reversed", pending(0), queryOK(rec("0000", "1")), "reversed", "done", Final, 0, false},
+		{"pending: query closed", pending(0), queryOK(rec("0000", "2")), "closed", "done", Final, 0, false},
+		{"pending: query failed", pending(0), queryOK(rec("1147", "0")), "not_paid", "done", Final, 0, false},
+		{"pending: query paid is not final", pending(0), queryOK(rec("0000", "0")), "pending", "query", Later, 1, true},
+		{"pending: query in flight is not a re-cancel", pending(0), queryOK(rec("1143", "0")), "pending", "query", Later, 1, true},
+		{"pending: no record is not a re-cancel", pending(1), queryOK(), "pending", "query", Later, 2, true},
+		{"pending: query unanswered", pending(1), queryErr(&qfpay.HTTPError{Endpoint: "query", Status: 503}), "pending", "query", Later, 1, true},
+		{"pending: still paid after the budget", pending(2), queryOK(rec("0000", "0")), "needs_review", "done", Final, 2, false},
+		{"pending: still in flight after the budget: cancel again", pending(2), queryOK(rec("1143", "0")), "pending", "cancel", Now, 0, false},
+		{"pending: no record after the budget", pending(2), queryOK(), "not_found", "done", Final, 2, false},
 		// cancel
 		{"cancel not cancellable", at("cancel", 0), Observation{Err: fmt.Errorf("route 801501: %w", qfpay.ErrNotCancellable)}, "unsupported", "done", Final, 0, false},
 		{"cancel 0000", at("cancel", 0), cancelAns("0000"), "pending", "confirm", Now, 0, false},
 		{"cancel 1142", at("cancel", 0), cancelAns("1142"), "pending", "confirm", Now, 0, false},
 		{"cancel 1263", at("cancel", 0), cancelAns("1263"), "pending", "confirm", Now, 0, false},
 		{"cancel 1264", at("cancel", 0), cancelAns("1264"), "pending", "confirm", Now, 0, false},
-		{"cancel in progress 1143", at("cancel", 0), cancelAns("1143"), "pending", "query", Later, 0, false},
-		{"cancel in progress 1161", at("cancel", 0), cancelAns("1161"), "pending", "query", Later, 0, false},
-		{"cancel in progress 2999", at("cancel", 0), cancelAns("2999"), "pending", "query", Later, 0, false},
-		{"cancel duplicate 1102", at("cancel", 0), cancelAns("1102"), "pending", "query", Later, 0, false},
+		{"cancel in progress 1143: stays pending", at("cancel", 0), cancelAns("1143"), "pending", "query", Later, 0, true},
+		{"cancel in progress 1161", at("cancel", 0), cancelAns("1161"), "pending", "query", Later, 0, true},
+		{"cancel in progress 2999", at("cancel", 0), cancelAns("2999"), "pending", "query", Later, 0, true},
+		{"cancel duplicate 1102", at("cancel", 0), cancelAns("1102"), "pending", "query", Later, 0, true},
 		{"cancel 1260 paid", at("cancel", 0), cancelAns("1260"), "paid", "done", Final, 0, false},
 		{"cancel 1125 refunded", at("cancel", 0), cancelAns("1125"), "refunded", "done", Final, 0, false},
 		{"cancel 1262 refunded", at("cancel", 0), cancelAns("1262"), "refunded", "done", Final, 0, false},
 		{"cancel 1268 does not exist", at("cancel", 0), cancelAns("1268"), "pending", "query", Later, 1, false},
 		{"cancel 1136 does not exist", at("cancel", 0), cancelAns("1136"), "pending", "query", Later, 1, false},
-		{"cancel 1181 expired unpaid: confirm by query", at("cancel", 0), cancelAns("1181"), "pending", "query", Now, 0, false},
-		{"cancel 1147 payment failed: confirm by query", at("cancel", 0), cancelAns("1147"), "pending", "query", Now, 0, false},
+		{"cancel 1181 expired unpaid: confirm by query", at("cancel", 0), cancelAns("1181"), "pending", "query", Now, 1, false},
+		{"cancel 1147 payment failed: confirm by query", at("cancel", 0), cancelAns("1147"), "pending", "query", Now, 1, false},
 		{"cancel transient 1205: query, never re-send", func() store.Attempt { a := at("cancel", 0); a.CancelPending = true; return a }(), cancelAns("1205"), "pending", "query", Later, 0, true},
 		{"cancel timeout: query, never re-send", func() store.Attempt { a := at("cancel", 0); a.CancelPending = true; return a }(), cancelErr(timeout), "pending", "query", Later, 0, true},
 		{"cancel reset: query, never re-send", func() store.Attempt { a := at("cancel", 0); a.CancelPending = true; return a }(), cancelErr(fmt.Errorf("read: %w", &net.OpError{Op: "read", Err: fmt.Errorf("connection reset by peer")})), "pending", "query", Later, 0, true},
-		{"cancel http 429", at("cancel", 0), cancelErr(&qfpay.HTTPError{Endpoint: "reversal", Status: 429}), "pending", "query", Later, 0, false},
+		{"cancel http 429", at("cancel", 0), cancelErr(&qfpay.HTTPError{Endpoint: "reversal", Status: 429}), "pending", "query", Later, 0, true},
 		{"cancel 1294 risk", at("cancel", 0), cancelAns("1294"), "needs_review", "done", Final, 0, false},
 		{"cancel 1108 signature", at("cancel", 0), cancelAns("1108"), "needs_review", "done", Final, 0, false},
 		{"cancel unknown code", at("cancel", 0), cancelAns("8888"), "needs_review", "done", Final, 0, false},
@@ -153,5 +170,39 @@ func TestDecideKeepsWhatItLearns(t *testing.T) {
 	got, _ = Decide(got, cancelAns("0000"), DefaultPolicy)
 	if got.CancelSyssn != "CANCELSSN" || got.Method != "reversal" || got.Respcd != "0000" {
 		t.Errorf("cancel did not record its answer: %+v", got)
+	}
+}
+
+// TestDecideSequences replays the answers that once led to a wrong outcome.
+func TestDecideSequences(t *testing.T) {
+	t.Parallel()
+	p := Policy{NotFoundRechecks: 3, ConfirmRechecks: 2}
+	// A cancel that says the payment failed, then no record: never a tight
+	// cancel/query loop.
+	a, _ := Decide(at("cancel", 0), cancelAns("1147"), p)
+	a, sched := Decide(a, queryOK(), p)
+	if a.Step == store.StepCancel || sched == Now {
+		t.Errorf("failed cancel then no record: step %s %s; want a later re-check", a.Step, sched)
+	}
+	// A cancel in progress, then a query that still shows the payment paid:
+	// not "paid" (someone would refund a payment being reversed), and no
+	// second cancel, until the re-check budget is spent.
+	a, _ = Decide(at("cancel", 0), cancelAns("1143"), p)
+	for i := 0; i < p.ConfirmRechecks; i++ {
+		a, sched = Decide(a, queryOK(rec("0000", "0")), p)
+		if a.Final() || a.Step != store.StepQuery || sched != Later {
+			t.Fatalf("re-check %d: %s %s %s", i, a.Status, a.Step, sched)
+		}
+	}
+	a, _ = Decide(a, queryOK(rec("0000", "0")), p)
+	if a.Status != store.StatusNeedsReview {
+		t.Errorf("after the budget: %s, want needs_review", a.Status)
+	}
+	// The same, but the reversal lands meanwhile.
+	a, _ = Decide(at("cancel", 0), cancelAns("1143"), p)
+	a, _ = Decide(a, queryOK(rec("0000", "0")), p)
+	a, _ = Decide(a, queryOK(rec("0000", "1")), p)
+	if a.Status != store.StatusReversed {
+		t.Errorf("reversal landing after 1143: %s, want reversed", a.Status)
 	}
 }

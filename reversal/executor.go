@@ -15,6 +15,10 @@ import (
 	"github.com/reversald/reversald/store"
 )
 
+// maxStepsPerClaim bounds the steps one claim chains without a backoff
+// (query, cancel, confirm is three; a re-cancel after a re-check adds two).
+const maxStepsPerClaim = 6
+
 // ExecutorConfig tunes an Executor. Zero fields take the defaults.
 type ExecutorConfig struct {
 	Owner        string        // this instance's name, in lease owners; required
@@ -274,6 +278,7 @@ func (e *Executor) drive(ctx context.Context, stopping <-chan struct{}, a store.
 		a.Step = store.StepQuery
 	}
 	var calls []store.Call
+	made := 0
 	for {
 		if !e.cfg.Now().Before(a.DeadlineAt) {
 			a, _ = final(a, store.StatusNeedsReview, "deadline passed before a final answer")
@@ -305,12 +310,20 @@ func (e *Executor) drive(ctx context.Context, stopping <-chan struct{}, a store.
 			// Record the intent, with a fresh lease, before the cancel leaves.
 			a.CancelPending = true
 			a.Method = string(method)
+			written := e.cfg.Now()
 			if !e.write(ctx, log, a, calls, true) {
 				return
 			}
 			a.GatewayCalls += len(calls)
 			calls = nil
-			a.LeaseExpiresAt = e.cfg.Now().Add(e.cfg.Lease)
+			a.LeaseExpiresAt = written.Add(e.cfg.Lease)
+			// The lease must outlast the cancel. If the write itself was slow
+			// (pool or lock waits), give the attempt back instead: whoever
+			// claims it next queries first, as the intent says.
+			if e.cfg.Now().After(written.Add(e.cfg.Lease / 2)) {
+				e.reschedule(ctx, log, a, nil, "the lease ran short before the cancel; querying first next time")
+				return
+			}
 			res, err := e.gw.Cancel(ctx, a.PayType, e.cancelRequest(a))
 			obs = Observation{Cancel: &res, Method: method, Err: err}
 			calls = e.record(calls, step, res.Call, err)
@@ -334,6 +347,13 @@ func (e *Executor) drive(ctx context.Context, stopping <-chan struct{}, a store.
 			e.write(ctx, log, a, calls, false)
 			return
 		case Now:
+			// However the gateway answers, one claim makes a bounded number
+			// of calls; the rest waits for a backoff.
+			if made++; made >= maxStepsPerClaim {
+				a.NextRunAt = e.cfg.Now().Add(e.backoff(a))
+				e.write(ctx, log, a, calls, false)
+				return
+			}
 			select {
 			case <-stopping:
 				e.reschedule(ctx, log, a, calls, a.Reason)

@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -38,8 +40,8 @@ type Claim struct {
 	Owner string        // who holds the lease (instance and worker)
 	Lease time.Duration // how long the lease lasts unless renewed by a step write
 	Limit int           // at most this many attempts
-	// IDs, when set, claims only these attempts (the hand-off of new ones),
-	// whether or not they are due yet; otherwise the due ones, oldest first.
+	// IDs, when set, claims only these attempts (the hand-off of new ones)
+	// if they are due; otherwise the due ones, oldest first.
 	IDs []int64
 }
 
@@ -53,7 +55,7 @@ func (s *Store) Claim(ctx context.Context, c Claim) ([]Attempt, error) {
 	var filter string
 	args := []any{now, c.Limit, c.Owner, c.Lease}
 	if c.IDs != nil {
-		filter = `id = ANY($5)`
+		filter = `id = ANY($5) AND next_run_at <= $1`
 		args = append(args, c.IDs)
 	} else {
 		filter = `next_run_at <= $1`
@@ -106,6 +108,10 @@ type Step struct {
 // an intake holding the attempt FOR SHARE committed first.
 func (s *Store) WriteStep(ctx context.Context, st Step) error {
 	a := st.Attempt
+	// Text from the gateway is stored as PostgreSQL text, which refuses NUL,
+	// and copied into outcomes, which must stay small: clean it here, once.
+	a.Respcd, a.Resperr, a.Respmsg = cleanText(a.Respcd, 16), cleanText(a.Resperr, maxText), cleanText(a.Respmsg, maxText)
+	a.Reason, a.Syssn, a.CancelSyssn = cleanText(a.Reason, maxText), cleanText(a.Syssn, 64), cleanText(a.CancelSyssn, 64)
 	now := s.now()
 	var leaseUntil *time.Time
 	owner := ""
@@ -189,7 +195,7 @@ func queueCalls(b *pgx.Batch, a Attempt, calls []Call, fencedOut bool) error {
 		if err != nil {
 			return fmt.Errorf("encode audit request of attempt %d: %w", a.ID, err)
 		}
-		step[i], endpoint[i], respcd[i], errText[i] = c.Step, c.Endpoint, c.Respcd, c.Error
+		step[i], endpoint[i], respcd[i], errText[i] = c.Step, c.Endpoint, cleanText(c.Respcd, 16), cleanText(c.Error, maxText)
 		req[i], resp[i], status[i], latency[i], at[i] = r, c.Response, int32(c.HTTPStatus), c.Latency.Microseconds(), c.At
 	}
 	b.Queue(`
@@ -203,18 +209,22 @@ func queueCalls(b *pgx.Batch, a Attempt, calls []Call, fencedOut bool) error {
 	return nil
 }
 
-// Release gives up the lease on an attempt without changing its state, so
-// another worker may claim it at once (used on shutdown). It is fenced like
-// WriteStep.
-func (s *Store) Release(ctx context.Context, a Attempt) error {
-	tag, err := s.pool.Exec(ctx, `
-		UPDATE attempts SET lease_owner = '', lease_expires_at = NULL, updated_at = $3
-		WHERE id = $1 AND token = $2`, a.ID, a.Token, s.now())
-	if err != nil {
-		return fmt.Errorf("release attempt %d: %w", a.ID, err)
+// maxText bounds a free-text column (resperr, respmsg, reason, error).
+const maxText = 512
+
+// cleanText drops NUL bytes and invalid UTF-8 (PostgreSQL text refuses
+// both) and cuts s to at most max bytes on a rune boundary.
+func cleanText(s string, max int) string {
+	if strings.IndexByte(s, 0) >= 0 {
+		s = strings.ReplaceAll(s, "\x00", "")
 	}
-	if tag.RowsAffected() == 0 {
-		return fmt.Errorf("release attempt %d (token %d): %w", a.ID, a.Token, ErrFenced)
+	s = strings.ToValidUTF8(s, "\uFFFD")
+	if len(s) <= max {
+		return s
 	}
-	return nil
+	cut := max
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut]
 }

@@ -16,30 +16,52 @@ type attemptKey struct{ mchid, outTradeNo string }
 // with the same key and the same txamt and txdtm joins it; one with a different
 // txamt or txdtm is a conflict, kept with a needs_review outcome.
 func (s *Store) Intake(ctx context.Context, events []Event) (IntakeResult, error) {
-	res := IntakeResult{Statuses: make([]EventStatus, len(events))}
+	res := IntakeResult{Statuses: make([]EventStatus, len(events)), Reasons: make([]string, len(events))}
 	if len(events) == 0 {
 		return res, nil
 	}
 	now := s.now()
 
-	// In-batch duplicates of an event_id: the first one counts.
-	firstOfID := make(map[string]int, len(events))
-	var keys []attemptKey
-	firstOfKey := make(map[attemptKey]int, len(events))
-	for i, e := range events {
-		if _, seen := firstOfID[e.EventID]; seen {
-			res.Statuses[i] = EventDuplicate
-			continue
-		}
-		firstOfID[e.EventID] = i
-		k := attemptKey{e.MchID, e.OutTradeNo}
-		if _, seen := firstOfKey[k]; !seen {
-			firstOfKey[k] = i
-			keys = append(keys, k)
-		}
-	}
-
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		// An event_id seen before is a redelivery when it names the same
+		// payment, and a producer's mistake when it names another: that one
+		// is refused rather than dropped or allowed to create an attempt.
+		seen, err := recordedEvents(ctx, tx, events)
+		if err != nil {
+			return err
+		}
+		// In-batch duplicates of an event_id: the first one counts.
+		firstOfID := make(map[string]int, len(events))
+		var keys []attemptKey
+		firstOfKey := make(map[attemptKey]int, len(events))
+		for i, e := range events {
+			// Compared with what is recorded, or else with the batch's first
+			// event of that id.
+			prev, ok := seen[e.EventID]
+			if j, dup := firstOfID[e.EventID]; !dup {
+				firstOfID[e.EventID] = i
+			} else if !ok {
+				prev, ok = recordedEvent{events[j].MchID, events[j].OutTradeNo, events[j].TxDtm, events[j].TxAmt}, true
+			}
+			if ok {
+				if prev != (recordedEvent{e.MchID, e.OutTradeNo, e.TxDtm, e.TxAmt}) {
+					res.Statuses[i] = EventRejected
+					res.Reasons[i] = fmt.Sprintf("event_id %q is already recorded for another payment (%s/%s, txamt %d, txdtm %q)",
+						e.EventID, prev.mchid, prev.outTradeNo, prev.txamt, prev.txdtm)
+				} else {
+					res.Statuses[i] = EventDuplicate
+				}
+				continue
+			}
+			k := attemptKey{e.MchID, e.OutTradeNo}
+			if _, dup := firstOfKey[k]; !dup {
+				firstOfKey[k] = i
+				keys = append(keys, k)
+			}
+		}
+		if len(keys) == 0 {
+			return nil
+		}
 		created, err := s.insertAttempts(ctx, tx, events, keys, firstOfKey, now)
 		if err != nil {
 			return err
@@ -50,7 +72,7 @@ func (s *Store) Intake(ctx context.Context, events []Event) (IntakeResult, error
 		}
 		rows := eventRows{}
 		for i, e := range events {
-			if res.Statuses[i] == EventDuplicate {
+			if res.Statuses[i] == EventDuplicate || res.Statuses[i] == EventRejected {
 				continue
 			}
 			k := attemptKey{e.MchID, e.OutTradeNo}
@@ -73,9 +95,20 @@ func (s *Store) Intake(ctx context.Context, events []Event) (IntakeResult, error
 			return err
 		}
 		for i, e := range events {
-			if st := res.Statuses[i]; st != EventDuplicate && !inserted[e.EventID] {
-				res.Statuses[i] = EventDuplicate // recorded by an earlier batch
+			if st := res.Statuses[i]; st != EventDuplicate && st != EventRejected && !inserted[e.EventID] {
+				res.Statuses[i] = EventDuplicate // recorded by a concurrent batch
 			}
+		}
+		// An attempt this batch created is never left without an event (a
+		// concurrent batch may have taken its only event_id).
+		var createdIDs []int64
+		for k := range created {
+			createdIDs = append(createdIDs, known[k].id)
+		}
+		if _, err := tx.Exec(ctx, `
+			DELETE FROM attempts a WHERE a.id = ANY($1)
+			  AND NOT EXISTS (SELECT 1 FROM events e WHERE e.attempt_id = a.id)`, createdIDs); err != nil {
+			return fmt.Errorf("drop attempts left without events: %w", err)
 		}
 		// Outcomes that are already known: conflicts, and events joining an
 		// attempt that is final.
@@ -100,7 +133,7 @@ func (s *Store) Intake(ctx context.Context, events []Event) (IntakeResult, error
 			return fmt.Errorf("queue known outcomes: %w", err)
 		}
 		for k, i := range firstOfKey {
-			if created[k] && res.Statuses[i] == EventNew {
+			if created[k] && res.Statuses[i] == EventNew && inserted[events[i].EventID] {
 				res.NewAttempts = append(res.NewAttempts, known[k].id)
 			}
 		}
@@ -110,6 +143,36 @@ func (s *Store) Intake(ctx context.Context, events []Event) (IntakeResult, error
 		return IntakeResult{}, fmt.Errorf("intake batch of %d events: %w", len(events), err)
 	}
 	return res, nil
+}
+
+type recordedEvent struct {
+	mchid, outTradeNo, txdtm string
+	txamt                    int64
+}
+
+// recordedEvents returns what is already recorded for the batch's event_ids.
+func recordedEvents(ctx context.Context, tx pgx.Tx, events []Event) (map[string]recordedEvent, error) {
+	ids := make([]string, len(events))
+	for i, e := range events {
+		ids[i] = e.EventID
+	}
+	rows, err := tx.Query(ctx, `SELECT event_id, mchid, out_trade_no, txamt, txdtm FROM events WHERE event_id = ANY($1)`, ids)
+	if err != nil {
+		return nil, fmt.Errorf("look up recorded events: %w", err)
+	}
+	seen := map[string]recordedEvent{}
+	var (
+		id string
+		r  recordedEvent
+	)
+	_, err = pgx.ForEachRow(rows, []any{&id, &r.mchid, &r.outTradeNo, &r.txamt, &r.txdtm}, func() error {
+		seen[id] = r
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("look up recorded events: %w", err)
+	}
+	return seen, nil
 }
 
 // insertAttempts creates the attempts for keys that have none, from the first

@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/reversald/reversald/store"
 	"github.com/reversald/reversald/store/storetest"
@@ -154,8 +156,81 @@ func TestClaimLeasesSkipsHeldAndFences(t *testing.T) {
 	if err := s.WriteStep(ctx, store.Step{Attempt: cur, Calls: []store.Call{call}}); err != nil {
 		t.Fatalf("owner write: %v", err)
 	}
-	if err := s.Release(ctx, w1[0]); !errors.Is(err, store.ErrFenced) {
-		t.Errorf("stale release: err = %v, want ErrFenced", err)
+}
+
+// TestIntakeRejectsReusedEventID: an event_id already recorded for another
+// payment is refused with a reason (intake dead-letters it); it neither
+// creates an attempt nor passes for a duplicate.
+func TestIntakeRejectsReusedEventID(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s, _ := newStore(t)
+	if _, err := s.Intake(ctx, []store.Event{event("e1", "A", 2500)}); err != nil {
+		t.Fatal(err)
+	}
+	res, err := s.Intake(ctx, []store.Event{event("e1", "B", 700), event("e1", "A", 2500), event("e2", "C", 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []store.EventStatus{store.EventRejected, store.EventDuplicate, store.EventNew}
+	if fmt.Sprint(res.Statuses) != fmt.Sprint(want) {
+		t.Fatalf("statuses = %v, want %v", res.Statuses, want)
+	}
+	if res.Reasons[0] == "" || len(res.NewAttempts) != 1 {
+		t.Fatalf("reason %q, new attempts %v", res.Reasons[0], res.NewAttempts)
+	}
+	if _, err := s.Find(ctx, "MNxMp11FV35qQN", "B"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("the rejected event created an attempt: %v", err)
+	}
+	// The same within one batch.
+	res, err = s.Intake(ctx, []store.Event{event("e9", "D", 100), event("e9", "E", 100)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []store.EventStatus{store.EventNew, store.EventRejected}; fmt.Sprint(res.Statuses) != fmt.Sprint(want) {
+		t.Fatalf("in-batch reuse: statuses = %v, want %v", res.Statuses, want)
+	}
+}
+
+// TestWriteStepCleansGatewayText: a NUL or an endless message from the
+// gateway must not make every write of the attempt fail.
+func TestWriteStepCleansGatewayText(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s, _ := newStore(t)
+	if _, err := s.Intake(ctx, []store.Event{event("e1", "A", 2500)}); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := s.Claim(ctx, store.Claim{Owner: "w", Lease: time.Minute, Limit: 1})
+	a := got[0]
+	a.Status, a.Step = store.StatusNeedsReview, store.StepDone
+	a.Resperr, a.Respmsg = "bad\x00thing", strings.Repeat("é", 5000)
+	call := store.Call{Step: "query", Endpoint: "query", Error: "nul\x00here", Respcd: "1108"}
+	if err := s.WriteStep(ctx, store.Step{Attempt: a, Calls: []store.Call{call}}); err != nil {
+		t.Fatalf("write with gateway text: %v", err)
+	}
+	b, _ := s.Get(ctx, a.ID)
+	if b.Resperr != "badthing" || len(b.Respmsg) > 512 || !utf8.ValidString(b.Respmsg) {
+		t.Errorf("stored resperr %q, respmsg of %d bytes", b.Resperr, len(b.Respmsg))
+	}
+}
+
+func TestClaimByIDWaitsForDue(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s, clk := newStore(t)
+	res, err := s.Intake(ctx, []store.Event{event("e1", "A", 2500)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := s.Claim(ctx, store.Claim{Owner: "w", Lease: time.Minute, Limit: 1})
+	a := got[0]
+	a.NextRunAt = clk.Now().Add(time.Hour) // backed off
+	if err := s.WriteStep(ctx, store.Step{Attempt: a}); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.Claim(ctx, store.Claim{Owner: "w", Lease: time.Minute, Limit: 1, IDs: res.NewAttempts}); err != nil || len(got) != 0 {
+		t.Fatalf("a stale hand-off claimed a backed-off attempt: %v %v", got, err)
 	}
 }
 

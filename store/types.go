@@ -36,6 +36,10 @@ const (
 	// txdtm. The event is kept and gets a needs_review outcome; the attempt is
 	// untouched.
 	EventConflict
+	// EventRejected: the event_id is already recorded for another payment
+	// (another key, amount or time). Nothing was written; IntakeResult.Reasons
+	// says why, and intake dead-letters it.
+	EventRejected
 )
 
 func (s EventStatus) String() string {
@@ -48,6 +52,8 @@ func (s EventStatus) String() string {
 		return "duplicate"
 	case EventConflict:
 		return "conflict"
+	case EventRejected:
+		return "rejected"
 	}
 	return "unknown"
 }
@@ -55,6 +61,7 @@ func (s EventStatus) String() string {
 // IntakeResult reports a committed intake batch.
 type IntakeResult struct {
 	Statuses    []EventStatus // one per input event, same order
+	Reasons     []string      // for EventRejected, why; "" otherwise
 	NewAttempts []int64       // attempts created by this batch
 }
 

@@ -335,6 +335,9 @@ func TestDaemonMixedEvents(t *testing.T) {
 		"e-R1": "reversed", "e-C1": "closed", "e-P1": "paid", "e-F1": "refunded", "e-N1": "not_paid",
 		"e-U1": "not_found", "e-H1": "unsupported", "e-D1a": "reversed", "e-D1b": "reversed", "e-X1": "needs_review",
 	}
+	// Keyed like P1's event so that it is read after it.
+	reused := ev{id: "e-P1", otn: "Z9"}.message()
+	reused.Key = []byte("P1")
 	msgs := []kafka.Message{
 		ev{id: "e-R1", otn: "R1"}.message(),
 		ev{id: "e-C1", otn: "C1", payType: "800201"}.message(),
@@ -347,6 +350,7 @@ func TestDaemonMixedEvents(t *testing.T) {
 		ev{id: "e-D1b", otn: "D1"}.message(),           // a second POS event for the same payment
 		ev{id: "e-D1a", otn: "D1"}.message(),           // the first one redelivered
 		ev{id: "e-X1", otn: "R1", amt: 9900}.message(), // same key, another amount
+		reused, // an event_id reused for another payment
 	}
 	invalid := []kafka.Message{
 		{Key: []byte("bad-1"), Value: []byte("not json at all")},
@@ -358,9 +362,10 @@ func TestDaemonMixedEvents(t *testing.T) {
 	s.runInProcess(nil)
 	s.produce(s.in, append(msgs, invalid...)...)
 
-	waitFor(t, 60*time.Second, "10 outcomes and 3 dead letters", func() bool {
+	wantLetters := len(invalid) + 1 // and the reused event_id
+	waitFor(t, 60*time.Second, "10 outcomes and 4 dead letters", func() bool {
 		got, _ := out.outcomes(t)
-		return len(got) >= len(want) && len(dlq.snapshot()) >= len(invalid)
+		return len(got) >= len(want) && len(dlq.snapshot()) >= wantLetters
 	})
 	// Give a wrong extra outcome the time to show up before counting.
 	time.Sleep(500 * time.Millisecond)
@@ -392,13 +397,16 @@ func TestDaemonMixedEvents(t *testing.T) {
 		t.Error("an unsupported pay type was cancelled")
 	}
 	letters := dlq.snapshot()
-	if len(letters) != len(invalid) {
-		t.Fatalf("%d dead letters, want %d", len(letters), len(invalid))
+	if len(letters) != wantLetters {
+		t.Fatalf("%d dead letters, want %d", len(letters), wantLetters)
 	}
 	for _, l := range letters {
 		h := headers(l)
 		if h["x-dlq-error"] == "" || h["x-dlq-topic"] != s.in || h["x-dlq-partition"] == "" || h["x-dlq-offset"] == "" {
 			t.Errorf("dead letter %q lacks its provenance: %v", l.Key, h)
+		}
+		if strings.Contains(string(l.Value), `"Z9"`) && !strings.Contains(h["x-dlq-error"], "already recorded for another payment") {
+			t.Errorf("reused event_id: dead letter reason %q", h["x-dlq-error"])
 		}
 		if string(l.Key) == "bad-3" && (h["trace"] != "t-3" || !strings.Contains(h["x-dlq-error"], "txdtm")) {
 			t.Errorf("bad-3: headers %v; want the original header kept and the txdtm problem named", h)

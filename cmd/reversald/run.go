@@ -119,7 +119,13 @@ func daemon(ctx context.Context, cfg Config, logw io.Writer) error {
 			return err
 		}
 	}
-	st, err := store.Open(ctx, cfg.DatabaseURL, store.Options{Deadline: cfg.Deadline, MaxConns: cfg.DatabaseMaxConn})
+	// Every worker may hold a connection for a step write, plus intake,
+	// publisher, claims and scrapes.
+	maxConns := cfg.DatabaseMaxConn
+	if maxConns == 0 {
+		maxConns = int32(cfg.Workers) + 8
+	}
+	st, err := store.Open(ctx, cfg.DatabaseURL, store.Options{Deadline: cfg.Deadline, MaxConns: maxConns})
 	if err != nil {
 		return err
 	}
