@@ -165,57 +165,106 @@ func (e *Executor) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	stopping := make(chan struct{})
 
+	// queue holds attempts handed over by intake, claimed by id (a primary
+	// key lookup) ahead of polling, which has to walk the due index.
+	var queue []int64
 	poll := time.NewTimer(0)
 	defer poll.Stop()
 	for {
-		var ids []int64
-		select {
-		case <-ctx.Done():
-			close(stopping)
-			done := make(chan struct{})
-			go func() { wg.Wait(); close(done) }()
-			select {
-			case <-done:
-			case <-time.After(e.cfg.StopTimeout):
-				e.cfg.Log.Warn("executor stop timeout: cancelling in-flight steps", "timeout", e.cfg.StopTimeout)
-				cancelWork()
-				<-done
-			}
+		if ctx.Err() != nil {
+			e.stop(stopping, &wg, cancelWork)
 			return nil
-		case ids = <-e.handed:
-		case <-poll.C:
 		}
-		full, err := e.dispatch(ctx, workCtx, stopping, &wg, ids)
-		if err != nil && ctx.Err() == nil {
-			e.cfg.Log.Error("claim attempts", "error", err)
+		polled := false
+		if len(queue) == 0 {
+			select {
+			case <-ctx.Done():
+				continue
+			case ids := <-e.handed:
+				queue = append(queue, ids...)
+			case <-poll.C:
+				polled = true
+			}
+		} else {
+			// Polling still runs on its schedule, so that re-checks and
+			// other instances' leftovers are not starved by new work.
+			select {
+			case <-poll.C:
+				polled = true
+			default:
+			}
 		}
-		// A full claim means more may be due (or handed-off attempts did
-		// not all fit): look again at once.
-		switch {
-		case full:
-			poll.Reset(0)
-		case ids == nil:
-			poll.Reset(e.cfg.PollInterval)
+		// Take whatever else was handed over meanwhile, up to a bound; what
+		// does not fit is due anyway and polling finds it.
+		for more := true; more && len(queue) < maxQueued; {
+			select {
+			case ids := <-e.handed:
+				queue = append(queue, ids...)
+			default:
+				more = false
+			}
+		}
+		if len(queue) > 0 {
+			// Ids that are not claimed were taken by another instance, are
+			// not due, or are final already: polling covers them.
+			n, _, err := e.dispatch(ctx, workCtx, stopping, &wg, queue)
+			e.logClaimError(ctx, err)
+			queue = queue[n:]
+		}
+		if polled {
+			_, full, err := e.dispatch(ctx, workCtx, stopping, &wg, nil)
+			e.logClaimError(ctx, err)
+			// A full claim means more may be due: look again at once.
+			if full {
+				poll.Reset(0)
+			} else {
+				poll.Reset(e.cfg.PollInterval)
+			}
 		}
 	}
 }
 
-// dispatch claims attempts for the free worker slots (the given ones, or the
-// due ones) and starts a worker for each. It reports whether it filled every
-// free slot.
-func (e *Executor) dispatch(ctx, workCtx context.Context, stopping <-chan struct{}, wg *sync.WaitGroup, ids []int64) (bool, error) {
-	free := e.waitSlots(ctx, ids != nil)
+func (e *Executor) logClaimError(ctx context.Context, err error) {
+	if err != nil && ctx.Err() == nil {
+		e.cfg.Log.Error("claim attempts", "error", err)
+	}
+}
+
+// maxQueued bounds the hand-off queue.
+const maxQueued = 10_000
+
+// stop lets in-flight steps finish within StopTimeout, then cancels them,
+// and returns when every worker has exited.
+func (e *Executor) stop(stopping chan struct{}, wg *sync.WaitGroup, cancelWork context.CancelFunc) {
+	close(stopping)
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(e.cfg.StopTimeout):
+		e.cfg.Log.Warn("executor stop timeout: cancelling in-flight steps", "timeout", e.cfg.StopTimeout)
+		cancelWork()
+		<-done
+	}
+}
+
+// dispatch claims attempts for the free worker slots (from ids when given,
+// else the due ones) and starts a worker for each. It returns how many ids it
+// used up (tried) and whether it filled every free slot.
+func (e *Executor) dispatch(ctx, workCtx context.Context, stopping <-chan struct{}, wg *sync.WaitGroup, ids []int64) (int, bool, error) {
+	free := e.waitSlots(ctx, len(ids))
 	if free == 0 {
-		return true, nil
+		return 0, true, nil
 	}
 	limit := free
-	if ids != nil && len(ids) < limit {
-		limit = len(ids)
+	if ids != nil {
+		limit = min(free, len(ids))
+		ids = ids[:limit]
 	}
 	start := time.Now()
 	got, err := e.store.Claim(ctx, store.Claim{Owner: e.cfg.Owner, Lease: e.cfg.Lease, Limit: limit, IDs: ids})
 	if err != nil {
-		return false, err
+		return 0, false, err
 	}
 	if e.cfg.Hooks.Claimed != nil {
 		e.cfg.Hooks.Claimed(len(got), time.Since(start))
@@ -229,17 +278,17 @@ func (e *Executor) dispatch(ctx, workCtx context.Context, stopping <-chan struct
 			e.drive(workCtx, stopping, a)
 		}()
 	}
-	return len(got) == free, nil
+	return limit, len(got) == free, nil
 }
 
 // waitSlots returns the number of free worker slots. When busy, it waits a
-// little for a quarter of them to free up, so that a claim fetches a batch
-// rather than one row per round trip; a hand-off of new attempts waits for
-// one slot only, as it is what latency is measured on.
-func (e *Executor) waitSlots(ctx context.Context, handoff bool) int {
+// little for a quarter of them to free up (or as many as there are queued
+// attempts), so that a claim fetches a batch rather than one row per round
+// trip.
+func (e *Executor) waitSlots(ctx context.Context, queued int) int {
 	want := max(1, cap(e.slots)/4)
-	if handoff {
-		want = 1
+	if queued > 0 {
+		want = max(1, min(want, queued))
 	}
 	free := cap(e.slots) - len(e.slots)
 	if free >= want {

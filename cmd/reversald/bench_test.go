@@ -27,7 +27,7 @@ func BenchmarkEndToEnd(b *testing.B) {
 	for _, c := range []struct {
 		latency time.Duration
 		workers int
-	}{{0, 32}, {100 * time.Millisecond, 64}} {
+	}{{0, 32}, {0, 64}, {100 * time.Millisecond, 64}} {
 		b.Run(fmt.Sprintf("gateway=%s/workers=%d", c.latency, c.workers), func(b *testing.B) {
 			benchEndToEnd(b, c.latency, c.workers)
 		})

@@ -182,7 +182,10 @@ func (s *stack) produce(topic string, msgs ...kafka.Message) {
 	// tests, from before this test's topics existed.
 	tr := &kafka.Transport{}
 	defer tr.CloseIdleConnections()
-	w := &kafka.Writer{Addr: kafka.TCP(s.brokers...), Topic: topic, Balancer: &kafka.Hash{}, RequiredAcks: kafka.RequireAll, BatchBytes: 4 << 20, Transport: tr}
+	// kafka-go's default BatchTimeout (1s) would hold every partial batch a
+	// second: the producer, not the daemon, would set the pace.
+	w := &kafka.Writer{Addr: kafka.TCP(s.brokers...), Topic: topic, Balancer: &kafka.Hash{}, RequiredAcks: kafka.RequireAll,
+		BatchBytes: 4 << 20, BatchSize: 1000, BatchTimeout: 2 * time.Millisecond, Transport: tr}
 	defer w.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
