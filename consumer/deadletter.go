@@ -92,7 +92,7 @@ func NewDeadLetters(cfg DeadLetterConfig) (*DeadLetters, error) {
 	}
 	return &DeadLetters{
 		cfg: cfg,
-		w:   newWriter(cfg.Brokers, cfg.Topic, tr, int64(cfg.MaxBytes)+64<<10),
+		w:   newWriter(cfg.Brokers, cfg.Topic, tr, 100, int64(cfg.MaxBytes)+64<<10),
 		tr:  tr,
 		now: time.Now,
 	}, nil
@@ -101,13 +101,16 @@ func NewDeadLetters(cfg DeadLetterConfig) (*DeadLetters, error) {
 // newWriter is a synchronous writer that waits for all in-sync replicas. Callers hand it a whole
 // batch per WriteMessages, so a tiny BatchTimeout only stops kafka-go from lingering 1s (its
 // default) on a partially filled per-partition batch.
-func newWriter(brokers []string, topic string, tr *kafka.Transport, batchBytes int64) *kafka.Writer {
+// newWriter returns a synchronous, acks=all writer. batchSize is the most
+// messages one WriteMessages call sends: kafka-go allocates that many slots
+// for every batch of every partition, so it must not be larger than needed.
+func newWriter(brokers []string, topic string, tr *kafka.Transport, batchSize int, batchBytes int64) *kafka.Writer {
 	return &kafka.Writer{
 		Addr:         kafka.TCP(brokers...),
 		Topic:        topic,
 		Balancer:     &kafka.Murmur2Balancer{}, // same partition for a key as Java producers
 		RequiredAcks: kafka.RequireAll,
-		BatchSize:    10_000,
+		BatchSize:    batchSize,
 		BatchBytes:   batchBytes,
 		BatchTimeout: time.Millisecond,
 		MaxAttempts:  3,

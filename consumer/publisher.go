@@ -142,7 +142,7 @@ func (p *Publisher) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	w := newWriter(p.cfg.Brokers, p.cfg.Topic, tr, 16<<20)
+	w := newWriter(p.cfg.Brokers, p.cfg.Topic, tr, p.cfg.BatchSize, 16<<20)
 	defer func() {
 		if err := w.Close(); err != nil {
 			p.cfg.Logger.Warn("close results writer", "err", err)

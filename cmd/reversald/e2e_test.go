@@ -206,6 +206,7 @@ func (s *stack) produce(topic string, msgs ...kafka.Message) {
 type collector struct {
 	mu   sync.Mutex
 	msgs []kafka.Message
+	at   []time.Time // when each message was read
 }
 
 func (s *stack) collect(topic string) *collector {
@@ -235,6 +236,7 @@ func (s *stack) collect(topic string) *collector {
 				}
 				c.mu.Lock()
 				c.msgs = append(c.msgs, m)
+				c.at = append(c.at, time.Now())
 				c.mu.Unlock()
 			}
 		}()
@@ -247,6 +249,25 @@ func (c *collector) snapshot() []kafka.Message {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return append([]kafka.Message(nil), c.msgs...)
+}
+
+func (c *collector) count() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.msgs)
+}
+
+// arrivals returns when each key was first read.
+func (c *collector) arrivals() map[string]time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	first := make(map[string]time.Time, len(c.msgs))
+	for i, m := range c.msgs {
+		if _, ok := first[string(m.Key)]; !ok {
+			first[string(m.Key)] = c.at[i]
+		}
+	}
+	return first
 }
 
 // outcomes returns the outcomes so far by event_id (the last one wins:
