@@ -1,0 +1,90 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sethvargo/go-envconfig"
+
+	"github.com/reversald/reversald/store"
+	"github.com/reversald/reversald/store/storetest"
+)
+
+// TestOpsCommands drives migrate and attempts list|show|retry through run,
+// as an operator would, on a real database.
+func TestOpsCommands(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	url := storetest.URL(t)
+	env := envconfig.MapLookuper(map[string]string{"DATABASE_URL": url})
+	cmd := func(args ...string) (string, error) {
+		var out strings.Builder
+		err := run(ctx, args, env, &out, io.Discard)
+		return out.String(), err
+	}
+	if out, err := cmd("migrate"); err != nil || !strings.Contains(out, "migrations applied") {
+		t.Fatalf("migrate: %q, %v", out, err)
+	}
+
+	st, err := store.Open(ctx, url, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(st.Close)
+	res, err := st.Intake(ctx, []store.Event{{EventID: "ops-1", MchID: "M1", OutTradeNo: "OPS-1", TxAmt: 100, TxDtm: "2026-11-22 10:00:00"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := res.NewAttempts[0]
+	got, err := st.Claim(ctx, store.Claim{Owner: "t", Lease: time.Minute, Limit: 1})
+	if err != nil || len(got) != 1 {
+		t.Fatalf("claim: %v %v", got, err)
+	}
+	a := got[0]
+	a.Status, a.Step, a.Respcd, a.Reason = store.StatusNeedsReview, store.StepDone, "1108", "query refused: respcd 1108"
+	call := store.Call{Step: "query", Endpoint: "query", Request: map[string]string{"out_trade_no": "OPS-1"}, HTTPStatus: 200, Respcd: "1108", Response: []byte(`{"respcd":"1108"}`), At: time.Now()}
+	if err := st.WriteStep(ctx, store.Step{Attempt: a, Calls: []store.Call{call}}); err != nil {
+		t.Fatal(err)
+	}
+
+	out, err := cmd("attempts", "list", "-status", "needs_review")
+	if err != nil || !strings.Contains(out, "OPS-1") || !strings.Contains(out, "needs_review") {
+		t.Fatalf("attempts list: %q, %v", out, err)
+	}
+	out, err = cmd("attempts", "show", fmt.Sprint(id))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var shown struct {
+		Attempt struct{ Status string }
+		Calls   []struct{ Endpoint, Response string }
+		Events  []struct{ EventID string }
+	}
+	if err := json.Unmarshal([]byte(out), &shown); err != nil {
+		t.Fatalf("attempts show is not JSON: %v\n%s", err, out)
+	}
+	if shown.Attempt.Status != "needs_review" || len(shown.Calls) != 1 || shown.Calls[0].Response != `{"respcd":"1108"}` || len(shown.Events) != 1 {
+		t.Errorf("attempts show: %+v", shown)
+	}
+	if out, err := cmd("attempts", "retry", fmt.Sprint(id)); err != nil || !strings.Contains(out, "re-driven") {
+		t.Fatalf("attempts retry: %q, %v", out, err)
+	}
+	if b, _ := st.Get(ctx, id); b.Status != store.StatusPending || b.Step != store.StepQuery {
+		t.Errorf("after retry: %s %s", b.Status, b.Step)
+	}
+	// A second retry is refused: the attempt is pending again.
+	if _, err := cmd("attempts", "retry", fmt.Sprint(id)); err == nil || !strings.Contains(err.Error(), "not in needs_review") {
+		t.Errorf("second retry: %v", err)
+	}
+	if _, err := cmd("attempts", "show", "nope"); err == nil {
+		t.Error("attempts show with a bad id was accepted")
+	}
+	if err := run(ctx, []string{"attempts", "list"}, envconfig.MapLookuper(nil), io.Discard, io.Discard); err == nil || !strings.Contains(err.Error(), "DATABASE_URL") {
+		t.Errorf("attempts without DATABASE_URL: %v", err)
+	}
+}
