@@ -104,7 +104,8 @@ func decideQuery(a store.Attempt, obs Observation, p Policy) (store.Attempt, Sch
 }
 
 // decidePendingCancel reads a query made while a cancel's outcome is unknown
-// (it answered in progress, or never answered, or its worker died). Only a
+// (it answered in progress or "payment failed", or never answered, or its
+// worker died). Only a
 // cancelled, refunded or failed record settles it. Paid, in flight or no
 // record may be the cancel still under way at QFPay: re-check, never conclude
 // "paid" (someone would refund a payment that is being reversed) and never
@@ -183,10 +184,12 @@ func decideCancel(a store.Attempt, obs Observation, p Policy) (store.Attempt, Sc
 		a.CancelPending = false
 		return next(a, store.StepQuery, 1, "QFPay says the transaction does not exist; re-checking"), Later
 	case qfpay.ClassPaymentFailed:
-		// Confirm by query; "no record" then counts towards not_found rather
-		// than asking for another cancel.
-		a.CancelPending = false
-		return next(a, store.StepQuery, 1, "QFPay says the payment failed; confirming by query"), Now
+		// Confirm by query, reading it as after any answered-but-unsettled
+		// cancel: only a settled record ends it, and a query that disagrees
+		// (in flight, paid, no record) is re-checked with backoff, not met
+		// with another cancel at once.
+		a.CancelPending = true
+		return next(a, store.StepQuery, 0, "QFPay says the payment failed; confirming by query"), Now
 	case qfpay.ClassInProgress, qfpay.ClassDuplicate:
 		// The cancel is under way (or was sent before): it stays pending
 		// until a query shows how it ended.

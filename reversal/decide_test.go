@@ -120,8 +120,8 @@ func TestDecide(t *testing.T) {
 		{"cancel 1262 refunded", at("cancel", 0), cancelAns("1262"), "refunded", "done", Final, 0, false},
 		{"cancel 1268 does not exist", at("cancel", 0), cancelAns("1268"), "pending", "query", Later, 1, false},
 		{"cancel 1136 does not exist", at("cancel", 0), cancelAns("1136"), "pending", "query", Later, 1, false},
-		{"cancel 1181 expired unpaid: confirm by query", at("cancel", 0), cancelAns("1181"), "pending", "query", Now, 1, false},
-		{"cancel 1147 payment failed: confirm by query", at("cancel", 0), cancelAns("1147"), "pending", "query", Now, 1, false},
+		{"cancel 1181 expired unpaid: confirm by query", at("cancel", 0), cancelAns("1181"), "pending", "query", Now, 0, true},
+		{"cancel 1147 payment failed: confirm by query", at("cancel", 0), cancelAns("1147"), "pending", "query", Now, 0, true},
 		{"cancel transient 1205: query, never re-send", func() store.Attempt { a := at("cancel", 0); a.CancelPending = true; return a }(), cancelAns("1205"), "pending", "query", Later, 0, true},
 		{"cancel timeout: query, never re-send", func() store.Attempt { a := at("cancel", 0); a.CancelPending = true; return a }(), cancelErr(timeout), "pending", "query", Later, 0, true},
 		{"cancel reset: query, never re-send", func() store.Attempt { a := at("cancel", 0); a.CancelPending = true; return a }(), cancelErr(fmt.Errorf("read: %w", &net.OpError{Op: "read", Err: fmt.Errorf("connection reset by peer")})), "pending", "query", Later, 0, true},
@@ -183,6 +183,25 @@ func TestDecideSequences(t *testing.T) {
 	a, sched := Decide(a, queryOK(), p)
 	if a.Step == store.StepCancel || sched == Now {
 		t.Errorf("failed cancel then no record: step %s %s; want a later re-check", a.Step, sched)
+	}
+	// A cancel that says the payment failed, then a query that still shows
+	// it in flight: re-checked with backoff, not cancelled again at once.
+	a, _ = Decide(at("cancel", 0), cancelAns("1147"), p)
+	cancels := 0
+	for range 20 {
+		if a.Final() {
+			break
+		}
+		switch a.Step {
+		case store.StepCancel:
+			cancels++
+			a, sched = Decide(a, cancelAns("1147"), p)
+		default:
+			a, _ = Decide(a, queryOK(rec("1143", "0")), p)
+		}
+	}
+	if cancels > 20/(p.ConfirmRechecks+2)+1 {
+		t.Errorf("payment failed vs in flight: %d cancels in 20 steps; want at most one per re-check budget", cancels)
 	}
 	// A cancel in progress, then a query that still shows the payment paid:
 	// not "paid" (someone would refund a payment being reversed), and no

@@ -208,7 +208,14 @@ func (e *Executor) Run(ctx context.Context) error {
 			// Ids that are not claimed were taken by another instance, are
 			// not due, or are final already: polling covers them.
 			n, _, err := e.dispatch(ctx, workCtx, stopping, &wg, queue)
-			e.logClaimError(ctx, err)
+			if err != nil {
+				// The database is failing: leave the queue to polling and
+				// wait a poll interval rather than retry in a tight loop.
+				e.logClaimError(ctx, err)
+				queue = queue[:0]
+				poll.Reset(e.cfg.PollInterval)
+				continue
+			}
 			queue = queue[n:]
 		}
 		if polled {
@@ -370,6 +377,8 @@ func (e *Executor) drive(ctx context.Context, stopping <-chan struct{}, a store.
 			// (pool or lock waits), give the attempt back instead: whoever
 			// claims it next queries first, as the intent says.
 			if e.cfg.Now().After(written.Add(e.cfg.Lease / 2)) {
+				// The cancel provably did not leave: no intent to keep.
+				a.CancelPending, a.Step = false, store.StepQuery
 				e.reschedule(ctx, log, a, nil, "the lease ran short before the cancel; querying first next time")
 				return
 			}
@@ -399,6 +408,9 @@ func (e *Executor) drive(ctx context.Context, stopping <-chan struct{}, a store.
 			// However the gateway answers, one claim makes a bounded number
 			// of calls; the rest waits for a backoff.
 			if made++; made >= maxStepsPerClaim {
+				if a.Step == store.StepCancel {
+					a.Step = store.StepQuery // a cancel after a backoff needs a fresh query
+				}
 				a.NextRunAt = e.cfg.Now().Add(e.backoff(a))
 				e.write(ctx, log, a, calls, false)
 				return

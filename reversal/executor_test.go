@@ -3,6 +3,7 @@ package reversal
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -399,5 +400,41 @@ func TestTwoExecutorsShareWork(t *testing.T) {
 	// Both instances did work, and every attempt was finished exactly once.
 	if finalA.Load() == 0 || finalB.Load() == 0 || finalA.Load()+finalB.Load() != n {
 		t.Errorf("finished by a: %d, by b: %d; want both > 0 and %d in all", finalA.Load(), finalB.Load(), n)
+	}
+}
+
+// countingHandler counts log records whose message is msg.
+type countingHandler struct {
+	msg string
+	n   *atomic.Int64
+}
+
+func (h countingHandler) Enabled(context.Context, slog.Level) bool { return true }
+func (h countingHandler) Handle(_ context.Context, r slog.Record) error {
+	if r.Message == h.msg {
+		h.n.Add(1)
+	}
+	return nil
+}
+func (h countingHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h countingHandler) WithGroup(string) slog.Handler      { return h }
+
+// TestExecutorBacksOffWhenTheDatabaseFails: with PostgreSQL unreachable and
+// attempts handed over, the executor retries at its poll interval, not in a
+// tight loop.
+func TestExecutorBacksOffWhenTheDatabaseFails(t *testing.T) {
+	t.Parallel()
+	r := newRig(t)
+	dead := r.openStore()
+	dead.Close()
+	var errs atomic.Int64
+	ex := r.run(dead, r.client(testKey), func(c *ExecutorConfig) {
+		c.PollInterval = 100 * time.Millisecond
+		c.Log = slog.New(countingHandler{msg: "claim attempts", n: &errs})
+	})
+	ex.Notify([]int64{1, 2, 3})
+	time.Sleep(500 * time.Millisecond) // the bound being measured is a rate over time
+	if n := errs.Load(); n == 0 || n > 20 {
+		t.Errorf("%d failed claims in 500ms at a 100ms poll interval; want a handful", n)
 	}
 }

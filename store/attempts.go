@@ -112,6 +112,7 @@ func (s *Store) WriteStep(ctx context.Context, st Step) error {
 	// and copied into outcomes, which must stay small: clean it here, once.
 	a.Respcd, a.Resperr, a.Respmsg = cleanText(a.Respcd, 16), cleanText(a.Resperr, maxText), cleanText(a.Respmsg, maxText)
 	a.Reason, a.Syssn, a.CancelSyssn = cleanText(a.Reason, maxText), cleanText(a.Syssn, 64), cleanText(a.CancelSyssn, 64)
+	a.PayType = cleanText(a.PayType, 16)
 	now := s.now()
 	var leaseUntil *time.Time
 	owner := ""
@@ -191,7 +192,11 @@ func queueCalls(b *pgx.Batch, a Attempt, calls []Call, fencedOut bool) error {
 	latency := make([]int64, n)
 	at := make([]time.Time, n)
 	for i, c := range calls {
-		r, err := json.Marshal(c.Request)
+		fields := make(map[string]string, len(c.Request))
+		for k, v := range c.Request {
+			fields[cleanText(k, 64)] = cleanText(v, maxText) // jsonb refuses \u0000
+		}
+		r, err := json.Marshal(fields)
 		if err != nil {
 			return fmt.Errorf("encode audit request of attempt %d: %w", a.ID, err)
 		}

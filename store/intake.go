@@ -44,13 +44,7 @@ func (s *Store) Intake(ctx context.Context, events []Event) (IntakeResult, error
 				prev, ok = recordedEvent{events[j].MchID, events[j].OutTradeNo, events[j].TxDtm, events[j].TxAmt}, true
 			}
 			if ok {
-				if prev != (recordedEvent{e.MchID, e.OutTradeNo, e.TxDtm, e.TxAmt}) {
-					res.Statuses[i] = EventRejected
-					res.Reasons[i] = fmt.Sprintf("event_id %q is already recorded for another payment (%s/%s, txamt %d, txdtm %q)",
-						e.EventID, prev.mchid, prev.outTradeNo, prev.txamt, prev.txdtm)
-				} else {
-					res.Statuses[i] = EventDuplicate
-				}
+				res.Statuses[i], res.Reasons[i] = judgeRecorded(e, prev)
 				continue
 			}
 			k := attemptKey{e.MchID, e.OutTradeNo}
@@ -94,9 +88,24 @@ func (s *Store) Intake(ctx context.Context, events []Event) (IntakeResult, error
 		if err != nil {
 			return err
 		}
+		// An event_id a concurrent batch recorded first: a duplicate if it
+		// names the same payment, refused (dead-lettered) if not.
+		var lost []Event
 		for i, e := range events {
 			if st := res.Statuses[i]; st != EventDuplicate && st != EventRejected && !inserted[e.EventID] {
-				res.Statuses[i] = EventDuplicate // recorded by a concurrent batch
+				lost = append(lost, e)
+			}
+		}
+		if len(lost) > 0 {
+			now, err := recordedEvents(ctx, tx, lost)
+			if err != nil {
+				return err
+			}
+			for i, e := range events {
+				if st := res.Statuses[i]; st == EventDuplicate || st == EventRejected || inserted[e.EventID] {
+					continue
+				}
+				res.Statuses[i], res.Reasons[i] = judgeRecorded(e, now[e.EventID])
 			}
 		}
 		// An attempt this batch created is never left without an event (a
@@ -148,6 +157,16 @@ func (s *Store) Intake(ctx context.Context, events []Event) (IntakeResult, error
 type recordedEvent struct {
 	mchid, outTradeNo, txdtm string
 	txamt                    int64
+}
+
+// judgeRecorded tells a redelivery (the same payment) from a producer's
+// reuse of an event_id for another payment.
+func judgeRecorded(e Event, prev recordedEvent) (EventStatus, string) {
+	if prev == (recordedEvent{e.MchID, e.OutTradeNo, e.TxDtm, e.TxAmt}) {
+		return EventDuplicate, ""
+	}
+	return EventRejected, fmt.Sprintf("event_id %q is already recorded for another payment (%s/%s, txamt %d, txdtm %q)",
+		e.EventID, prev.mchid, prev.outTradeNo, prev.txamt, prev.txdtm)
 }
 
 // recordedEvents returns what is already recorded for the batch's event_ids.

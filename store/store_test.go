@@ -345,3 +345,41 @@ func drain(t *testing.T, s *store.Store) []store.OutboxRecord {
 		}
 	}
 }
+
+// TestIntakeConcurrentReuse: two batches (two partitions) record the same
+// event_id for different payments at the same time. One wins; the other is
+// refused, never taken for a duplicate (which would drop a payment silently).
+func TestIntakeConcurrentReuse(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s, _ := newStore(t)
+	for i := range 10 {
+		id := fmt.Sprintf("race-%d", i)
+		var (
+			wg    sync.WaitGroup
+			start = make(chan struct{})
+			got   [2]store.EventStatus
+			errs  [2]error
+		)
+		for j, otn := range []string{"RA" + id, "RB" + id} {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-start
+				res, err := s.Intake(ctx, []store.Event{event(id, otn, 100)})
+				errs[j] = err
+				if err == nil {
+					got[j] = res.Statuses[0]
+				}
+			}()
+		}
+		close(start)
+		wg.Wait()
+		if errs[0] != nil || errs[1] != nil {
+			t.Fatalf("round %d: %v / %v", i, errs[0], errs[1])
+		}
+		if !(got[0] == store.EventNew && got[1] == store.EventRejected) && !(got[1] == store.EventNew && got[0] == store.EventRejected) {
+			t.Fatalf("round %d: statuses %v; want one new and one rejected", i, got)
+		}
+	}
+}
