@@ -22,27 +22,9 @@ const (
 	testMchID   = "MNxMp11FV35qQN"
 )
 
-// fakeClock is the one clock of a test: store, executor and sandbox read it.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
 type rig struct {
 	t     *testing.T
-	clock *fakeClock
+	clock *storetest.Clock
 	sb    *sandbox.Sandbox
 	url   string
 	dbURL string
@@ -51,7 +33,7 @@ type rig struct {
 
 func newRig(t *testing.T) *rig {
 	t.Helper()
-	clk := &fakeClock{t: time.Date(2026, 11, 22, 10, 0, 0, 0, time.Local)}
+	clk := storetest.NewClock(time.Date(2026, 11, 22, 10, 0, 0, 0, time.Local))
 	sb, url, stop, err := sandbox.Start(sandbox.Config{AppCode: testAppCode, Key: testKey, Now: clk.Now})
 	if err != nil {
 		t.Fatal(err)

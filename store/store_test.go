@@ -14,29 +14,9 @@ import (
 	"github.com/reversald/reversald/store/storetest"
 )
 
-// clock is a settable clock shared by a store and a test.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newClock() *clock { return &clock{t: time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)} }
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
-func newStore(t *testing.T) (*store.Store, *clock) {
+func newStore(t *testing.T) (*store.Store, *storetest.Clock) {
 	t.Helper()
-	c := newClock()
+	c := storetest.NewClock(time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC))
 	return storetest.New(t, store.Options{Now: c.Now}), c
 }
 
