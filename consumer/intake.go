@@ -271,7 +271,7 @@ func (in *Intake) handle(ctx context.Context, r *kafka.Reader, dlq *DeadLetters,
 	dlqDone, storeDone := len(letters) == 0, len(events) == 0
 	failures, commitFailures := 0, 0
 	for {
-		err := in.step(wctx, r, dlq, batch, events, sources, &letters, &dlqDone, &storeDone, log)
+		err := in.step(wctx, r, dlq, batch, events, sources, &letters, &dlqDone, &storeDone)
 		if err == nil {
 			in.batches.Add(1)
 			in.messages.Add(int64(len(batch)))
@@ -304,7 +304,7 @@ func (in *Intake) handle(ctx context.Context, r *kafka.Reader, dlq *DeadLetters,
 // events reach the executor even while the dead-letter topic is unavailable: cancelling an
 // uncertain payment is time-critical, parking a malformed message is not.
 func (in *Intake) step(ctx context.Context, r *kafka.Reader, dlq *DeadLetters, batch []kafka.Message,
-	events []store.Event, sources []kafka.Message, letters *[]Letter, dlqDone, storeDone *bool, log *slog.Logger,
+	events []store.Event, sources []kafka.Message, letters *[]Letter, dlqDone, storeDone *bool,
 ) error {
 	if !*storeDone {
 		sctx, cancel := context.WithTimeout(ctx, in.cfg.WriteTimeout)

@@ -27,6 +27,7 @@ func BenchmarkExecutor(b *testing.B) {
 }
 
 func benchExecutor(b *testing.B, workers int) {
+	b.Helper()
 	sb, url, stop, err := sandbox.Start(sandbox.Config{AppCode: testAppCode, Key: testKey})
 	if err != nil {
 		b.Fatal(err)

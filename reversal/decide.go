@@ -66,7 +66,7 @@ func Decide(a store.Attempt, obs Observation, p Policy) (store.Attempt, Schedule
 	case store.StepQuery:
 		return decideQuery(a, obs, p)
 	case store.StepCancel:
-		return decideCancel(a, obs, p)
+		return decideCancel(a, obs)
 	case store.StepConfirm:
 		return decideConfirm(a, obs, p)
 	}
@@ -99,6 +99,7 @@ func decideQuery(a store.Attempt, obs Observation, p Policy) (store.Attempt, Sch
 		return final(a, store.StatusPaid, "the payment completed and cannot be reversed: refund it")
 	case qfpay.StateInFlight:
 		return next(a, store.StepCancel, 0, "payment still in flight; cancelling"), Now
+	default: // unreadable (the settled states were taken above)
 	}
 	return final(a, store.StatusNeedsReview, fmt.Sprintf("query record unreadable (respcd %q, cancel %q)", rec.Respcd, rec.Cancel))
 }
@@ -147,14 +148,14 @@ func settled(a store.Attempt, rec qfpay.Record) (store.Attempt, Schedule, bool) 
 		status, reason = store.StatusRefunded, "QFPay shows the payment refunded"
 	case qfpay.StateFailed:
 		status, reason = store.StatusNotPaid, "the payment failed at QFPay: nothing was charged"
-	default:
+	default: // paid, in flight, unreadable: not settled
 		return a, 0, false
 	}
 	a, sched := final(a, status, reason)
 	return a, sched, true
 }
 
-func decideCancel(a store.Attempt, obs Observation, p Policy) (store.Attempt, Schedule) {
+func decideCancel(a store.Attempt, obs Observation) (store.Attempt, Schedule) {
 	if errors.Is(obs.Err, qfpay.ErrNotCancellable) {
 		a.Method = string(qfpay.MethodNone)
 		return final(a, store.StatusUnsupported, fmt.Sprintf("pay type %s cannot be cancelled through the API", a.PayType))
@@ -203,6 +204,7 @@ func decideCancel(a store.Attempt, obs Observation, p Policy) (store.Attempt, Sc
 	case qfpay.ClassUnsupported:
 		a.Method = string(qfpay.MethodNone)
 		return final(a, store.StatusUnsupported, "pay type cannot be cancelled through the API")
+	default: // ClassNeedsReview: configuration, signature, risk, unknown
 	}
 	a.CancelPending = false
 	return final(a, store.StatusNeedsReview, "cancel refused: "+errText(obs.Err))
@@ -226,8 +228,8 @@ func decideConfirm(a store.Attempt, obs Observation, p Policy) (store.Attempt, S
 		return final(a, store.StatusRefunded, "QFPay shows the payment refunded")
 	case qfpay.StateFailed:
 		return final(a, store.StatusNotPaid, "QFPay shows the payment failed: nothing was charged")
+	default: // paid, in flight, or no record yet: the cancel has not shown up
 	}
-	// Paid, in flight, or no record yet: the cancel has not shown up.
 	what := "the payment is not shown cancelled"
 	if !found {
 		what = "QFPay shows no record"
@@ -252,6 +254,7 @@ func readAnswer(a store.Attempt, obs Observation, what string) (_ store.Attempt,
 	case qfpay.ClassTransient, qfpay.ClassInProgress, qfpay.ClassDuplicate:
 		a.Reason = what + " did not answer; re-checking: " + errText(obs.Err)
 		return a, rec, false, Later, false
+	default: // anything else a query can be answered with is a refusal
 	}
 	a, sched = final(a, store.StatusNeedsReview, what+" refused: "+errText(obs.Err))
 	return a, rec, false, sched, false

@@ -195,7 +195,7 @@ func TestDecideSequences(t *testing.T) {
 		switch a.Step {
 		case store.StepCancel:
 			cancels++
-			a, sched = Decide(a, cancelAns("1147"), p)
+			a, _ = Decide(a, cancelAns("1147"), p)
 		default:
 			a, _ = Decide(a, queryOK(rec("1143", "0")), p)
 		}

@@ -201,7 +201,7 @@ func queueCalls(b *pgx.Batch, a Attempt, calls []Call, fencedOut bool) error {
 			return fmt.Errorf("encode audit request of attempt %d: %w", a.ID, err)
 		}
 		step[i], endpoint[i], respcd[i], errText[i] = c.Step, c.Endpoint, cleanText(c.Respcd, 16), cleanText(c.Error, maxText)
-		req[i], resp[i], status[i], latency[i], at[i] = r, c.Response, int32(c.HTTPStatus), c.Latency.Microseconds(), c.At
+		req[i], resp[i], status[i], latency[i], at[i] = r, c.Response, int32(min(max(c.HTTPStatus, 0), 999)), c.Latency.Microseconds(), c.At
 	}
 	b.Queue(`
 		INSERT INTO gateway_calls (attempt_id, token, fenced_out, step, endpoint, request, http_status,

@@ -314,7 +314,7 @@ func (r *eventRows) add(e Event, attemptID int64, conflict bool, reason string, 
 	r.reason = append(r.reason, e.Reason)
 	r.occurred = append(r.occurred, occ)
 	r.topic = append(r.topic, e.Topic)
-	r.partition = append(r.partition, int32(e.Partition))
+	r.partition = append(r.partition, int32(e.Partition)) //nolint:gosec // a Kafka partition is an int32 on the wire
 	r.offset = append(r.offset, e.Offset)
 	r.conflict = append(r.conflict, conflict)
 	r.conflictReason = append(r.conflictReason, reason)

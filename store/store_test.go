@@ -358,7 +358,7 @@ func TestIntakeConcurrentReuse(t *testing.T) {
 		if errs[0] != nil || errs[1] != nil {
 			t.Fatalf("round %d: %v / %v", i, errs[0], errs[1])
 		}
-		if !(got[0] == store.EventNew && got[1] == store.EventRejected) && !(got[1] == store.EventNew && got[0] == store.EventRejected) {
+		if one := map[store.EventStatus]int{got[0]: 1, got[1]: 1}; one[store.EventNew] != 1 || one[store.EventRejected] != 1 {
 			t.Fatalf("round %d: statuses %v; want one new and one rejected", i, got)
 		}
 	}

@@ -43,6 +43,7 @@ func BenchmarkEndToEnd(b *testing.B) {
 // Kafka at once); the paced runs offer a load below capacity and show the
 // pipeline's own event-to-outcome latency.
 func benchEndToEnd(b *testing.B, latency time.Duration, workers, rate int) {
+	b.Helper()
 	s := newStack(b, 8)
 	if err := s.sb.AddRule(sandbox.Rule{Prefix: "B", Behavior: sandbox.Behavior{
 		InitialState: sandbox.StateInFlight, Latency: sandbox.Latency{Fixed: sandbox.Duration(latency)},

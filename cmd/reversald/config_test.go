@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -126,7 +127,7 @@ func TestRunRefusesBadConfigAndUnknownCommands(t *testing.T) {
 		t.Errorf("run with bad config: %v", err)
 	}
 	err = run(context.Background(), []string{"frobnicate"}, envconfig.MapLookuper(nil), &out, &errw)
-	if _, ok := err.(usageError); !ok {
+	if !errors.As(err, new(usageError)) {
 		t.Errorf("unknown command: %v, want a usage error", err)
 	}
 	out.Reset()

@@ -525,7 +525,7 @@ func readCorpusValue(t testing.TB, path string) []byte {
 var (
 	buildOnce sync.Once
 	binPath   string
-	buildErr  error
+	errBuild  error
 )
 
 // daemonBinary builds reversald once for the tests that run it as a process.
@@ -534,17 +534,17 @@ func daemonBinary(t testing.TB) string {
 	buildOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "reversald-bin-")
 		if err != nil {
-			buildErr = err
+			errBuild = err
 			return
 		}
 		binPath = filepath.Join(dir, "reversald")
 		out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput()
 		if err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+			errBuild = fmt.Errorf("go build: %w\n%s", err, out)
 		}
 	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
+	if errBuild != nil {
+		t.Fatal(errBuild)
 	}
 	return binPath
 }
@@ -581,7 +581,7 @@ func (s *stack) start(extra map[string]string) *proc {
 	s.t.Cleanup(func() {
 		if cmd.ProcessState == nil {
 			_ = cmd.Process.Kill()
-			<-p.done
+			<-p.done //nolint:errcheck // killed: its exit status says nothing
 		}
 		if strings.Contains(p.logs.String(), secretKey) {
 			s.t.Errorf("the client key is in the daemon's logs")

@@ -123,7 +123,7 @@ func daemon(ctx context.Context, cfg Config, logw io.Writer) error {
 	// publisher, claims and scrapes.
 	maxConns := cfg.DatabaseMaxConn
 	if maxConns == 0 {
-		maxConns = int32(cfg.Workers) + 8
+		maxConns = int32(min(cfg.Workers, 10_000)) + 8 //nolint:gosec // bounded just above
 	}
 	st, err := store.Open(ctx, cfg.DatabaseURL, store.Options{Deadline: cfg.Deadline, MaxConns: maxConns})
 	if err != nil {

@@ -70,7 +70,7 @@ func run(ctx context.Context) error {
 	say("building reversald and qfpay-sandbox")
 	for _, c := range []string{"reversald", "qfpay-sandbox"} {
 		if out, err := exec.CommandContext(ctx, "go", "build", "-o", filepath.Join(work, c), "./cmd/"+c).CombinedOutput(); err != nil {
-			return fmt.Errorf("go build %s: %v\n%s", c, err, out)
+			return fmt.Errorf("go build %s: %w\n%s", c, err, out)
 		}
 	}
 	keyFile := filepath.Join(work, "client-key")
@@ -88,12 +88,12 @@ func run(ctx context.Context) error {
 
 	sbAddr, httpAddr := freeAddr(), freeAddr()
 	say("starting the QFPay sandbox on " + sbAddr)
-	sb, err := start(ctx, filepath.Join(work, "qfpay-sandbox"), filepath.Join(work, "sandbox.log"),
+	sb, err := start(filepath.Join(work, "qfpay-sandbox"), filepath.Join(work, "sandbox.log"),
 		[]string{"-addr", sbAddr, "-appcode", appCode}, []string{"QFPAY_SANDBOX_KEY_FILE=" + keyFile})
 	if err != nil {
 		return err
 	}
-	defer sb.stop()
+	defer func() { _ = sb.stop() }()
 	if err := waitHTTP(ctx, "http://"+sbAddr+"/_sandbox/txns"); err != nil {
 		return err
 	}
@@ -147,11 +147,11 @@ func run(ctx context.Context) error {
 		env = append(env, k+"="+v)
 	}
 	say("starting reversald (health and metrics on http://" + httpAddr + ", logs in " + filepath.Join(work, "reversald.log") + ")")
-	d, err := start(ctx, filepath.Join(work, "reversald"), filepath.Join(work, "reversald.log"), []string{"run"}, env)
+	d, err := start(filepath.Join(work, "reversald"), filepath.Join(work, "reversald.log"), []string{"run"}, env)
 	if err != nil {
 		return err
 	}
-	defer d.stop()
+	defer func() { _ = d.stop() }() // the explicit stop below reports its error
 	if err := waitHTTP(ctx, "http://"+httpAddr+"/readyz"); err != nil {
 		return fmt.Errorf("%w\n%s", err, d.tail())
 	}
@@ -363,12 +363,12 @@ type process struct {
 	err  error
 }
 
-func start(ctx context.Context, bin, logPath string, args, env []string) (*process, error) {
+func start(bin, logPath string, args, env []string) (*process, error) {
 	f, err := os.Create(logPath)
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(bin, args...)
+	cmd := exec.Command(bin, args...) //nolint:noctx // stopped with SIGTERM by stop, not killed by a context
 	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH")}, env...)
 	cmd.Stdout, cmd.Stderr = f, f
 	if err := cmd.Start(); err != nil {
@@ -376,7 +376,7 @@ func start(ctx context.Context, bin, logPath string, args, env []string) (*proce
 		return nil, fmt.Errorf("start %s: %w", bin, err)
 	}
 	p := &process{cmd: cmd, log: logPath, done: make(chan error, 1)}
-	go func() { p.done <- cmd.Wait(); f.Close() }()
+	go func() { p.done <- cmd.Wait(); _ = f.Close() }()
 	return p, nil
 }
 
@@ -389,7 +389,7 @@ func (p *process) stop() error {
 		case <-time.After(30 * time.Second):
 			_ = p.cmd.Process.Kill()
 			p.err = errors.New("did not stop within 30s of SIGTERM; killed")
-			<-p.done
+			<-p.done //nolint:errcheck // killed: the error above says what happened
 		}
 	})
 	return p.err

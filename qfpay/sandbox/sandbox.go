@@ -354,6 +354,7 @@ func (s *Sandbox) entryLocked(sh *shard, k tkey, b *Behavior, fields map[string]
 		t.Respcd = b.Respcd
 	case StateFailed:
 		t.Respcd = b.FailRespcd
+	default: // the other states need no respcd
 	}
 	t.TxAmt, _ = strconv.ParseInt(fields["txamt"], 10, 64)
 	s.fill(&t, now)
@@ -548,11 +549,12 @@ func (s *Sandbox) serveAPI(w http.ResponseWriter, r *http.Request, endpoint stri
 	}
 
 	var body any
-	if endpoint == epQuery {
+	switch {
+	case endpoint == epQuery:
 		body = s.query(&ent, fields, now)
-	} else if single {
+	case single:
 		body = s.cancel(&ent, k, fields, endpoint, now)
-	} else {
+	default:
 		ent.Respcd = "1268"
 		body = codeAnswer("1268", "")
 	}
@@ -736,6 +738,7 @@ func (s *Sandbox) record(e *entry) record {
 		r.Cancel = "2"
 	case StateRefunded:
 		r.Cancel = "3"
+	default: // paid: respcd 0000, cancel 0
 	}
 	return r
 }
@@ -822,6 +825,7 @@ func (s *Sandbox) cancel(ent *Entry, k tkey, fields map[string]string, endpoint 
 			return flat{Respcd: code, OrigSyssn: t.Syssn, Syssn: t.CancelSyssn, OutTradeNo: t.OutTradeNo,
 				TxAmt: amount(e), TxCurrCd: t.TxCurrCd, TxDtm: fields["txdtm"], SysDtm: now.Format(dtmLayout)}
 		}
+	default: // unknown: answered before this switch
 	}
 	ent.Respcd = code
 	a := codeAnswer(code, "")

@@ -30,7 +30,7 @@ const howToStart = "start one with `make up && . .stack/env`, or run everything 
 var (
 	templateOnce sync.Once
 	templateName string
-	templateErr  error
+	errTemplate  error
 )
 
 // New returns a Store on a fresh migrated database, closed and dropped when
@@ -58,9 +58,9 @@ func URL(tb testing.TB) string {
 	if base == "" {
 		tb.Fatalf("DATABASE_URL is not set: the tests need a real PostgreSQL; %s", howToStart)
 	}
-	templateOnce.Do(func() { templateName, templateErr = prepareTemplate(base) })
-	if templateErr != nil {
-		tb.Fatalf("prepare template database on DATABASE_URL: %v (%s)", templateErr, howToStart)
+	templateOnce.Do(func() { templateName, errTemplate = prepareTemplate(base) })
+	if errTemplate != nil {
+		tb.Fatalf("prepare template database on DATABASE_URL: %v (%s)", errTemplate, howToStart)
 	}
 	name := "t_" + randomHex(8)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
