@@ -15,6 +15,8 @@ GOTESTFLAGS ?=
 BENCH     ?=
 BENCHTIME ?= 1s
 FUZZTIME  ?= 15s
+GOLANGCI_VERSION := v2.15.0
+GOLANGCI  := $(HOME)/.cache/reversald/golangci-lint-$(GOLANGCI_VERSION)/golangci-lint
 
 .PHONY: help up down status test fmt-check vet compose-check bench demo build lint fuzz
 
@@ -65,9 +67,12 @@ build: ## static binaries (CGO_ENABLED=0) of ./cmd/... into bin/
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w -X main.version=$(VERSION)' -o bin/ ./cmd/...
 	@ls -l bin/
 
-lint: ## golangci-lint run (if installed)
-	@if command -v golangci-lint >/dev/null 2>&1; then golangci-lint run ./...; \
-	else echo "golangci-lint is not installed (go install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@latest): skipping"; fi
+lint: ## golangci-lint, the pinned version (installed into ~/.cache/reversald when missing); CI runs it
+	@if [ ! -x "$(GOLANGCI)" ]; then \
+	  echo "installing golangci-lint $(GOLANGCI_VERSION) into $(dir $(GOLANGCI))"; \
+	  mkdir -p "$(dir $(GOLANGCI))" && GOBIN="$(dir $(GOLANGCI))" $(GO) install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_VERSION); \
+	fi
+	"$(GOLANGCI)" run ./...
 
 fuzz: ## run every Fuzz target for FUZZTIME (default 15s) each
 	@targets=$$(grep -rl --include='*_test.go' -E '^func Fuzz[A-Za-z0-9_]*\(' . | grep -v '^./.stack/' || true); \
