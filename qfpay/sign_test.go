@@ -135,7 +135,7 @@ func FuzzCanonical(f *testing.F) {
 	f.Fuzz(func(t *testing.T, k1, v1, k2, v2, k3, v3 string, seed uint64) {
 		pairs := [][2]string{{k1, v1}, {k2, v2}, {k3, v3}}
 		if k1 == k2 || k1 == k3 || k2 == k3 {
-			t.Skip("duplicate names cannot be sent")
+			return // a form cannot carry two parameters of one name: not an input
 		}
 		m := map[string]string{k1: v1, k2: v2, k3: v3}
 		got := Canonical(m)
