@@ -23,38 +23,28 @@ func (s *Store) Intake(ctx context.Context, events []Event) (IntakeResult, error
 	now := s.now()
 
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		// An event_id seen before is a redelivery when it names the same
-		// payment, and a producer's mistake when it names another: that one
-		// is refused rather than dropped or allowed to create an attempt.
-		seen, err := recordedEvents(ctx, tx, events)
-		if err != nil {
-			return err
-		}
-		// In-batch duplicates of an event_id: the first one counts.
+		// In-batch repeats of an event_id: the first one counts; a repeat is
+		// a duplicate if it names the same payment and refused if not.
+		// (Event_ids recorded by earlier batches are told apart below, once
+		// the insert has shown which ones they are.)
 		firstOfID := make(map[string]int, len(events))
-		var keys []attemptKey
+		var (
+			keys    []attemptKey
+			repeats []int // judged once it is known what their id stands for
+		)
 		firstOfKey := make(map[attemptKey]int, len(events))
 		for i, e := range events {
-			// Compared with what is recorded, or else with the batch's first
-			// event of that id.
-			prev, ok := seen[e.EventID]
-			if j, dup := firstOfID[e.EventID]; !dup {
-				firstOfID[e.EventID] = i
-			} else if !ok {
-				prev, ok = recordedEvent{events[j].MchID, events[j].OutTradeNo, events[j].TxDtm, events[j].TxAmt}, true
-			}
-			if ok {
-				res.Statuses[i], res.Reasons[i] = judgeRecorded(e, prev)
+			if _, dup := firstOfID[e.EventID]; dup {
+				res.Statuses[i] = EventDuplicate // for now: see repeats below
+				repeats = append(repeats, i)
 				continue
 			}
+			firstOfID[e.EventID] = i
 			k := attemptKey{e.MchID, e.OutTradeNo}
 			if _, dup := firstOfKey[k]; !dup {
 				firstOfKey[k] = i
 				keys = append(keys, k)
 			}
-		}
-		if len(keys) == 0 {
-			return nil
 		}
 		created, err := s.insertAttempts(ctx, tx, events, keys, firstOfKey, now)
 		if err != nil {
@@ -88,36 +78,51 @@ func (s *Store) Intake(ctx context.Context, events []Event) (IntakeResult, error
 		if err != nil {
 			return err
 		}
-		// An event_id a concurrent batch recorded first: a duplicate if it
-		// names the same payment, refused (dead-lettered) if not.
+		// An event_id recorded before (by an earlier or a concurrent batch):
+		// a redelivery if it names the same payment, and a producer's mistake
+		// if it names another, which is refused (dead-lettered) rather than
+		// dropped. Only these cost a look-up.
 		var lost []Event
 		for i, e := range events {
 			if st := res.Statuses[i]; st != EventDuplicate && st != EventRejected && !inserted[e.EventID] {
 				lost = append(lost, e)
 			}
 		}
+		recorded := map[string]recordedEvent{}
 		if len(lost) > 0 {
-			now, err := recordedEvents(ctx, tx, lost)
-			if err != nil {
+			if recorded, err = recordedEvents(ctx, tx, lost); err != nil {
 				return err
 			}
 			for i, e := range events {
 				if st := res.Statuses[i]; st == EventDuplicate || st == EventRejected || inserted[e.EventID] {
 					continue
 				}
-				res.Statuses[i], res.Reasons[i] = judgeRecorded(e, now[e.EventID])
+				res.Statuses[i], res.Reasons[i] = judgeRecorded(e, recorded[e.EventID])
 			}
 		}
-		// An attempt this batch created is never left without an event (a
-		// concurrent batch may have taken its only event_id).
-		var createdIDs []int64
-		for k := range created {
-			createdIDs = append(createdIDs, known[k].id)
+		// A repeat within the batch answers to what its id stands for: the
+		// earlier record if there was one, else the batch's first event.
+		for _, i := range repeats {
+			e := events[i]
+			prev, ok := recorded[e.EventID]
+			if !ok {
+				first := events[firstOfID[e.EventID]]
+				prev = recordedEvent{first.MchID, first.OutTradeNo, first.TxDtm, first.TxAmt}
+			}
+			res.Statuses[i], res.Reasons[i] = judgeRecorded(e, prev)
 		}
-		if _, err := tx.Exec(ctx, `
-			DELETE FROM attempts a WHERE a.id = ANY($1)
-			  AND NOT EXISTS (SELECT 1 FROM events e WHERE e.attempt_id = a.id)`, createdIDs); err != nil {
-			return fmt.Errorf("drop attempts left without events: %w", err)
+		// An attempt this batch created is never left without an event (its
+		// only event_id may have been recorded before, for another payment).
+		if len(lost) > 0 {
+			var createdIDs []int64
+			for k := range created {
+				createdIDs = append(createdIDs, known[k].id)
+			}
+			if _, err := tx.Exec(ctx, `
+				DELETE FROM attempts a WHERE a.id = ANY($1)
+				  AND NOT EXISTS (SELECT 1 FROM events e WHERE e.attempt_id = a.id)`, createdIDs); err != nil {
+				return fmt.Errorf("drop attempts left without events: %w", err)
+			}
 		}
 		// Outcomes that are already known: conflicts, and events joining an
 		// attempt that is final.
