@@ -60,7 +60,7 @@ func benchExecutor(b *testing.B, workers int) {
 	}
 	finals := make(chan struct{}, b.N)
 	ex, err := NewExecutor(ExecutorConfig{
-		Owner: "bench", Workers: workers, PollInterval: 20 * time.Millisecond, MerchantRate: -1,
+		Owner: "bench", Workers: workers, PollInterval: 20 * time.Millisecond, MerchantRate: -1, Policy: DefaultPolicy,
 		Hooks: Hooks{Final: func(string) { finals <- struct{}{} }},
 	}, st, gw)
 	if err != nil {
@@ -70,6 +70,7 @@ func benchExecutor(b *testing.B, workers int) {
 	done := make(chan error, 1)
 	b.ResetTimer()
 	go func() { done <- ex.Run(runCtx) }()
+	ex.Notify(ids) // the hand-off path the daemon takes; polling finds what does not fit
 	for range b.N {
 		<-finals
 	}
@@ -82,5 +83,4 @@ func benchExecutor(b *testing.B, workers int) {
 	if err := sb.CheckInvariants(); err != nil {
 		b.Fatal(err)
 	}
-	_ = ids
 }

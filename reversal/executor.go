@@ -31,7 +31,7 @@ type ExecutorConfig struct {
 	// MerchantRate is the gateway calls per minute one merchant may get from
 	// this process; default 400 (QFPay's limit). Negative switches pacing off.
 	MerchantRate float64
-	Policy       Policy
+	Policy       Policy           // used as given: the zero Policy means no re-checks (see DefaultPolicy)
 	Now          func() time.Time // the clock; time.Now when nil
 	Log          *slog.Logger
 	Hooks        Hooks
@@ -61,9 +61,6 @@ func (c *ExecutorConfig) withDefaults() {
 	def(&c.StopTimeout, 10*time.Second)
 	if c.MerchantRate == 0 {
 		c.MerchantRate = 400
-	}
-	if c.Policy == (Policy{}) {
-		c.Policy = DefaultPolicy
 	}
 	if c.Now == nil {
 		c.Now = time.Now
@@ -382,7 +379,12 @@ func (e *Executor) drive(ctx context.Context, stopping <-chan struct{}, a store.
 				e.reschedule(ctx, log, a, nil, "the lease ran short before the cancel; querying first next time")
 				return
 			}
-			res, err := e.gw.Cancel(ctx, a.PayType, e.cancelRequest(a))
+			var res qfpay.CancelResult
+			if method == qfpay.MethodReversal {
+				res, err = e.gw.Reverse(ctx, e.cancelRequest(a))
+			} else {
+				res, err = e.gw.Close(ctx, e.cancelRequest(a))
+			}
 			obs = Observation{Cancel: &res, Method: method, Err: err}
 			calls = e.record(calls, step, res.Call, err)
 			if e.crashAfterCancel != nil && e.crashAfterCancel(a) {
@@ -401,7 +403,7 @@ func (e *Executor) drive(ctx context.Context, stopping <-chan struct{}, a store.
 			e.write(ctx, log, a, calls, false)
 			return
 		case Later:
-			a.NextRunAt = e.cfg.Now().Add(e.backoff(a))
+			a.NextRunAt = e.cfg.Now().Add(max(e.backoff(a), retryAfter(obs.Err)))
 			e.write(ctx, log, a, calls, false)
 			return
 		case Now:
@@ -489,7 +491,8 @@ func (e *Executor) pace(ctx context.Context, mchid string, leaseUntil time.Time)
 	e.mu.Lock()
 	l, ok := e.limiters[mchid]
 	if !ok {
-		// A burst of a tenth of the per-minute budget, as QFPay allows 100/s.
+		// A burst of a quarter of the per-minute budget (QFPay allows 100/s
+		// within its 400/min).
 		l = rate.NewLimiter(rate.Limit(e.cfg.MerchantRate/60), max(1, int(e.cfg.MerchantRate/4)))
 		e.limiters[mchid] = l
 	}
@@ -504,12 +507,22 @@ func (e *Executor) pace(ctx context.Context, mchid string, leaseUntil time.Time)
 	return l.Wait(wctx) == nil
 }
 
-// backoff grows with the calls the attempt has made, with full jitter in
-// [d/2, d), so that a burst of re-checks spreads out.
+// backoff grows with the calls the attempt has made, with equal jitter in
+// [d/2, d], so that a burst of re-checks spreads out.
 func (e *Executor) backoff(a store.Attempt) time.Duration {
 	n := min(a.GatewayCalls+a.Rechecks, 16)
 	d := min(e.cfg.BackoffBase<<n, e.cfg.BackoffMax)
 	return d/2 + rand.N(d/2+1)
+}
+
+// retryAfter is how long QFPay asked us to wait (HTTP 429 Retry-After), if
+// it did.
+func retryAfter(err error) time.Duration {
+	var h *qfpay.HTTPError
+	if errors.As(err, &h) {
+		return h.RetryAfter
+	}
+	return 0
 }
 
 func (e *Executor) queryRequest(a store.Attempt) qfpay.QueryRequest {

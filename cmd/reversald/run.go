@@ -109,7 +109,9 @@ func newLogger(w io.Writer, level string) *slog.Logger {
 // daemon wires intake, executor and publisher and runs them until ctx is
 // cancelled. The stop goes in order: intake stops fetching and leaves the
 // group; the executor finishes in-flight steps and releases its leases; the
-// publisher flushes what they decided; the HTTP listener closes last.
+// publisher flushes what they decided; the HTTP listener closes last. The
+// first two get half of SHUTDOWN_TIMEOUT (at once), the flush a quarter, so
+// the whole stop stays within it (plus the HTTP listener's close).
 func daemon(ctx context.Context, cfg Config, logw io.Writer) error {
 	log := newLogger(logw, cfg.LogLevel).With("instance", cfg.InstanceID)
 	log.Info("starting", "version", versionString())
@@ -157,6 +159,7 @@ func daemon(ctx context.Context, cfg Config, logw io.Writer) error {
 	pub, err := consumer.NewPublisher(consumer.PublisherConfig{
 		Brokers: cfg.KafkaBrokers, Topic: cfg.ResultsTopic, Security: sec,
 		BatchSize: cfg.PublishBatch, PollInterval: cfg.PublishInterval, Logger: log.With("component", "publisher"),
+		FlushTimeout: cfg.ShutdownTimeout / 4,
 	}, st)
 	if err != nil {
 		return err
@@ -179,6 +182,7 @@ func daemon(ctx context.Context, cfg Config, logw io.Writer) error {
 		Brokers: cfg.KafkaBrokers, Topic: cfg.InputTopic, GroupID: cfg.GroupID, DLQTopic: cfg.DLQTopic,
 		Security: sec, BatchSize: cfg.IntakeBatch, BatchLinger: cfg.IntakeLinger,
 		OnNew: ex.Notify, Logger: log.With("component", "intake"),
+		FinalTimeout: cfg.ShutdownTimeout / 2,
 	}, st)
 	if err != nil {
 		return err
@@ -233,7 +237,7 @@ func daemon(ctx context.Context, cfg Config, logw io.Writer) error {
 	go func() { parts.Wait(); close(partsDone) }()
 	select {
 	case <-partsDone:
-	case <-time.After(cfg.ShutdownTimeout):
+	case <-time.After(cfg.ShutdownTimeout / 2):
 		log.Warn("intake or executor still stopping after the shutdown timeout", "timeout", cfg.ShutdownTimeout.String())
 	}
 	stopPub()
