@@ -37,11 +37,11 @@ func seedOutbox(t *testing.T, st *store.Store) {
 
 func backlog(t *testing.T, st *store.Store) int64 {
 	t.Helper()
-	n, err := st.OutboxBacklog(t.Context())
+	b, err := st.Backlog(t.Context())
 	if err != nil {
-		t.Fatalf("OutboxBacklog: %v", err)
+		t.Fatalf("backlog: %v", err)
 	}
-	return n
+	return b.Outbox
 }
 
 // TestPublisherKeepsRowsUntilAcked: with no reachable broker nothing is marked published.

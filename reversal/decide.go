@@ -215,21 +215,12 @@ func decideConfirm(a store.Attempt, obs Observation, p Policy) (store.Attempt, S
 	if !answered {
 		return a, sched
 	}
-	state := qfpay.StateUnknown
 	if found {
-		state = rec.State()
+		if a, sched, ok := settled(a, rec); ok {
+			return a, sched
+		}
 	}
-	switch state {
-	case qfpay.StateReversed:
-		return final(a, store.StatusReversed, "QFPay confirms the payment is reversed")
-	case qfpay.StateClosed:
-		return final(a, store.StatusClosed, "QFPay confirms the payment is closed")
-	case qfpay.StateRefunded:
-		return final(a, store.StatusRefunded, "QFPay shows the payment refunded")
-	case qfpay.StateFailed:
-		return final(a, store.StatusNotPaid, "QFPay shows the payment failed: nothing was charged")
-	default: // paid, in flight, or no record yet: the cancel has not shown up
-	}
+	// Paid, in flight, or no record yet: the cancel has not shown up.
 	what := "the payment is not shown cancelled"
 	if !found {
 		what = "QFPay shows no record"

@@ -217,8 +217,9 @@ func queueCalls(b *pgx.Batch, a Attempt, calls []Call, fencedOut bool) error {
 // maxText bounds a free-text column (resperr, respmsg, reason, error).
 const maxText = 512
 
-// cleanText drops NUL bytes and invalid UTF-8 (PostgreSQL text refuses
-// both) and cuts s to at most max bytes on a rune boundary.
+// cleanText drops NUL bytes and replaces invalid UTF-8 with U+FFFD
+// (PostgreSQL text refuses both) and cuts s to at most max bytes on a rune
+// boundary.
 func cleanText(s string, max int) string {
 	if strings.IndexByte(s, 0) >= 0 {
 		s = strings.ReplaceAll(s, "\x00", "")

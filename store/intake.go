@@ -99,6 +99,18 @@ func (s *Store) Intake(ctx context.Context, events []Event) (IntakeResult, error
 				}
 				res.Statuses[i], res.Reasons[i] = judgeRecorded(e, recorded[e.EventID])
 			}
+			// An attempt this batch created is never left without an event
+			// (its only event_id may have been recorded before, for another
+			// payment).
+			var createdIDs []int64
+			for k := range created {
+				createdIDs = append(createdIDs, known[k].id)
+			}
+			if _, err := tx.Exec(ctx, `
+				DELETE FROM attempts a WHERE a.id = ANY($1)
+				  AND NOT EXISTS (SELECT 1 FROM events e WHERE e.attempt_id = a.id)`, createdIDs); err != nil {
+				return fmt.Errorf("drop attempts left without events: %w", err)
+			}
 		}
 		// A repeat within the batch answers to what its id stands for: the
 		// earlier record if there was one, else the batch's first event.
@@ -110,19 +122,6 @@ func (s *Store) Intake(ctx context.Context, events []Event) (IntakeResult, error
 				prev = recordedEvent{first.MchID, first.OutTradeNo, first.TxDtm, first.TxAmt}
 			}
 			res.Statuses[i], res.Reasons[i] = judgeRecorded(e, prev)
-		}
-		// An attempt this batch created is never left without an event (its
-		// only event_id may have been recorded before, for another payment).
-		if len(lost) > 0 {
-			var createdIDs []int64
-			for k := range created {
-				createdIDs = append(createdIDs, known[k].id)
-			}
-			if _, err := tx.Exec(ctx, `
-				DELETE FROM attempts a WHERE a.id = ANY($1)
-				  AND NOT EXISTS (SELECT 1 FROM events e WHERE e.attempt_id = a.id)`, createdIDs); err != nil {
-				return fmt.Errorf("drop attempts left without events: %w", err)
-			}
 		}
 		// Outcomes that are already known: conflicts, and events joining an
 		// attempt that is final.
@@ -236,10 +235,9 @@ func (s *Store) insertAttempts(ctx context.Context, tx pgx.Tx, events []Event, k
 }
 
 type lockedAttempt struct {
-	id     int64
-	txamt  int64
-	txdtm  string
-	status string
+	id    int64
+	txamt int64
+	txdtm string
 }
 
 // lockAttempts reads the attempts for keys and holds a share lock on them
@@ -252,7 +250,7 @@ func lockAttempts(ctx context.Context, tx pgx.Tx, keys []attemptKey) (map[attemp
 		mchid[j], otn[j] = k.mchid, k.outTradeNo
 	}
 	rows, err := tx.Query(ctx, `
-		SELECT a.id, a.mchid, a.out_trade_no, a.txamt, a.txdtm, a.status
+		SELECT a.id, a.mchid, a.out_trade_no, a.txamt, a.txdtm
 		FROM attempts a
 		JOIN unnest($1::text[], $2::text[]) AS k(mchid, out_trade_no)
 		  ON a.mchid = k.mchid AND a.out_trade_no = k.out_trade_no
@@ -266,7 +264,7 @@ func lockAttempts(ctx context.Context, tx pgx.Tx, keys []attemptKey) (map[attemp
 		k attemptKey
 		a lockedAttempt
 	)
-	_, err = pgx.ForEachRow(rows, []any{&a.id, &k.mchid, &k.outTradeNo, &a.txamt, &a.txdtm, &a.status}, func() error {
+	_, err = pgx.ForEachRow(rows, []any{&a.id, &k.mchid, &k.outTradeNo, &a.txamt, &a.txdtm}, func() error {
 		known[k] = a
 		return nil
 	})

@@ -127,21 +127,13 @@ func (s *Store) History(ctx context.Context, id int64) (History, error) {
 		return History{}, fmt.Errorf("calls of attempt %d: %w", id, err)
 	}
 	rows, err = s.pool.Query(ctx, `
-		SELECT o.id, o.event_id, e.out_trade_no, e.mchid, o.syssn, o.cancel_syssn, o.status, o.method,
-		       o.respcd, o.resperr, o.respmsg, e.txamt, e.txcurrcd, o.gateway_calls, e.received_at,
-		       o.decided_at, o.reason
+		SELECT `+outboxColumns+`
 		FROM outbox o JOIN events e ON e.event_id = o.event_id
 		WHERE o.attempt_id = $1 ORDER BY o.id`, id)
 	if err != nil {
 		return History{}, fmt.Errorf("outcomes of attempt %d: %w", id, err)
 	}
-	h.Outcomes, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (OutboxRecord, error) {
-		var r OutboxRecord
-		err := row.Scan(&r.ID, &r.EventID, &r.OutTradeNo, &r.MchID, &r.Syssn, &r.CancelSyssn, &r.Status, &r.Method,
-			&r.Respcd, &r.Resperr, &r.Respmsg, &r.TxAmt, &r.TxCurrCd, &r.GatewayCalls, &r.FirstSeenAt,
-			&r.DecidedAt, &r.Reason)
-		return r, err
-	})
+	h.Outcomes, err = pgx.CollectRows(rows, scanOutbox)
 	if err != nil {
 		return History{}, fmt.Errorf("outcomes of attempt %d: %w", id, err)
 	}

@@ -16,9 +16,7 @@ func (s *Store) PublishOutbox(ctx context.Context, limit int, publish func(ctx c
 	n := 0
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		rows, err := tx.Query(ctx, `
-			SELECT o.id, o.event_id, e.out_trade_no, e.mchid, o.syssn, o.cancel_syssn, o.status, o.method,
-			       o.respcd, o.resperr, o.respmsg, e.txamt, e.txcurrcd, o.gateway_calls, e.received_at,
-			       o.decided_at, o.reason
+			SELECT `+outboxColumns+`
 			FROM outbox o JOIN events e ON e.event_id = o.event_id
 			WHERE o.published_at IS NULL
 			ORDER BY o.id
@@ -27,13 +25,7 @@ func (s *Store) PublishOutbox(ctx context.Context, limit int, publish func(ctx c
 		if err != nil {
 			return fmt.Errorf("read outbox: %w", err)
 		}
-		recs, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (OutboxRecord, error) {
-			var r OutboxRecord
-			err := row.Scan(&r.ID, &r.EventID, &r.OutTradeNo, &r.MchID, &r.Syssn, &r.CancelSyssn, &r.Status, &r.Method,
-				&r.Respcd, &r.Resperr, &r.Respmsg, &r.TxAmt, &r.TxCurrCd, &r.GatewayCalls, &r.FirstSeenAt,
-				&r.DecidedAt, &r.Reason)
-			return r, err
-		})
+		recs, err := pgx.CollectRows(rows, scanOutbox)
 		if err != nil {
 			return fmt.Errorf("read outbox: %w", err)
 		}
@@ -59,11 +51,15 @@ func (s *Store) PublishOutbox(ctx context.Context, limit int, publish func(ctx c
 	return n, nil
 }
 
-// OutboxBacklog counts outcomes not yet published.
-func (s *Store) OutboxBacklog(ctx context.Context) (int64, error) {
-	var n int64
-	if err := s.pool.QueryRow(ctx, `SELECT count(*) FROM outbox WHERE published_at IS NULL`).Scan(&n); err != nil {
-		return 0, fmt.Errorf("count outbox backlog: %w", err)
-	}
-	return n, nil
+// outboxColumns are what scanOutbox reads: an outbox row joined (as o)
+// with its event (as e).
+const outboxColumns = `o.id, o.event_id, e.out_trade_no, e.mchid, o.syssn, o.cancel_syssn, o.status, o.method,
+	o.respcd, o.resperr, o.respmsg, e.txamt, e.txcurrcd, o.gateway_calls, e.received_at, o.decided_at, o.reason`
+
+func scanOutbox(row pgx.CollectableRow) (OutboxRecord, error) {
+	var r OutboxRecord
+	err := row.Scan(&r.ID, &r.EventID, &r.OutTradeNo, &r.MchID, &r.Syssn, &r.CancelSyssn, &r.Status, &r.Method,
+		&r.Respcd, &r.Resperr, &r.Respmsg, &r.TxAmt, &r.TxCurrCd, &r.GatewayCalls, &r.FirstSeenAt,
+		&r.DecidedAt, &r.Reason)
+	return r, err
 }

@@ -263,14 +263,14 @@ func TestPublishOutboxMarksOnlyAfterSuccess(t *testing.T) {
 	if !errors.Is(err, boom) || n != 0 {
 		t.Fatalf("failed publish: n=%d err=%v", n, err)
 	}
-	if b, _ := s.OutboxBacklog(ctx); b != 1 {
-		t.Fatalf("backlog after failed publish = %d, want 1", b)
+	if b, _ := s.Backlog(ctx); b.Outbox != 1 {
+		t.Fatalf("backlog after failed publish = %d, want 1", b.Outbox)
 	}
 	if got := drain(t, s); len(got) != 1 {
 		t.Fatalf("published %d, want 1", len(got))
 	}
-	if b, _ := s.OutboxBacklog(ctx); b != 0 {
-		t.Fatalf("backlog after publish = %d, want 0", b)
+	if b, _ := s.Backlog(ctx); b.Outbox != 0 {
+		t.Fatalf("backlog after publish = %d, want 0", b.Outbox)
 	}
 }
 
