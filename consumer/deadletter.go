@@ -28,7 +28,7 @@ const (
 // wedge the consumer by being refused by the DLQ too.
 const DefaultMaxDeadLetterBytes = 900 << 10
 
-// writeTimeout bounds one WriteMessages call (all retries included) unless configured.
+// defaultWriteTimeout bounds one WriteMessages call (all retries included) unless configured.
 const defaultWriteTimeout = 30 * time.Second
 
 // DeadLetterConfig configures a DeadLetters writer.
@@ -98,12 +98,12 @@ func NewDeadLetters(cfg DeadLetterConfig) (*DeadLetters, error) {
 	}, nil
 }
 
-// newWriter is a synchronous writer that waits for all in-sync replicas. Callers hand it a whole
-// batch per WriteMessages, so a tiny BatchTimeout only stops kafka-go from lingering 1s (its
-// default) on a partially filled per-partition batch.
-// newWriter returns a synchronous, acks=all writer. batchSize is the most
-// messages one WriteMessages call sends: kafka-go allocates that many slots
-// for every batch of every partition, so it must not be larger than needed.
+// newWriter returns a synchronous writer that waits for all in-sync replicas.
+// Callers hand it a whole batch per WriteMessages, so a tiny BatchTimeout only
+// stops kafka-go from lingering 1s (its default) on a partially filled
+// per-partition batch. batchSize is the most messages one call sends: kafka-go
+// allocates that many slots for every batch of every partition, so it must not
+// be larger than needed.
 func newWriter(brokers []string, topic string, tr *kafka.Transport, batchSize int, batchBytes int64) *kafka.Writer {
 	return &kafka.Writer{
 		Addr:         kafka.TCP(brokers...),

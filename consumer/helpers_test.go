@@ -234,3 +234,28 @@ func runInBackground(t testing.TB, run func(context.Context) error) (stop func()
 	t.Cleanup(stop)
 	return stop
 }
+
+// waitMembers waits until the group is stable with n members that each hold
+// a partition of topic.
+func waitMembers(t testing.TB, brokers []string, group, topic string, n int) {
+	t.Helper()
+	tr := &kafka.Transport{}
+	defer tr.CloseIdleConnections()
+	client := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 5 * time.Second, Transport: tr}
+	waitFor(t, 60*time.Second, fmt.Sprintf("%d members of %s with partitions", n, group), func() bool {
+		resp, err := client.DescribeGroups(context.Background(), &kafka.DescribeGroupsRequest{GroupIDs: []string{group}})
+		if err != nil || len(resp.Groups) != 1 || resp.Groups[0].GroupState != "Stable" {
+			return false
+		}
+		holding := 0
+		for _, m := range resp.Groups[0].Members {
+			for _, tp := range m.MemberAssignments.Topics {
+				if tp.Topic == topic && len(tp.Partitions) > 0 {
+					holding++
+					break
+				}
+			}
+		}
+		return holding == n
+	})
+}

@@ -330,19 +330,24 @@ func TestIntakeRedeliveryAfterCrashBeforeCommit(t *testing.T) {
 	assertAllCommitted(t, brokers, group, in, 1)
 }
 
-// TestIntakeStopsPromptlyWhenIdle: Run returns promptly when cancelled with nothing to read.
+// TestIntakeStopsPromptlyWhenIdle: an intake that has joined its group and
+// read everything there is returns promptly when cancelled, leaving nothing
+// uncommitted.
 func TestIntakeStopsPromptlyWhenIdle(t *testing.T) {
 	t.Parallel()
 	brokers := kafkaBrokers(t)
 	db := newTestDB(t)
 	in := newTopic(t, brokers, "in", 1)
-	it, err := NewIntake(intakeConfig(brokers, in, in+"-dlq", randomName("g")), db.st)
+	group := randomName("g")
+	it, err := NewIntake(intakeConfig(brokers, in, in+"-dlq", group), db.st)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- it.Run(ctx) }()
+	produce(t, brokers, in, kafka.Message{Key: []byte("T00001"), Value: validValueN(1)})
+	waitFor(t, 60*time.Second, "the message read and committed", func() bool { return it.Stats().Batches == 1 })
 	start := time.Now()
 	cancel()
 	select {
@@ -354,6 +359,7 @@ func TestIntakeStopsPromptlyWhenIdle(t *testing.T) {
 		t.Fatal("Run did not return within 30s of cancel")
 	}
 	t.Logf("stopped in %s", time.Since(start))
+	assertAllCommitted(t, brokers, group, in, 1)
 }
 
 // TestIntakeRebalanceLosesNothing: two instances share a group while members come and go
@@ -393,6 +399,7 @@ func TestIntakeRebalanceLosesNothing(t *testing.T) {
 
 	b := newIntake() // joins: rebalance while A works
 	stopB := runInBackground(t, b.Run)
+	waitMembers(t, brokers, group, in, 2)
 	produce(t, brokers, in, wave(1)...)
 	produce(t, brokers, in, wave(2)...)
 	stopA() // leaves mid-stream: its partitions move to B

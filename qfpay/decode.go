@@ -98,8 +98,8 @@ func decodeObject(b []byte) (object, error) {
 	return o, nil
 }
 
-// str returns a field as text: a JSON string unquoted, a number or boolean as
-// written, null or absent as "". take removes it from o.
+// take returns a field as text (a JSON string unquoted, a number or boolean
+// as written, null or absent as "") and removes it from o.
 func (o object) take(name string) (string, error) {
 	raw, ok := o[name]
 	if !ok {

@@ -53,8 +53,8 @@ func (e *HTTPError) Error() string {
 
 // TransportError is a failure to get an answer at all: refused, reset or
 // dropped connections, timeouts, a cancelled context. It wraps the cause, so
-// errors.Is(err, context.DeadlineExceeded) and friends work. Sent says whether
-// the request may have reached QFPay (for a cancel: query before any re-send).
+// errors.Is(err, context.DeadlineExceeded) and friends work. The request may
+// have reached QFPay all the same: after a cancel, query before any re-send.
 type TransportError struct {
 	Endpoint string
 	Timeout  bool

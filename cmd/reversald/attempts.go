@@ -22,6 +22,11 @@ func attempts(ctx context.Context, args []string, lookup envconfig.Lookuper, std
 		return usageError{"attempts: list, show ID or retry ID\n" + usage}
 	}
 	sub, args := args[0], args[1:]
+	switch sub {
+	case "list", "show", "retry":
+	default:
+		return usageError{fmt.Sprintf("attempts: unknown command %q", sub)}
+	}
 	url, err := databaseURL(lookup)
 	if err != nil {
 		return err

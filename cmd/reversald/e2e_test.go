@@ -22,10 +22,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/segmentio/kafka-go"
 	"github.com/sethvargo/go-envconfig"
 
 	"github.com/reversald/reversald/consumer"
+	"github.com/reversald/reversald/internal/testenv"
 	"github.com/reversald/reversald/qfpay/sandbox"
 	"github.com/reversald/reversald/reversal"
 	"github.com/reversald/reversald/store/storetest"
@@ -49,10 +51,7 @@ type stack struct {
 
 func newStack(t testing.TB, partitions int) *stack {
 	t.Helper()
-	raw := os.Getenv("KAFKA_BROKERS")
-	if raw == "" {
-		t.Fatalf("KAFKA_BROKERS is not set: the tests need a real Kafka; start one with `make up && . .stack/env`, or run `make test`")
-	}
+	brokers := testenv.KafkaBrokers(t)
 	sb, url, stop, err := sandbox.Start(sandbox.Config{AppCode: e2eAppCode, Key: secretKey})
 	if err != nil {
 		t.Fatal(err)
@@ -60,7 +59,7 @@ func newStack(t testing.TB, partitions int) *stack {
 	t.Cleanup(stop)
 	id := randomID()
 	s := &stack{
-		t: t, brokers: strings.Split(raw, ","), dbURL: storetest.URL(t), sb: sb, sbURL: url,
+		t: t, brokers: brokers, dbURL: storetest.URL(t), sb: sb, sbURL: url,
 		in: "in-" + id, dlq: "dlq-" + id, results: "out-" + id, group: "g-" + id,
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -206,7 +205,8 @@ func (s *stack) produce(topic string, msgs ...kafka.Message) {
 type collector struct {
 	mu   sync.Mutex
 	msgs []kafka.Message
-	at   []time.Time // when each message was read
+	at   []time.Time   // when each message was read
+	next map[int]int64 // per partition, the offset after the last one read
 }
 
 func (s *stack) collect(topic string) *collector {
@@ -220,7 +220,7 @@ func (s *stack) collect(topic string) *collector {
 	if err != nil {
 		s.t.Fatal(err)
 	}
-	c := &collector{}
+	c := &collector{next: map[int]int64{}}
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	for _, p := range parts {
@@ -237,6 +237,7 @@ func (s *stack) collect(topic string) *collector {
 				c.mu.Lock()
 				c.msgs = append(c.msgs, m)
 				c.at = append(c.at, time.Now())
+				c.next[m.Partition] = m.Offset + 1
 				c.mu.Unlock()
 			}
 		}()
@@ -268,6 +269,77 @@ func (c *collector) arrivals() map[string]time.Time {
 		}
 	}
 	return first
+}
+
+// quiet reports whether nothing more can arrive: the group has committed the
+// whole input topic, the outbox is empty, and each collector has read its
+// topic to the end. Counting after it is exact, with no sleep.
+func (s *stack) quiet(collectors map[string]*collector) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	tr := &kafka.Transport{}
+	defer tr.CloseIdleConnections()
+	client := &kafka.Client{Addr: kafka.TCP(s.brokers...), Transport: tr}
+	ends := func(topic string) map[int]int64 {
+		n := s.partitionsReady(topic)
+		req := make([]kafka.OffsetRequest, n)
+		for p := range n {
+			req[p] = kafka.LastOffsetOf(p)
+		}
+		resp, err := client.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{topic: req}})
+		if err != nil {
+			return nil
+		}
+		end := map[int]int64{}
+		for _, po := range resp.Topics[topic] {
+			if po.Error != nil {
+				return nil
+			}
+			end[po.Partition] = po.LastOffset
+		}
+		return end
+	}
+	inEnd := ends(s.in)
+	if inEnd == nil {
+		return false
+	}
+	parts := make([]int, 0, len(inEnd))
+	for p := range inEnd {
+		parts = append(parts, p)
+	}
+	committed, err := client.OffsetFetch(ctx, &kafka.OffsetFetchRequest{GroupID: s.group, Topics: map[string][]int{s.in: parts}})
+	if err != nil {
+		return false
+	}
+	for _, op := range committed.Topics[s.in] {
+		if inEnd[op.Partition] > 0 && op.CommittedOffset != inEnd[op.Partition] {
+			return false
+		}
+	}
+	conn, err := pgx.Connect(ctx, s.dbURL)
+	if err != nil {
+		return false
+	}
+	defer conn.Close(ctx)
+	var backlog int
+	if err := conn.QueryRow(ctx, `SELECT count(*) FROM outbox WHERE published_at IS NULL`).Scan(&backlog); err != nil || backlog != 0 {
+		return false
+	}
+	for topic, c := range collectors {
+		end := ends(topic)
+		if end == nil {
+			return false
+		}
+		c.mu.Lock()
+		for p, last := range end {
+			if last > 0 && c.next[p] != last {
+				c.mu.Unlock()
+				return false
+			}
+		}
+		c.mu.Unlock()
+	}
+	return true
 }
 
 // outcomes returns the outcomes so far by event_id (the last one wins:
@@ -391,8 +463,9 @@ func TestDaemonMixedEvents(t *testing.T) {
 		got, _ := out.outcomes(t)
 		return len(got) >= len(want) && len(dlq.snapshot()) >= wantLetters
 	})
-	// Give a wrong extra outcome the time to show up before counting.
-	time.Sleep(500 * time.Millisecond)
+	waitFor(t, 60*time.Second, "the pipeline to go quiet", func() bool {
+		return s.quiet(map[string]*collector{s.results: out, s.dlq: dlq})
+	})
 	got, n := out.outcomes(t)
 	if n != len(want) {
 		t.Errorf("%d outcome messages, want exactly %d (one per valid event)", n, len(want))
@@ -490,7 +563,9 @@ func TestDaemonMalformedValues(t *testing.T) {
 	s.runInProcess(nil)
 	s.produce(s.in, msgs...)
 	waitFor(t, 60*time.Second, fmt.Sprintf("%d dead letters", wantDLQ), func() bool { return len(dlq.snapshot()) >= wantDLQ })
-	time.Sleep(300 * time.Millisecond)
+	waitFor(t, 60*time.Second, "the pipeline to go quiet", func() bool {
+		return s.quiet(map[string]*collector{s.dlq: dlq})
+	})
 	if n := len(dlq.snapshot()); n != wantDLQ {
 		t.Errorf("%d dead letters, want %d", n, wantDLQ)
 	}

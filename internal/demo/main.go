@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -84,7 +85,10 @@ func run(ctx context.Context) error {
 		return err
 	}
 	defer adminSQL(context.WithoutCancel(ctx), dbURL, "DROP DATABASE IF EXISTS "+db+" WITH (FORCE)") //nolint:errcheck // best effort
-	demoDB := withDatabase(dbURL, db)
+	demoDB, err := withDatabase(dbURL, db)
+	if err != nil {
+		return err
+	}
 
 	sbAddr, httpAddr := freeAddr(), freeAddr()
 	say("starting the QFPay sandbox on " + sbAddr)
@@ -467,19 +471,11 @@ func adminSQL(ctx context.Context, url, sql string) error {
 	return nil
 }
 
-func withDatabase(base, name string) string {
-	i := strings.Index(base, "://")
-	rest := base[i+3:]
-	slash := strings.Index(rest, "/")
-	q := ""
-	if j := strings.Index(rest, "?"); j >= 0 {
-		q = rest[j:]
-		if slash < 0 || slash > j {
-			slash = j
-		}
+func withDatabase(base, name string) (string, error) {
+	u, err := url.Parse(base)
+	if err != nil {
+		return "", errors.New("DATABASE_URL is not a URL")
 	}
-	if slash < 0 {
-		slash = len(rest)
-	}
-	return base[:i+3] + rest[:slash] + "/" + name + q
+	u.Path = "/" + name
+	return u.String(), nil
 }

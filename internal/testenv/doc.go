@@ -4,16 +4,8 @@
 // PostgreSQL and a single-node Kafka on loopback and writes their addresses to .stack/env as
 // DATABASE_URL and KAFKA_BROKERS; `make test` sources that file before `go test`.
 //
-// A missing variable is a failure, never a skip: the message says how to start the stack.
-// Packages whose every test needs a service check once in TestMain:
-//
-//	func TestMain(m *testing.M) {
-//		if err := testenv.RequireEnv(testenv.DatabaseURLVar); err != nil {
-//			fmt.Fprintln(os.Stderr, err)
-//			os.Exit(1)
-//		}
-//		os.Exit(m.Run())
-//	}
+// A missing variable is a failure, never a skip: DatabaseURL and KafkaBrokers fail the test
+// with a message saying how to start the stack.
 //
 // This package only reads the environment: it starts nothing, creates no database or topic,
 // and knows nothing of the project's packages.

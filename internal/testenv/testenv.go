@@ -1,7 +1,6 @@
 package testenv
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -36,29 +35,6 @@ func KafkaBrokers(tb testing.TB) []string {
 		tb.Fatalf("%s", missing(KafkaBrokersVar))
 	}
 	return brokers
-}
-
-// RequireEnv reports every variable among names (both DATABASE_URL and KAFKA_BROKERS when
-// names is empty) that is not set, in one error saying how to start the stack. It is meant for
-// TestMain, which prints the error and exits 1 so that the whole package fails loudly.
-func RequireEnv(names ...string) error {
-	if len(names) == 0 {
-		names = []string{DatabaseURLVar, KafkaBrokersVar}
-	}
-	var errs []error
-	for _, name := range names {
-		v := os.Getenv(name)
-		if name == KafkaBrokersVar {
-			if len(splitBrokers(v)) == 0 {
-				errs = append(errs, errors.New(missing(name)))
-			}
-			continue
-		}
-		if strings.TrimSpace(v) == "" {
-			errs = append(errs, errors.New(missing(name)))
-		}
-	}
-	return errors.Join(errs...)
 }
 
 func missing(name string) string {

@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
-	"strings"
 	"testing"
 	"time"
 
@@ -14,29 +13,6 @@ import (
 
 	"github.com/reversald/reversald/internal/testenv"
 )
-
-func TestRequireEnvNamesWhatIsMissingAndHowToFixIt(t *testing.T) {
-	t.Setenv(testenv.DatabaseURLVar, "")
-	t.Setenv(testenv.KafkaBrokersVar, " , ")
-
-	err := testenv.RequireEnv()
-	if err == nil {
-		t.Fatal("RequireEnv() = nil with both variables empty")
-	}
-	for _, want := range []string{"DATABASE_URL is not set", "KAFKA_BROKERS is not set", "make test"} {
-		if !strings.Contains(err.Error(), want) {
-			t.Errorf("RequireEnv() error %q does not contain %q", err, want)
-		}
-	}
-
-	t.Setenv(testenv.DatabaseURLVar, "postgres://x@127.0.0.1:1/x")
-	if err := testenv.RequireEnv(testenv.DatabaseURLVar); err != nil {
-		t.Errorf("RequireEnv(DATABASE_URL) = %v with DATABASE_URL set", err)
-	}
-	if err := testenv.RequireEnv(); err == nil || strings.Contains(err.Error(), "DATABASE_URL") {
-		t.Errorf("RequireEnv() = %v, want only KAFKA_BROKERS reported", err)
-	}
-}
 
 func TestKafkaBrokersSplitsTheList(t *testing.T) {
 	t.Setenv(testenv.KafkaBrokersVar, "127.0.0.1:1, 127.0.0.1:2,")

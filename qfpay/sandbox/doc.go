@@ -25,8 +25,8 @@
 // in flight.
 //
 // Admin surface (no signature): GET /_sandbox/ledger[?out_trade_no=X],
-// GET /_sandbox/check, GET|POST /_sandbox/txns, POST /_sandbox/rules,
-// POST /_sandbox/reset.
+// GET /_sandbox/check, GET|POST /_sandbox/txns, GET|POST /_sandbox/rules,
+// POST /_sandbox/ratelimit, POST /_sandbox/reset.
 //
 // The sandbox does not import package qfpay: it checks signatures with its own
 // code, so a signing bug in the client cannot hide behind the same bug here.

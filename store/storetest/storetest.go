@@ -13,7 +13,6 @@ import (
 	"fmt"
 	"io/fs"
 	"net/url"
-	"os"
 	"sync"
 	"testing"
 	"time"
@@ -21,6 +20,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/reversald/reversald/internal/testenv"
 	"github.com/reversald/reversald/migrations"
 	"github.com/reversald/reversald/store"
 )
@@ -54,10 +54,7 @@ func New(tb testing.TB, opts ...store.Options) *store.Store {
 // when the test ends.
 func URL(tb testing.TB) string {
 	tb.Helper()
-	base := os.Getenv("DATABASE_URL")
-	if base == "" {
-		tb.Fatalf("DATABASE_URL is not set: the tests need a real PostgreSQL; %s", howToStart)
-	}
+	base := testenv.DatabaseURL(tb)
 	templateOnce.Do(func() { templateName, errTemplate = prepareTemplate(base) })
 	if errTemplate != nil {
 		tb.Fatalf("prepare template database on DATABASE_URL: %v (%s)", errTemplate, howToStart)
