@@ -91,6 +91,7 @@ func (m *metrics) intake(in *consumer.Intake) {
 	counter("reversald_intake_batches_total", "Intake batches recorded and committed.", func(s consumer.IntakeStats) int64 { return s.Batches })
 	counter("reversald_intake_retries_total", "Intake batch writes that failed and were retried.", func(s consumer.IntakeStats) int64 { return s.Retries })
 	counter("reversald_intake_commit_errors_total", "Offset commits that failed (the batch is durable and will be redelivered).", func(s consumer.IntakeStats) int64 { return s.CommitErrors })
+	counter("reversald_intake_fetch_errors_total", "Errors from the consumer-group reader (broker unreachable, rebalances).", func(s consumer.IntakeStats) int64 { return s.FetchErrors })
 }
 
 func (m *metrics) publisher(p *consumer.Publisher) {
