@@ -66,21 +66,10 @@ func (c IntakeConfig) Validate() error {
 	if c.BatchSize < 0 || c.BatchSize > 100_000 {
 		errs = append(errs, fmt.Errorf("intake batch size must be 0 (default 500) or 1..100000, got %d", c.BatchSize))
 	}
-	for _, d := range []struct {
-		name string
-		v    time.Duration
-	}{
-		{"batch linger", c.BatchLinger}, {"max wait", c.MaxWait}, {"retry min", c.RetryMin},
-		{"retry max", c.RetryMax}, {"write timeout", c.WriteTimeout}, {"final timeout", c.FinalTimeout},
-		{"session timeout", c.SessionTimeout}, {"heartbeat interval", c.HeartbeatInterval},
-	} {
-		if d.v < 0 {
-			errs = append(errs, fmt.Errorf("intake %s must not be negative, got %s", d.name, d.v))
-		}
-	}
-	if c.RetryMin > 0 && c.RetryMax > 0 && c.RetryMin > c.RetryMax {
-		errs = append(errs, fmt.Errorf("intake retry min %s is above retry max %s", c.RetryMin, c.RetryMax))
-	}
+	errs = append(errs, validateDurations("intake", c.RetryMin, c.RetryMax, []namedDuration{
+		{"batch linger", c.BatchLinger}, {"max wait", c.MaxWait}, {"write timeout", c.WriteTimeout},
+		{"final timeout", c.FinalTimeout}, {"session timeout", c.SessionTimeout}, {"heartbeat interval", c.HeartbeatInterval},
+	})...)
 	if err := c.Security.Validate(); err != nil {
 		errs = append(errs, err)
 	}

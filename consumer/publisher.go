@@ -46,17 +46,9 @@ func (c PublisherConfig) Validate() error {
 	if c.BatchSize < 0 {
 		errs = append(errs, fmt.Errorf("publisher batch size must not be negative, got %d", c.BatchSize))
 	}
-	for _, d := range []struct {
-		name string
-		v    time.Duration
-	}{{"poll interval", c.PollInterval}, {"write timeout", c.WriteTimeout}, {"flush timeout", c.FlushTimeout}, {"retry min", c.RetryMin}, {"retry max", c.RetryMax}} {
-		if d.v < 0 {
-			errs = append(errs, fmt.Errorf("publisher %s must not be negative, got %s", d.name, d.v))
-		}
-	}
-	if c.RetryMin > 0 && c.RetryMax > 0 && c.RetryMin > c.RetryMax {
-		errs = append(errs, fmt.Errorf("publisher retry min %s is above retry max %s", c.RetryMin, c.RetryMax))
-	}
+	errs = append(errs, validateDurations("publisher", c.RetryMin, c.RetryMax, []namedDuration{
+		{"poll interval", c.PollInterval}, {"write timeout", c.WriteTimeout}, {"flush timeout", c.FlushTimeout},
+	})...)
 	if err := c.Security.Validate(); err != nil {
 		errs = append(errs, err)
 	}

@@ -151,3 +151,23 @@ func validateBrokers(brokers []string) []error {
 	}
 	return errs
 }
+
+type namedDuration struct {
+	name string
+	v    time.Duration
+}
+
+// validateDurations reports negative durations (0 always means "the
+// default") and a retry backoff whose minimum is above its maximum.
+func validateDurations(what string, retryMin, retryMax time.Duration, ds []namedDuration) []error {
+	var errs []error
+	for _, d := range append(ds, namedDuration{"retry min", retryMin}, namedDuration{"retry max", retryMax}) {
+		if d.v < 0 {
+			errs = append(errs, fmt.Errorf("%s %s must not be negative, got %s", what, d.name, d.v))
+		}
+	}
+	if retryMin > 0 && retryMax > 0 && retryMin > retryMax {
+		errs = append(errs, fmt.Errorf("%s retry min %s is above retry max %s", what, retryMin, retryMax))
+	}
+	return errs
+}
