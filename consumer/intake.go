@@ -12,6 +12,7 @@ import (
 
 	"github.com/segmentio/kafka-go"
 
+	"github.com/reversald/reversald"
 	"github.com/reversald/reversald/reversal"
 	"github.com/reversald/reversald/store"
 )
@@ -125,7 +126,7 @@ type IntakeStats struct {
 // before committing its offsets. See the package documentation for its invariants.
 type Intake struct {
 	cfg    IntakeConfig
-	intake func(ctx context.Context, events []store.Event) (store.IntakeResult, error)
+	intake func(ctx context.Context, events []reversald.Event) (store.IntakeResult, error)
 
 	batches, messages, invalid, fresh, attached, dups, conflicts atomic.Int64
 	retries, commitErrs, fetchErrs                               atomic.Int64
@@ -293,7 +294,7 @@ func (in *Intake) handle(ctx context.Context, r *kafka.Reader, dlq *DeadLetters,
 // events reach the executor even while the dead-letter topic is unavailable: cancelling an
 // uncertain payment is time-critical, parking a malformed message is not.
 func (in *Intake) step(ctx context.Context, r *kafka.Reader, dlq *DeadLetters, batch []kafka.Message,
-	events []store.Event, sources []kafka.Message, letters *[]Letter, dlqDone, storeDone *bool,
+	events []reversald.Event, sources []kafka.Message, letters *[]Letter, dlqDone, storeDone *bool,
 ) error {
 	if !*storeDone {
 		sctx, cancel := context.WithTimeout(ctx, in.cfg.WriteTimeout)
@@ -352,9 +353,9 @@ func (in *Intake) count(res store.IntakeResult) {
 
 // decode splits a batch into valid events for the store (with the message
 // each came from) and letters for the DLQ.
-func (in *Intake) decode(batch []kafka.Message) ([]store.Event, []kafka.Message, []Letter) {
+func (in *Intake) decode(batch []kafka.Message) ([]reversald.Event, []kafka.Message, []Letter) {
 	var (
-		events  []store.Event
+		events  []reversald.Event
 		sources []kafka.Message
 		letters []Letter
 	)
@@ -364,30 +365,11 @@ func (in *Intake) decode(batch []kafka.Message) ([]store.Event, []kafka.Message,
 			letters = append(letters, Letter{Message: m, Reason: err.Error()})
 			continue
 		}
-		events = append(events, storeEvent(ev, m))
+		ev.Source = reversald.Source{Topic: m.Topic, Partition: m.Partition, Offset: m.Offset, Payload: m.Value}
+		events = append(events, ev)
 		sources = append(sources, m)
 	}
 	return events, sources, letters
-}
-
-func storeEvent(ev reversal.Event, m kafka.Message) store.Event {
-	return store.Event{
-		EventID:    ev.EventID,
-		MchID:      ev.MchID,
-		OutTradeNo: ev.OutTradeNo,
-		Syssn:      ev.Syssn,
-		TxAmt:      ev.TxAmt,
-		TxCurrCd:   ev.TxCurrCd,
-		TxDtm:      ev.TxDtm,
-		PayType:    ev.PayType,
-		Udid:       ev.Udid,
-		Reason:     ev.Reason,
-		OccurredAt: ev.OccurredAt,
-		Topic:      m.Topic,
-		Partition:  m.Partition,
-		Offset:     m.Offset,
-		Payload:    m.Value,
-	}
 }
 
 // graceContext returns a context that outlives parent by grace: it is cancelled grace after

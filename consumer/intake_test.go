@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/segmentio/kafka-go"
 
+	"github.com/reversald/reversald"
 	"github.com/reversald/reversald/reversal"
 	"github.com/reversald/reversald/store"
 	"github.com/reversald/reversald/store/storetest"
@@ -218,7 +219,7 @@ func TestIntakeRetriesFailedBatchWithoutCommitting(t *testing.T) {
 	var mu sync.Mutex
 	calls := 0
 	var committedDuringFailures []map[int]int64
-	it.intake = func(ctx context.Context, events []store.Event) (store.IntakeResult, error) {
+	it.intake = func(ctx context.Context, events []reversald.Event) (store.IntakeResult, error) {
 		mu.Lock()
 		calls++
 		c := calls
@@ -285,7 +286,7 @@ func TestIntakeRedeliveryAfterCrashBeforeCommit(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	stored := 0
-	first.intake = func(c context.Context, events []store.Event) (store.IntakeResult, error) {
+	first.intake = func(c context.Context, events []reversald.Event) (store.IntakeResult, error) {
 		res, err := db.st.Intake(c, events)
 		if err != nil {
 			return res, err

@@ -11,7 +11,6 @@ import (
 
 	"github.com/segmentio/kafka-go"
 
-	"github.com/reversald/reversald/reversal"
 	"github.com/reversald/reversald/store"
 )
 
@@ -207,7 +206,7 @@ func (p *Publisher) write(ctx context.Context, w *kafka.Writer, recs []store.Out
 	}
 	msgs := make([]kafka.Message, len(recs))
 	for i, r := range recs {
-		value, err := json.Marshal(reversal.OutcomeFromRecord(r))
+		value, err := json.Marshal(r.Outcome)
 		if err != nil {
 			// Only a time outside year 0..9999 can get here; that is a store bug, not Kafka's.
 			return fmt.Errorf("encode outcome of event %s: %w", r.EventID, err)

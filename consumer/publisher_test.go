@@ -7,15 +7,15 @@ import (
 	"testing"
 	"time"
 
-	"github.com/reversald/reversald/reversal"
+	"github.com/reversald/reversald"
 	"github.com/reversald/reversald/store"
 	"github.com/reversald/reversald/store/storetest"
 )
 
-func storeEventFor(id, outTradeNo string, amt int64) store.Event {
-	return store.Event{
+func storeEventFor(id, outTradeNo string, amt int64) reversald.Event {
+	return reversald.Event{
 		EventID: id, MchID: "M1", OutTradeNo: outTradeNo, TxAmt: amt, TxDtm: "2024-05-01 12:00:00",
-		Topic: "test", Payload: []byte(`{}`),
+		Source: reversald.Source{Topic: "test", Payload: []byte(`{}`)},
 	}
 }
 
@@ -23,7 +23,7 @@ func storeEventFor(id, outTradeNo string, amt int64) store.Event {
 // existing attempt but another amount is a conflict, queued at once as needs_review.
 func seedOutbox(t *testing.T, st *store.Store) {
 	t.Helper()
-	_, err := st.Intake(t.Context(), []store.Event{
+	_, err := st.Intake(t.Context(), []reversald.Event{
 		storeEventFor("e1", "T1", 100), storeEventFor("e2", "T1", 200),
 		storeEventFor("e3", "T2", 100), storeEventFor("e4", "T2", 300),
 	})
@@ -84,7 +84,7 @@ func TestPublisherWritesOutcomes(t *testing.T) {
 	if n := backlog(t, st); n != 0 {
 		t.Fatalf("backlog after publishing = %d, want 0", n)
 	}
-	if _, err := st.Intake(t.Context(), []store.Event{storeEventFor("e5", "T1", 500)}); err != nil {
+	if _, err := st.Intake(t.Context(), []reversald.Event{storeEventFor("e5", "T1", 500)}); err != nil {
 		t.Fatal(err)
 	}
 	p.Wake()
@@ -97,7 +97,7 @@ func TestPublisherWritesOutcomes(t *testing.T) {
 	}
 	var ids []string
 	for _, m := range msgs {
-		var o reversal.Outcome
+		var o reversald.Outcome
 		if err := json.Unmarshal(m.Value, &o); err != nil {
 			t.Fatalf("outcome %s is not JSON: %v", m.Value, err)
 		}
@@ -107,8 +107,8 @@ func TestPublisherWritesOutcomes(t *testing.T) {
 		if string(m.Key) != o.OutTradeNo {
 			t.Errorf("key %q != out_trade_no %q", m.Key, o.OutTradeNo)
 		}
-		if o.Status != reversal.StatusNeedsReview || o.Method != "none" || o.MchID != "M1" ||
-			o.SchemaVersion != reversal.SchemaVersion || o.DecidedAt.IsZero() || o.Reason == "" {
+		if o.Status != reversald.StatusNeedsReview || o.Method != "none" || o.MchID != "M1" ||
+			o.SchemaVersion != reversald.SchemaVersion || o.DecidedAt.IsZero() || o.Reason == "" {
 			t.Errorf("outcome %+v", o)
 		}
 		var fields map[string]json.RawMessage

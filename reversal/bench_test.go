@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/reversald/reversald"
 	"github.com/reversald/reversald/qfpay"
 	"github.com/reversald/reversald/qfpay/sandbox"
 	"github.com/reversald/reversald/store"
@@ -43,14 +44,14 @@ func benchExecutor(b *testing.B, workers int) {
 	txdtm := time.Now().Add(-time.Minute).Format(time.DateTime)
 	var ids []int64
 	for lo := 0; lo < b.N; lo += 500 {
-		var batch []store.Event
+		var batch []reversald.Event
 		for i := lo; i < min(lo+500, b.N); i++ {
 			mch := fmt.Sprintf("M%04d", i%1000)
 			otn := fmt.Sprintf("BENCH%08d", i)
 			if err := sb.Put(sandbox.Txn{MchID: mch, OutTradeNo: otn, State: sandbox.StateInFlight, TxAmt: 2500, TxDtm: txdtm}); err != nil {
 				b.Fatal(err)
 			}
-			batch = append(batch, store.Event{EventID: otn, MchID: mch, OutTradeNo: otn, TxAmt: 2500, TxDtm: txdtm, PayType: "800101"})
+			batch = append(batch, reversald.Event{EventID: otn, MchID: mch, OutTradeNo: otn, TxAmt: 2500, TxDtm: txdtm, PayType: "800101"})
 		}
 		res, err := st.Intake(ctx, batch)
 		if err != nil {
@@ -61,7 +62,7 @@ func benchExecutor(b *testing.B, workers int) {
 	finals := make(chan struct{}, b.N)
 	ex, err := NewExecutor(ExecutorConfig{
 		Owner: "bench", Workers: workers, PollInterval: 20 * time.Millisecond, MerchantRate: -1, Policy: DefaultPolicy,
-		Hooks: Hooks{Final: func(string) { finals <- struct{}{} }},
+		Hooks: Hooks{Final: func(reversald.Status) { finals <- struct{}{} }},
 	}, st, gw)
 	if err != nil {
 		b.Fatal(err)

@@ -4,8 +4,8 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/reversald/reversald"
 	"github.com/reversald/reversald/qfpay"
-	"github.com/reversald/reversald/store"
 )
 
 // Policy bounds the re-checks of the decision table.
@@ -61,19 +61,19 @@ func (s Schedule) String() string {
 // Decide is the executor's decision table (DESIGN.md, QFPAY.md §4): from an
 // attempt at a step and what that step observed, the attempt's next state and
 // when it runs. It does no I/O and reads no clock.
-func Decide(a store.Attempt, obs Observation, p Policy) (store.Attempt, Schedule) {
+func Decide(a reversald.Attempt, obs Observation, p Policy) (reversald.Attempt, Schedule) {
 	switch a.Step {
-	case store.StepQuery:
+	case reversald.StepQuery:
 		return decideQuery(a, obs, p)
-	case store.StepCancel:
+	case reversald.StepCancel:
 		return decideCancel(a, obs)
-	case store.StepConfirm:
+	case reversald.StepConfirm:
 		return decideConfirm(a, obs, p)
 	}
-	return final(a, store.StatusNeedsReview, fmt.Sprintf("attempt is at unknown step %q", a.Step))
+	return final(a, reversald.StatusNeedsReview, fmt.Sprintf("attempt is at unknown step %q", a.Step))
 }
 
-func decideQuery(a store.Attempt, obs Observation, p Policy) (store.Attempt, Schedule) {
+func decideQuery(a reversald.Attempt, obs Observation, p Policy) (reversald.Attempt, Schedule) {
 	a, rec, found, sched, answered := readAnswer(a, obs, "query")
 	if !answered {
 		return a, sched // a cancel still pending stays pending
@@ -84,24 +84,24 @@ func decideQuery(a store.Attempt, obs Observation, p Policy) (store.Attempt, Sch
 	if !found {
 		if a.Rechecks == 0 {
 			// QFPay has not seen it: cancel, so that it cannot complete later.
-			return next(a, store.StepCancel, 0, "no record at QFPay; cancelling"), Now
+			return next(a, reversald.StepCancel, 0, "no record at QFPay; cancelling"), Now
 		}
 		if a.Rechecks >= p.NotFoundRechecks {
-			return final(a, store.StatusNotFound, fmt.Sprintf("QFPay has no such transaction after %d re-checks", a.Rechecks))
+			return final(a, reversald.StatusNotFound, fmt.Sprintf("QFPay has no such transaction after %d re-checks", a.Rechecks))
 		}
-		return next(a, store.StepQuery, a.Rechecks+1, "still no record at QFPay; re-checking"), Later
+		return next(a, reversald.StepQuery, a.Rechecks+1, "still no record at QFPay; re-checking"), Later
 	}
 	if a, sched, ok := settled(a, rec); ok {
 		return a, sched
 	}
 	switch rec.State() {
 	case qfpay.StatePaid:
-		return final(a, store.StatusPaid, "the payment completed and cannot be reversed: refund it")
+		return final(a, reversald.StatusPaid, "the payment completed and cannot be reversed: refund it")
 	case qfpay.StateInFlight:
-		return next(a, store.StepCancel, 0, "payment still in flight; cancelling"), Now
+		return next(a, reversald.StepCancel, 0, "payment still in flight; cancelling"), Now
 	default: // unreadable (the settled states were taken above)
 	}
-	return final(a, store.StatusNeedsReview, fmt.Sprintf("query record unreadable (respcd %q, cancel %q)", rec.Respcd, rec.Cancel))
+	return final(a, reversald.StatusNeedsReview, fmt.Sprintf("query record unreadable (respcd %q, cancel %q)", rec.Respcd, rec.Cancel))
 }
 
 // decidePendingCancel reads a query made while a cancel's outcome is unknown
@@ -111,43 +111,46 @@ func decideQuery(a store.Attempt, obs Observation, p Policy) (store.Attempt, Sch
 // record may be the cancel still under way at QFPay: re-check, never conclude
 // "paid" (someone would refund a payment that is being reversed) and never
 // cancel again at once.
-func decidePendingCancel(a store.Attempt, rec qfpay.Record, found bool, p Policy) (store.Attempt, Schedule) {
+func decidePendingCancel(a reversald.Attempt, rec qfpay.Record, found bool, p Policy) (reversald.Attempt, Schedule) {
 	if found {
 		if a, sched, ok := settled(a, rec); ok {
 			return a, sched
 		}
 		if rec.State() == qfpay.StateUnknown {
-			return final(a, store.StatusNeedsReview, fmt.Sprintf("query record unreadable after a cancel (respcd %q, cancel %q)", rec.Respcd, rec.Cancel))
+			return final(a, reversald.StatusNeedsReview, fmt.Sprintf("query record unreadable after a cancel (respcd %q, cancel %q)", rec.Respcd, rec.Cancel))
 		}
 	}
 	if a.Rechecks < p.ConfirmRechecks {
-		return next(a, store.StepQuery, a.Rechecks+1, "a cancel was sent and has not shown at QFPay yet; re-checking"), Later
+		return next(a, reversald.StepQuery, a.Rechecks+1, "a cancel was sent and has not shown at QFPay yet; re-checking"), Later
 	}
 	// The cancel has not taken after the whole re-check budget.
 	n := a.Rechecks
 	a.CancelPending = false
 	switch {
 	case !found:
-		return final(a, store.StatusNotFound, fmt.Sprintf("QFPay has no such transaction %d re-checks after a cancel", n))
+		return final(a, reversald.StatusNotFound, fmt.Sprintf("QFPay has no such transaction %d re-checks after a cancel", n))
 	case rec.State() == qfpay.StateInFlight:
-		return next(a, store.StepCancel, 0, fmt.Sprintf("a cancel did not take in %d re-checks and the payment is still in flight; cancelling again", n)), Now
+		return next(a, reversald.StepCancel, 0, fmt.Sprintf("a cancel did not take in %d re-checks and the payment is still in flight; cancelling again", n)), Now
 	}
-	return final(a, store.StatusNeedsReview, fmt.Sprintf("a cancel was sent but QFPay still shows the payment paid after %d re-checks: check it before refunding", n))
+	return final(a, reversald.StatusNeedsReview, fmt.Sprintf("a cancel was sent but QFPay still shows the payment paid after %d re-checks: check it before refunding", n))
 }
 
 // settled maps the records that end an attempt whatever came before:
 // cancelled, refunded, failed.
-func settled(a store.Attempt, rec qfpay.Record) (store.Attempt, Schedule, bool) {
-	var status, reason string
+func settled(a reversald.Attempt, rec qfpay.Record) (reversald.Attempt, Schedule, bool) {
+	var (
+		status reversald.Status
+		reason string
+	)
 	switch rec.State() {
 	case qfpay.StateReversed:
-		status, reason = store.StatusReversed, "QFPay shows the payment reversed"
+		status, reason = reversald.StatusReversed, "QFPay shows the payment reversed"
 	case qfpay.StateClosed:
-		status, reason = store.StatusClosed, "QFPay shows the payment closed"
+		status, reason = reversald.StatusClosed, "QFPay shows the payment closed"
 	case qfpay.StateRefunded:
-		status, reason = store.StatusRefunded, "QFPay shows the payment refunded"
+		status, reason = reversald.StatusRefunded, "QFPay shows the payment refunded"
 	case qfpay.StateFailed:
-		status, reason = store.StatusNotPaid, "the payment failed at QFPay: nothing was charged"
+		status, reason = reversald.StatusNotPaid, "the payment failed at QFPay: nothing was charged"
 	default: // paid, in flight, unreadable: not settled
 		return a, 0, false
 	}
@@ -155,12 +158,12 @@ func settled(a store.Attempt, rec qfpay.Record) (store.Attempt, Schedule, bool) 
 	return a, sched, true
 }
 
-func decideCancel(a store.Attempt, obs Observation) (store.Attempt, Schedule) {
+func decideCancel(a reversald.Attempt, obs Observation) (reversald.Attempt, Schedule) {
 	if errors.Is(obs.Err, qfpay.ErrNotCancellable) {
-		a.Method = string(qfpay.MethodNone)
-		return final(a, store.StatusUnsupported, fmt.Sprintf("pay type %s cannot be cancelled through the API", a.PayType))
+		a.Method = reversald.MethodNone
+		return final(a, reversald.StatusUnsupported, fmt.Sprintf("pay type %s cannot be cancelled through the API", a.PayType))
 	}
-	a.Method = string(obs.Method)
+	a.Method = methodOf(obs.Method)
 	if obs.Cancel != nil {
 		setResponse(&a, obs.Cancel.Call)
 		if obs.Cancel.Syssn != "" {
@@ -174,43 +177,43 @@ func decideCancel(a store.Attempt, obs Observation) (store.Attempt, Schedule) {
 	switch cls {
 	case qfpay.ClassSuccess, qfpay.ClassAlreadyCancelled:
 		a.CancelPending = false
-		return next(a, store.StepConfirm, 0, "cancel accepted; confirming"), Now
+		return next(a, reversald.StepConfirm, 0, "cancel accepted; confirming"), Now
 	case qfpay.ClassPaid:
 		a.CancelPending = false
-		return final(a, store.StatusPaid, "the payment completed before it could be cancelled: refund it")
+		return final(a, reversald.StatusPaid, "the payment completed before it could be cancelled: refund it")
 	case qfpay.ClassRefunded:
 		a.CancelPending = false
-		return final(a, store.StatusRefunded, "QFPay says the payment is already refunded")
+		return final(a, reversald.StatusRefunded, "QFPay says the payment is already refunded")
 	case qfpay.ClassNotFound:
 		a.CancelPending = false
-		return next(a, store.StepQuery, 1, "QFPay says the transaction does not exist; re-checking"), Later
+		return next(a, reversald.StepQuery, 1, "QFPay says the transaction does not exist; re-checking"), Later
 	case qfpay.ClassPaymentFailed:
 		// Confirm by query, reading it as after any answered-but-unsettled
 		// cancel: only a settled record ends it, and a query that disagrees
 		// (in flight, paid, no record) is re-checked with backoff, not met
 		// with another cancel at once.
 		a.CancelPending = true
-		return next(a, store.StepQuery, 0, "QFPay says the payment failed; confirming by query"), Now
+		return next(a, reversald.StepQuery, 0, "QFPay says the payment failed; confirming by query"), Now
 	case qfpay.ClassInProgress, qfpay.ClassDuplicate:
 		// The cancel is under way (or was sent before): it stays pending
 		// until a query shows how it ended.
 		a.CancelPending = true
-		return next(a, store.StepQuery, 0, "cancel in progress at QFPay; re-checking by query"), Later
+		return next(a, reversald.StepQuery, 0, "cancel in progress at QFPay; re-checking by query"), Later
 	case qfpay.ClassTransient:
 		// The cancel may or may not have happened: never re-send blindly.
 		// It stays pending until a query shows how it ended.
 		a.CancelPending = true
-		return next(a, store.StepQuery, 0, "cancel unanswered ("+errText(obs.Err)+"); querying before anything else"), Later
+		return next(a, reversald.StepQuery, 0, "cancel unanswered ("+errText(obs.Err)+"); querying before anything else"), Later
 	case qfpay.ClassUnsupported:
-		a.Method = string(qfpay.MethodNone)
-		return final(a, store.StatusUnsupported, "pay type cannot be cancelled through the API")
+		a.Method = reversald.MethodNone
+		return final(a, reversald.StatusUnsupported, "pay type cannot be cancelled through the API")
 	default: // ClassNeedsReview: configuration, signature, risk, unknown
 	}
 	a.CancelPending = false
-	return final(a, store.StatusNeedsReview, "cancel refused: "+errText(obs.Err))
+	return final(a, reversald.StatusNeedsReview, "cancel refused: "+errText(obs.Err))
 }
 
-func decideConfirm(a store.Attempt, obs Observation, p Policy) (store.Attempt, Schedule) {
+func decideConfirm(a reversald.Attempt, obs Observation, p Policy) (reversald.Attempt, Schedule) {
 	a, rec, found, sched, answered := readAnswer(a, obs, "confirming query")
 	if !answered {
 		return a, sched
@@ -226,16 +229,16 @@ func decideConfirm(a store.Attempt, obs Observation, p Policy) (store.Attempt, S
 		what = "QFPay shows no record"
 	}
 	if a.Rechecks >= p.ConfirmRechecks {
-		return final(a, store.StatusNeedsReview, fmt.Sprintf("cancel was accepted but after %d re-checks %s", a.Rechecks, what))
+		return final(a, reversald.StatusNeedsReview, fmt.Sprintf("cancel was accepted but after %d re-checks %s", a.Rechecks, what))
 	}
-	return next(a, store.StepConfirm, a.Rechecks+1, "cancel accepted but "+what+" yet; re-checking"), Later
+	return next(a, reversald.StepConfirm, a.Rechecks+1, "cancel accepted but "+what+" yet; re-checking"), Later
 }
 
 // readAnswer reads a query's answer the same way for every step that
 // queries: a call that did not answer is re-checked later, a refused one needs
 // review, and "no such transaction" is an answer with no record. answered is
 // false when it decided on its own (a and sched are then the decision).
-func readAnswer(a store.Attempt, obs Observation, what string) (_ store.Attempt, rec qfpay.Record, found bool, sched Schedule, answered bool) {
+func readAnswer(a reversald.Attempt, obs Observation, what string) (_ reversald.Attempt, rec qfpay.Record, found bool, sched Schedule, answered bool) {
 	rec, found, cls := readQuery(&a, obs)
 	switch cls {
 	case qfpay.ClassSuccess:
@@ -247,13 +250,13 @@ func readAnswer(a store.Attempt, obs Observation, what string) (_ store.Attempt,
 		return a, rec, false, Later, false
 	default: // anything else a query can be answered with is a refusal
 	}
-	a, sched = final(a, store.StatusNeedsReview, what+" refused: "+errText(obs.Err))
+	a, sched = final(a, reversald.StatusNeedsReview, what+" refused: "+errText(obs.Err))
 	return a, rec, false, sched, false
 }
 
 // readQuery fills what a query taught about the payment into a and returns
 // its record.
-func readQuery(a *store.Attempt, obs Observation) (qfpay.Record, bool, qfpay.Class) {
+func readQuery(a *reversald.Attempt, obs Observation) (qfpay.Record, bool, qfpay.Class) {
 	cls := qfpay.Classify(obs.Err)
 	if obs.Query == nil {
 		return qfpay.Record{}, false, cls
@@ -274,18 +277,18 @@ func readQuery(a *store.Attempt, obs Observation) (qfpay.Record, bool, qfpay.Cla
 	return rec, true, cls
 }
 
-func setResponse(a *store.Attempt, c qfpay.Call) {
+func setResponse(a *reversald.Attempt, c qfpay.Call) {
 	if c.Respcd != "" || c.HTTPStatus != 0 {
 		a.Respcd, a.Resperr, a.Respmsg = c.Respcd, c.Resperr, c.Respmsg
 	}
 }
 
-func final(a store.Attempt, status, reason string) (store.Attempt, Schedule) {
-	a.Status, a.Step, a.Reason, a.CancelPending = status, store.StepDone, reason, false
+func final(a reversald.Attempt, status reversald.Status, reason string) (reversald.Attempt, Schedule) {
+	a.Status, a.Step, a.Reason, a.CancelPending = status, reversald.StepDone, reason, false
 	return a, Final
 }
 
-func next(a store.Attempt, step string, rechecks int, reason string) store.Attempt {
+func next(a reversald.Attempt, step reversald.Step, rechecks int, reason string) reversald.Attempt {
 	a.Step, a.Rechecks, a.Reason = step, rechecks, reason
 	return a
 }
@@ -295,4 +298,17 @@ func errText(err error) string {
 		return "no error"
 	}
 	return err.Error()
+}
+
+// methodOf names a gateway method in the domain's words: the one place the
+// two vocabularies meet.
+func methodOf(m qfpay.Method) reversald.Method {
+	switch m {
+	case qfpay.MethodReversal:
+		return reversald.MethodReversal
+	case qfpay.MethodClose:
+		return reversald.MethodClose
+	default: // MethodNone or an unrouted pay type: nothing was sent
+		return reversald.MethodNone
+	}
 }

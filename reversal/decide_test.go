@@ -6,15 +6,15 @@ import (
 	"net"
 	"testing"
 
+	"github.com/reversald/reversald"
 	"github.com/reversald/reversald/qfpay"
-	"github.com/reversald/reversald/store"
 )
 
 const otn = "4MDGEJ7L496LAAU1V1HBY9HMOGWZWLXQ"
 
-func at(step string, rechecks int) store.Attempt {
-	return store.Attempt{ID: 1, OutTradeNo: otn, TxAmt: 2500, TxDtm: "2020-03-05 16:50:30", PayType: "800101",
-		Status: store.StatusPending, Step: step, Rechecks: rechecks, Method: "none"}
+func at(step reversald.Step, rechecks int) reversald.Attempt {
+	return reversald.Attempt{ID: 1, OutTradeNo: otn, TxAmt: 2500, TxDtm: "2020-03-05 16:50:30", PayType: "800101",
+		Status: reversald.StatusPending, Step: step, Rechecks: rechecks, Method: "none"}
 }
 
 func queryOK(recs ...qfpay.Record) Observation {
@@ -26,7 +26,7 @@ func queryOK(recs ...qfpay.Record) Observation {
 	return Observation{Query: &qfpay.QueryResult{Call: qfpay.Call{Sent: true, HTTPStatus: 200, Respcd: "0000"}, Data: recs}}
 }
 
-func pending(rechecks int) store.Attempt {
+func pending(rechecks int) reversald.Attempt {
 	a := at("query", rechecks)
 	a.CancelPending = true
 	return a
@@ -60,10 +60,10 @@ func TestDecide(t *testing.T) {
 	resp := func(code string) error { return &qfpay.RespError{Endpoint: "query", Respcd: code} }
 	tests := []struct {
 		name     string
-		a        store.Attempt
+		a        reversald.Attempt
 		obs      Observation
-		status   string
-		step     string
+		status   reversald.Status
+		step     reversald.Step
 		sched    Schedule
 		rechecks int
 		pending  bool // CancelPending after the step
@@ -93,7 +93,7 @@ func TestDecide(t *testing.T) {
 		{"recheck no record, budget left", at("query", 1), queryOK(), "pending", "query", Later, 2, false},
 		{"recheck no record, budget spent", at("query", 3), queryOK(), "not_found", "done", Final, 3, false},
 		{"recheck finds it in flight", at("query", 2), queryOK(rec("1143", "0")), "pending", "cancel", Now, 0, false},
-		{"query after an unanswered cancel clears the intent", func() store.Attempt { a := at("query", 0); a.CancelPending = true; return a }(), queryOK(rec("0000", "1")), "reversed", "done", Final, 0, false},
+		{"query after an unanswered cancel clears the intent", func() reversald.Attempt { a := at("query", 0); a.CancelPending = true; return a }(), queryOK(rec("0000", "1")), "reversed", "done", Final, 0, false},
 		// query while a cancel's outcome is unknown: only a settled record ends it
 		{"pending: query reversed", pending(0), queryOK(rec("0000", "1")), "reversed", "done", Final, 0, false},
 		{"pending: query closed", pending(0), queryOK(rec("0000", "2")), "closed", "done", Final, 0, false},
@@ -122,9 +122,9 @@ func TestDecide(t *testing.T) {
 		{"cancel 1136 does not exist", at("cancel", 0), cancelAns("1136"), "pending", "query", Later, 1, false},
 		{"cancel 1181 expired unpaid: confirm by query", at("cancel", 0), cancelAns("1181"), "pending", "query", Now, 0, true},
 		{"cancel 1147 payment failed: confirm by query", at("cancel", 0), cancelAns("1147"), "pending", "query", Now, 0, true},
-		{"cancel transient 1205: query, never re-send", func() store.Attempt { a := at("cancel", 0); a.CancelPending = true; return a }(), cancelAns("1205"), "pending", "query", Later, 0, true},
-		{"cancel timeout: query, never re-send", func() store.Attempt { a := at("cancel", 0); a.CancelPending = true; return a }(), cancelErr(timeout), "pending", "query", Later, 0, true},
-		{"cancel reset: query, never re-send", func() store.Attempt { a := at("cancel", 0); a.CancelPending = true; return a }(), cancelErr(fmt.Errorf("read: %w", &net.OpError{Op: "read", Err: fmt.Errorf("connection reset by peer")})), "pending", "query", Later, 0, true},
+		{"cancel transient 1205: query, never re-send", func() reversald.Attempt { a := at("cancel", 0); a.CancelPending = true; return a }(), cancelAns("1205"), "pending", "query", Later, 0, true},
+		{"cancel timeout: query, never re-send", func() reversald.Attempt { a := at("cancel", 0); a.CancelPending = true; return a }(), cancelErr(timeout), "pending", "query", Later, 0, true},
+		{"cancel reset: query, never re-send", func() reversald.Attempt { a := at("cancel", 0); a.CancelPending = true; return a }(), cancelErr(fmt.Errorf("read: %w", &net.OpError{Op: "read", Err: fmt.Errorf("connection reset by peer")})), "pending", "query", Later, 0, true},
 		{"cancel http 429", at("cancel", 0), cancelErr(&qfpay.HTTPError{Endpoint: "reversal", Status: 429}), "pending", "query", Later, 0, true},
 		{"cancel 1294 risk", at("cancel", 0), cancelAns("1294"), "needs_review", "done", Final, 0, false},
 		{"cancel 1108 signature", at("cancel", 0), cancelAns("1108"), "needs_review", "done", Final, 0, false},
@@ -166,7 +166,7 @@ func TestDecideKeepsWhatItLearns(t *testing.T) {
 	if got.Syssn != "20200305000100020000000001" || got.PayType != "800201" {
 		t.Errorf("query did not fill syssn/pay_type: %+v", got)
 	}
-	got.Step = store.StepCancel
+	got.Step = reversald.StepCancel
 	got, _ = Decide(got, cancelAns("0000"), DefaultPolicy)
 	if got.CancelSyssn != "CANCELSSN" || got.Method != "reversal" || got.Respcd != "0000" {
 		t.Errorf("cancel did not record its answer: %+v", got)
@@ -181,7 +181,7 @@ func TestDecideSequences(t *testing.T) {
 	// cancel/query loop.
 	a, _ := Decide(at("cancel", 0), cancelAns("1147"), p)
 	a, sched := Decide(a, queryOK(), p)
-	if a.Step == store.StepCancel || sched == Now {
+	if a.Step == reversald.StepCancel || sched == Now {
 		t.Errorf("failed cancel then no record: step %s %s; want a later re-check", a.Step, sched)
 	}
 	// A cancel that says the payment failed, then a query that still shows
@@ -193,7 +193,7 @@ func TestDecideSequences(t *testing.T) {
 			break
 		}
 		switch a.Step {
-		case store.StepCancel:
+		case reversald.StepCancel:
 			cancels++
 			a, _ = Decide(a, cancelAns("1147"), p)
 		default:
@@ -209,19 +209,19 @@ func TestDecideSequences(t *testing.T) {
 	a, _ = Decide(at("cancel", 0), cancelAns("1143"), p)
 	for i := 0; i < p.ConfirmRechecks; i++ {
 		a, sched = Decide(a, queryOK(rec("0000", "0")), p)
-		if a.Final() || a.Step != store.StepQuery || sched != Later {
+		if a.Final() || a.Step != reversald.StepQuery || sched != Later {
 			t.Fatalf("re-check %d: %s %s %s", i, a.Status, a.Step, sched)
 		}
 	}
 	a, _ = Decide(a, queryOK(rec("0000", "0")), p)
-	if a.Status != store.StatusNeedsReview {
+	if a.Status != reversald.StatusNeedsReview {
 		t.Errorf("after the budget: %s, want needs_review", a.Status)
 	}
 	// The same, but the reversal lands meanwhile.
 	a, _ = Decide(at("cancel", 0), cancelAns("1143"), p)
 	a, _ = Decide(a, queryOK(rec("0000", "0")), p)
 	a, _ = Decide(a, queryOK(rec("0000", "1")), p)
-	if a.Status != store.StatusReversed {
+	if a.Status != reversald.StatusReversed {
 		t.Errorf("reversal landing after 1143: %s, want reversed", a.Status)
 	}
 }

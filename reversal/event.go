@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/reversald/reversald"
 )
 
 // MaxEventBytes is the largest Kafka value DecodeEvent accepts. Real events are a few hundred
@@ -43,23 +45,6 @@ const (
 	maxYear = 9999
 )
 
-// Event is one payment-uncertain event: a POS terminal could not tell whether the payment
-// out_trade_no went through. The JSON names are those of the input contract, so an Event
-// marshalled with encoding/json is a valid input value.
-type Event struct {
-	EventID    string    `json:"event_id"`
-	OutTradeNo string    `json:"out_trade_no"`
-	Syssn      string    `json:"syssn,omitempty"`
-	TxAmt      int64     `json:"txamt"` // minor units, > 0
-	TxCurrCd   string    `json:"txcurrcd,omitempty"`
-	TxDtm      string    `json:"txdtm"` // TxDtmLayout, kept as the producer sent it
-	PayType    string    `json:"pay_type,omitempty"`
-	MchID      string    `json:"mchid,omitempty"`
-	Udid       string    `json:"udid,omitempty"`
-	Reason     string    `json:"reason,omitempty"`
-	OccurredAt time.Time `json:"occurred_at,omitzero"` // UTC; zero if absent
-}
-
 // InvalidEventError reports every way a value breaks the input contract. Problems are in a
 // fixed field order and never quote more than a short prefix of an offending value, so the
 // message is safe to put in a DLQ header or a log line.
@@ -76,26 +61,26 @@ func (e *InvalidEventError) Error() string {
 // (absent, null or ""). Unknown fields are ignored; a field with the wrong JSON type is a
 // violation. A null optional field counts as absent. The error is always an
 // *InvalidEventError naming every violation found.
-func DecodeEvent(value []byte, fallbackID string) (Event, error) {
+func DecodeEvent(value []byte, fallbackID string) (reversald.Event, error) {
 	if len(value) > MaxEventBytes {
-		return Event{}, &InvalidEventError{Problems: []string{
+		return reversald.Event{}, &InvalidEventError{Problems: []string{
 			fmt.Sprintf("value is %d bytes, more than the %d allowed", len(value), MaxEventBytes),
 		}}
 	}
 	if !utf8.Valid(value) {
-		return Event{}, &InvalidEventError{Problems: []string{"value is not valid UTF-8"}}
+		return reversald.Event{}, &InvalidEventError{Problems: []string{"value is not valid UTF-8"}}
 	}
 	trimmed := bytes.TrimLeft(value, " \t\r\n")
 	if len(trimmed) == 0 || trimmed[0] != '{' {
-		return Event{}, &InvalidEventError{Problems: []string{"value must be a JSON object"}}
+		return reversald.Event{}, &InvalidEventError{Problems: []string{"value must be a JSON object"}}
 	}
 	var fields map[string]json.RawMessage
 	if err := json.Unmarshal(value, &fields); err != nil {
-		return Event{}, &InvalidEventError{Problems: []string{"value is not valid JSON: " + jsonProblem(err)}}
+		return reversald.Event{}, &InvalidEventError{Problems: []string{"value is not valid JSON: " + jsonProblem(err)}}
 	}
 
 	d := decoder{fields: fields}
-	var ev Event
+	var ev reversald.Event
 
 	ev.EventID = d.text("event_id", maxEventIDBytes, false, true)
 	if ev.EventID == "" {
@@ -119,7 +104,7 @@ func DecodeEvent(value []byte, fallbackID string) (Event, error) {
 	ev.OccurredAt = d.occurredAt()
 
 	if len(d.problems) > 0 {
-		return Event{}, &InvalidEventError{Problems: d.problems}
+		return reversald.Event{}, &InvalidEventError{Problems: d.problems}
 	}
 	return ev, nil
 }

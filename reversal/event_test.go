@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/reversald/reversald"
 )
 
 const fallback = "payment-uncertain/3/42"
@@ -17,15 +19,15 @@ const minimal = `{"out_trade_no":"T1","txamt":2500,"txdtm":"2024-05-01 12:30:00"
 type decodeCase struct {
 	name  string
 	value string
-	want  Event    // when problems is empty
-	probs []string // exact problems, in order
+	want  reversald.Event // when problems is empty
+	probs []string        // exact problems, in order
 }
 
 var decodeCases = []decodeCase{
 	{
 		name:  "minimal uses fallback id",
 		value: minimal,
-		want:  Event{EventID: fallback, OutTradeNo: "T1", TxAmt: 2500, TxDtm: "2024-05-01 12:30:00"},
+		want:  reversald.Event{EventID: fallback, OutTradeNo: "T1", TxAmt: 2500, TxDtm: "2024-05-01 12:30:00"},
 	},
 	{
 		name: "every field",
@@ -33,7 +35,7 @@ var decodeCases = []decodeCase{
 			"txamt":"123","txcurrcd":"HKD","txdtm":"2024-02-29 23:59:59","pay_type":"800101",
 			"mchid":"MCH01","udid":"pos-7","reason":"timeout","occurred_at":"2024-05-01T12:30:05.25+08:00",
 			"extra":{"nested":[1,2,3]}}`,
-		want: Event{
+		want: reversald.Event{
 			EventID: "ev-1", OutTradeNo: "T-2024-0001", Syssn: "20240501000300020012345678",
 			TxAmt: 123, TxCurrCd: "HKD", TxDtm: "2024-02-29 23:59:59", PayType: "800101",
 			MchID: "MCH01", Udid: "pos-7", Reason: ReasonTimeout,
@@ -43,32 +45,32 @@ var decodeCases = []decodeCase{
 	{
 		name:  "nulls are absent",
 		value: `{"event_id":null,"out_trade_no":"T1","txamt":1,"txdtm":"2024-05-01 12:30:00","syssn":null,"mchid":null,"occurred_at":null}`,
-		want:  Event{EventID: fallback, OutTradeNo: "T1", TxAmt: 1, TxDtm: "2024-05-01 12:30:00"},
+		want:  reversald.Event{EventID: fallback, OutTradeNo: "T1", TxAmt: 1, TxDtm: "2024-05-01 12:30:00"},
 	},
 	{
 		name:  "empty event_id uses fallback",
 		value: `{"event_id":"","out_trade_no":"T1","txamt":1,"txdtm":"2024-05-01 12:30:00"}`,
-		want:  Event{EventID: fallback, OutTradeNo: "T1", TxAmt: 1, TxDtm: "2024-05-01 12:30:00"},
+		want:  reversald.Event{EventID: fallback, OutTradeNo: "T1", TxAmt: 1, TxDtm: "2024-05-01 12:30:00"},
 	},
 	{
 		name:  "max txamt 11 digits",
 		value: `{"out_trade_no":"T1","txamt":99999999999,"txdtm":"2024-05-01 12:30:00"}`,
-		want:  Event{EventID: fallback, OutTradeNo: "T1", TxAmt: 99999999999, TxDtm: "2024-05-01 12:30:00"},
+		want:  reversald.Event{EventID: fallback, OutTradeNo: "T1", TxAmt: 99999999999, TxDtm: "2024-05-01 12:30:00"},
 	},
 	{
 		name:  "limits counted in bytes: 128 ascii out_trade_no",
 		value: `{"out_trade_no":"` + strings.Repeat("a", 128) + `","txamt":1,"txdtm":"2024-05-01 12:30:00","mchid":"` + strings.Repeat("m", 16) + `"}`,
-		want:  Event{EventID: fallback, OutTradeNo: strings.Repeat("a", 128), TxAmt: 1, TxDtm: "2024-05-01 12:30:00", MchID: strings.Repeat("m", 16)},
+		want:  reversald.Event{EventID: fallback, OutTradeNo: strings.Repeat("a", 128), TxAmt: 1, TxDtm: "2024-05-01 12:30:00", MchID: strings.Repeat("m", 16)},
 	},
 	{
 		name:  "unknown reason kept",
 		value: `{"out_trade_no":"T1","txamt":1,"txdtm":"2024-05-01 12:30:00","reason":"printer on fire"}`,
-		want:  Event{EventID: fallback, OutTradeNo: "T1", TxAmt: 1, TxDtm: "2024-05-01 12:30:00", Reason: "printer on fire"},
+		want:  reversald.Event{EventID: fallback, OutTradeNo: "T1", TxAmt: 1, TxDtm: "2024-05-01 12:30:00", Reason: "printer on fire"},
 	},
 	{
 		name:  "leading whitespace",
 		value: " \n\t" + minimal + "\n",
-		want:  Event{EventID: fallback, OutTradeNo: "T1", TxAmt: 2500, TxDtm: "2024-05-01 12:30:00"},
+		want:  reversald.Event{EventID: fallback, OutTradeNo: "T1", TxAmt: 2500, TxDtm: "2024-05-01 12:30:00"},
 	},
 
 	// Rejections.
@@ -193,7 +195,7 @@ func TestDecodeEvent(t *testing.T) {
 			if !reflect.DeepEqual(inv.Problems, tc.probs) {
 				t.Fatalf("problems:\n got %q\nwant %q", inv.Problems, tc.probs)
 			}
-			if got != (Event{}) {
+			if !reflect.DeepEqual(got, reversald.Event{}) {
 				t.Fatalf("rejected event returned non-zero Event %+v", got)
 			}
 		})

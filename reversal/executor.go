@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/time/rate"
 
+	"github.com/reversald/reversald"
 	"github.com/reversald/reversald/qfpay"
 	"github.com/reversald/reversald/store"
 )
@@ -40,9 +41,9 @@ type ExecutorConfig struct {
 // Hooks let the caller count what the executor does (metrics). Any may be nil.
 type Hooks struct {
 	Call    func(endpoint string, class qfpay.Class, latency time.Duration)
-	Step    func(step string, d time.Duration)
+	Step    func(step reversald.Step, d time.Duration)
 	Claimed func(n int, d time.Duration)
-	Final   func(status string) // an attempt reached its outcome (wake the publisher)
+	Final   func(status reversald.Status) // an attempt reached its outcome (wake the publisher)
 }
 
 func (c *ExecutorConfig) withDefaults() {
@@ -119,7 +120,7 @@ type Executor struct {
 	// crashAfterCancel, when set by a test, is called after a cancel answered
 	// and before its write-back; returning true abandons the attempt there,
 	// as a crash would.
-	crashAfterCancel func(store.Attempt) bool
+	crashAfterCancel func(reversald.Attempt) bool
 }
 
 // NewExecutor checks cfg and builds an Executor.
@@ -324,17 +325,17 @@ func (e *Executor) release() {
 
 // drive runs one claimed attempt's steps until it is final, scheduled for
 // later, or its lease is lost.
-func (e *Executor) drive(ctx context.Context, stopping <-chan struct{}, a store.Attempt) {
+func (e *Executor) drive(ctx context.Context, stopping <-chan struct{}, a reversald.Attempt) {
 	log := e.cfg.Log.With("attempt", a.ID, "mchid", a.MchID, "out_trade_no", a.OutTradeNo)
 	// A cancel whose answer was never written may have happened: find out.
-	if a.Step == store.StepCancel && a.CancelPending {
-		a.Step = store.StepQuery
+	if a.Step == reversald.StepCancel && a.CancelPending {
+		a.Step = reversald.StepQuery
 	}
-	var calls []store.Call
+	var calls []reversald.Call
 	made := 0
 	for {
 		if !e.cfg.Now().Before(a.DeadlineAt) {
-			a, _ = final(a, store.StatusNeedsReview, "deadline passed before a final answer")
+			a, _ = final(a, reversald.StatusNeedsReview, "deadline passed before a final answer")
 			e.write(ctx, log, a, calls, false)
 			return
 		}
@@ -342,7 +343,7 @@ func (e *Executor) drive(ctx context.Context, stopping <-chan struct{}, a store.
 		step := a.Step
 		var obs Observation
 		switch step {
-		case store.StepQuery, store.StepConfirm:
+		case reversald.StepQuery, reversald.StepConfirm:
 			if !e.pace(ctx, a.MchID, a.LeaseExpiresAt) {
 				e.reschedule(ctx, log, a, calls, "merchant pacing: no gateway slot within the lease")
 				return
@@ -350,7 +351,7 @@ func (e *Executor) drive(ctx context.Context, stopping <-chan struct{}, a store.
 			res, err := e.gw.Query(ctx, e.queryRequest(a))
 			obs = Observation{Query: &res, Err: err}
 			calls = e.record(calls, step, res.Call, err)
-		case store.StepCancel:
+		case reversald.StepCancel:
 			method, err := e.gw.Route(a.PayType)
 			if err != nil {
 				obs = Observation{Err: err}
@@ -362,7 +363,7 @@ func (e *Executor) drive(ctx context.Context, stopping <-chan struct{}, a store.
 			}
 			// Record the intent, with a fresh lease, before the cancel leaves.
 			a.CancelPending = true
-			a.Method = string(method)
+			a.Method = methodOf(method)
 			written := e.cfg.Now()
 			if !e.write(ctx, log, a, calls, true) {
 				return
@@ -375,7 +376,7 @@ func (e *Executor) drive(ctx context.Context, stopping <-chan struct{}, a store.
 			// claims it next queries first, as the intent says.
 			if e.cfg.Now().After(written.Add(e.cfg.Lease / 2)) {
 				// The cancel provably did not leave: no intent to keep.
-				a.CancelPending, a.Step = false, store.StepQuery
+				a.CancelPending, a.Step = false, reversald.StepQuery
 				e.reschedule(ctx, log, a, nil, "the lease ran short before the cancel; querying first next time")
 				return
 			}
@@ -410,8 +411,8 @@ func (e *Executor) drive(ctx context.Context, stopping <-chan struct{}, a store.
 			// However the gateway answers, one claim makes a bounded number
 			// of calls; the rest waits for a backoff.
 			if made++; made >= maxStepsPerClaim {
-				if a.Step == store.StepCancel {
-					a.Step = store.StepQuery // a cancel after a backoff needs a fresh query
+				if a.Step == reversald.StepCancel {
+					a.Step = reversald.StepQuery // a cancel after a backoff needs a fresh query
 				}
 				a.NextRunAt = e.cfg.Now().Add(e.backoff(a))
 				e.write(ctx, log, a, calls, false)
@@ -423,7 +424,7 @@ func (e *Executor) drive(ctx context.Context, stopping <-chan struct{}, a store.
 				return
 			default:
 			}
-			if a.Step == store.StepCancel {
+			if a.Step == reversald.StepCancel {
 				continue // the intent write before the cancel writes these calls
 			}
 			// Steps that follow each other at once share one write.
@@ -433,8 +434,8 @@ func (e *Executor) drive(ctx context.Context, stopping <-chan struct{}, a store.
 
 // write stores a step; keep renews the lease instead of releasing it. It
 // reports whether the write landed.
-func (e *Executor) write(ctx context.Context, log *slog.Logger, a store.Attempt, calls []store.Call, keep bool) bool {
-	if !keep && a.Status == store.StatusPending && a.NextRunAt.IsZero() {
+func (e *Executor) write(ctx context.Context, log *slog.Logger, a reversald.Attempt, calls []reversald.Call, keep bool) bool {
+	if !keep && a.Status == reversald.StatusPending && a.NextRunAt.IsZero() {
 		a.NextRunAt = e.cfg.Now()
 	}
 	// The write must land even if the stop is under way.
@@ -460,20 +461,20 @@ func (e *Executor) write(ctx context.Context, log *slog.Logger, a store.Attempt,
 }
 
 // reschedule writes a's state to run again soon and releases the lease.
-func (e *Executor) reschedule(ctx context.Context, log *slog.Logger, a store.Attempt, calls []store.Call, reason string) {
+func (e *Executor) reschedule(ctx context.Context, log *slog.Logger, a reversald.Attempt, calls []reversald.Call, reason string) {
 	a.Reason = reason
 	a.NextRunAt = e.cfg.Now().Add(e.cfg.BackoffBase)
 	e.write(ctx, log, a, calls, false)
 }
 
-func (e *Executor) record(calls []store.Call, step string, c qfpay.Call, err error) []store.Call {
+func (e *Executor) record(calls []reversald.Call, step reversald.Step, c qfpay.Call, err error) []reversald.Call {
 	if e.cfg.Hooks.Call != nil && c.Sent {
 		e.cfg.Hooks.Call(c.Endpoint, qfpay.Classify(err), c.Latency)
 	}
 	if !c.Sent {
 		return calls
 	}
-	sc := store.Call{
+	sc := reversald.Call{
 		Step: step, Endpoint: c.Endpoint, Request: c.Request, HTTPStatus: c.HTTPStatus,
 		Respcd: c.Respcd, Response: c.Raw, Latency: c.Latency, At: e.cfg.Now(),
 	}
@@ -509,7 +510,7 @@ func (e *Executor) pace(ctx context.Context, mchid string, leaseUntil time.Time)
 
 // backoff grows with the calls the attempt has made, with equal jitter in
 // [d/2, d], so that a burst of re-checks spreads out.
-func (e *Executor) backoff(a store.Attempt) time.Duration {
+func (e *Executor) backoff(a reversald.Attempt) time.Duration {
 	n := min(a.GatewayCalls+a.Rechecks, 16)
 	d := min(e.cfg.BackoffBase<<n, e.cfg.BackoffMax)
 	return d/2 + rand.N(d/2+1)
@@ -525,7 +526,7 @@ func retryAfter(err error) time.Duration {
 	return 0
 }
 
-func (e *Executor) queryRequest(a store.Attempt) qfpay.QueryRequest {
+func (e *Executor) queryRequest(a reversald.Attempt) qfpay.QueryRequest {
 	q := qfpay.QueryRequest{MchID: a.MchID, OutTradeNo: a.OutTradeNo}
 	// The query range defaults to the current month; look around txdtm so an
 	// attempt that crosses a month boundary still finds its payment.
@@ -536,6 +537,6 @@ func (e *Executor) queryRequest(a store.Attempt) qfpay.QueryRequest {
 	return q
 }
 
-func (e *Executor) cancelRequest(a store.Attempt) qfpay.CancelRequest {
+func (e *Executor) cancelRequest(a reversald.Attempt) qfpay.CancelRequest {
 	return qfpay.CancelRequest{MchID: a.MchID, Syssn: a.Syssn, OutTradeNo: a.OutTradeNo, TxAmt: a.TxAmt, TxDtm: a.TxDtm, Udid: a.Udid}
 }

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/reversald/reversald"
 	"github.com/reversald/reversald/qfpay"
 	"github.com/reversald/reversald/qfpay/sandbox"
 	"github.com/reversald/reversald/store"
@@ -90,7 +91,7 @@ func (r *rig) run(st *store.Store, gw *qfpay.Client, mod func(*ExecutorConfig)) 
 	return ex
 }
 
-func (r *rig) intake(events ...store.Event) store.IntakeResult {
+func (r *rig) intake(events ...reversald.Event) store.IntakeResult {
 	r.t.Helper()
 	res, err := r.store.Intake(context.Background(), events)
 	if err != nil {
@@ -99,14 +100,14 @@ func (r *rig) intake(events ...store.Event) store.IntakeResult {
 	return res
 }
 
-func (r *rig) event(otn, payType string) store.Event {
-	return store.Event{EventID: "ev-" + otn, MchID: testMchID, OutTradeNo: otn, TxAmt: 2500, TxCurrCd: "HKD",
+func (r *rig) event(otn, payType string) reversald.Event {
+	return reversald.Event{EventID: "ev-" + otn, MchID: testMchID, OutTradeNo: otn, TxAmt: 2500, TxCurrCd: "HKD",
 		TxDtm: r.clock.Now().Add(-time.Minute).Format(time.DateTime), PayType: payType}
 }
 
 // waitFinal polls until every attempt is final, moving the clock on so that
 // re-checks fall due, and fails after a bounded number of rounds.
-func (r *rig) waitFinal(step time.Duration) []store.Attempt {
+func (r *rig) waitFinal(step time.Duration) []reversald.Attempt {
 	r.t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
 	for {
@@ -147,8 +148,8 @@ func TestExecutorDecisionTableEndToEnd(t *testing.T) {
 		otn, payType string
 		seed         *sandbox.Txn
 		script       *sandbox.Behavior
-		status       string
-		method       string
+		status       reversald.Status
+		method       reversald.Method
 		cancels      int // accepted cancels in the ledger
 	}
 	txn := func(state sandbox.State) *sandbox.Txn { return &sandbox.Txn{State: state} }
@@ -169,7 +170,7 @@ func TestExecutorDecisionTableEndToEnd(t *testing.T) {
 		{otn: "RATE-LIMITED", seed: txn(sandbox.StateInFlight), script: &sandbox.Behavior{HTTP429: 2}, status: "reversed", method: "reversal", cancels: 1},
 		{otn: "GATEWAY-5XX", seed: txn(sandbox.StateInFlight), script: &sandbox.Behavior{HTTP5xx: 2}, status: "reversed", method: "reversal", cancels: 1},
 	}
-	var events []store.Event
+	var events []reversald.Event
 	for _, rw := range rows {
 		pt := rw.payType
 		if pt == "" {
@@ -239,7 +240,7 @@ func TestExecutorNeedsReviewOnBadSignatureAndDeadline(t *testing.T) {
 	ex.Notify(r.intake(r.event("BADSIG", "800101")).NewAttempts)
 	r.waitFinal(time.Second)
 	a, _ := r.store.Find(context.Background(), testMchID, "BADSIG")
-	if a.Status != store.StatusNeedsReview || a.Respcd != "1108" || r.sb.Calls("BADSIG", "") != 1 {
+	if a.Status != reversald.StatusNeedsReview || a.Respcd != "1108" || r.sb.Calls("BADSIG", "") != 1 {
 		t.Errorf("bad signature: %s respcd %s after %d calls (%s); want needs_review 1108 after 1 call", a.Status, a.Respcd, r.sb.Calls("BADSIG", ""), a.Reason)
 	}
 
@@ -252,7 +253,7 @@ func TestExecutorNeedsReviewOnBadSignatureAndDeadline(t *testing.T) {
 	ex2.Notify(r2.intake(r2.event("STUCK", "800101")).NewAttempts)
 	r2.waitFinal(time.Hour)
 	a, _ = r2.store.Find(context.Background(), testMchID, "STUCK")
-	if a.Status != store.StatusNeedsReview || !strings.Contains(a.Reason, "deadline") {
+	if a.Status != reversald.StatusNeedsReview || !strings.Contains(a.Reason, "deadline") {
 		t.Errorf("stuck: %s (%s), want needs_review for the deadline", a.Status, a.Reason)
 	}
 }
@@ -269,7 +270,7 @@ func TestExecutorCrashAfterCancel(t *testing.T) {
 	crashed := make(chan struct{})
 	var once sync.Once
 	first := r.run(r.store, r.client(testKey), func(c *ExecutorConfig) { c.Owner = "first" })
-	first.crashAfterCancel = func(store.Attempt) bool {
+	first.crashAfterCancel = func(reversald.Attempt) bool {
 		once.Do(func() { close(crashed) })
 		return true
 	}
@@ -280,7 +281,7 @@ func TestExecutorCrashAfterCancel(t *testing.T) {
 		t.Fatal("the cancel was never sent")
 	}
 	a, _ := r.store.Find(context.Background(), testMchID, "CRASH")
-	if !a.CancelPending || a.Step != store.StepCancel || a.LeaseOwner != "first" {
+	if !a.CancelPending || a.Step != reversald.StepCancel || a.LeaseOwner != "first" {
 		t.Fatalf("before takeover: %+v; want the cancel intent recorded under first's lease", a)
 	}
 
@@ -288,7 +289,7 @@ func TestExecutorCrashAfterCancel(t *testing.T) {
 	r.run(r.openStore(), r.client(testKey), func(c *ExecutorConfig) { c.Owner = "second" })
 	r.clock.Advance(31 * time.Second)
 	all := r.waitFinal(time.Second)
-	if all[0].Status != store.StatusReversed {
+	if all[0].Status != reversald.StatusReversed {
 		t.Fatalf("after takeover: %s (%s), want reversed", all[0].Status, all[0].Reason)
 	}
 	led := r.sb.Ledger("CRASH")
@@ -326,7 +327,7 @@ func TestTwoExecutorsShareWork(t *testing.T) {
 		{State: sandbox.StateInFlight, Behavior: &sandbox.Behavior{HTTP5xx: 1}},
 		{State: sandbox.StateReversed},
 	}
-	events := make([]store.Event, 0, n)
+	events := make([]reversald.Event, 0, n)
 	for i := range n {
 		otn := fmt.Sprintf("MIX%05d", i)
 		tx := mix[i%len(mix)]
@@ -342,10 +343,10 @@ func TestTwoExecutorsShareWork(t *testing.T) {
 	}
 	var finalA, finalB atomic.Int64
 	a := r.run(r.store, r.client(testKey), func(c *ExecutorConfig) {
-		c.Owner, c.Hooks.Final = "a", func(string) { finalA.Add(1) }
+		c.Owner, c.Hooks.Final = "a", func(reversald.Status) { finalA.Add(1) }
 	})
 	b := r.run(r.openStore(), r.client(testKey), func(c *ExecutorConfig) {
-		c.Owner, c.Hooks.Final = "b", func(string) { finalB.Add(1) }
+		c.Owner, c.Hooks.Final = "b", func(reversald.Status) { finalB.Add(1) }
 	})
 	res := r.intake(events...)
 	a.Notify(res.NewAttempts[:n/2])
@@ -354,12 +355,12 @@ func TestTwoExecutorsShareWork(t *testing.T) {
 	if len(all) != n {
 		t.Fatalf("%d attempts, want %d", len(all), n)
 	}
-	byStatus := map[string]int{}
+	byStatus := map[reversald.Status]int{}
 	for _, at := range all {
 		byStatus[at.Status]++
 	}
-	if byStatus[store.StatusNeedsReview] != 0 {
-		t.Errorf("needs_review: %d", byStatus[store.StatusNeedsReview])
+	if byStatus[reversald.StatusNeedsReview] != 0 {
+		t.Errorf("needs_review: %d", byStatus[reversald.StatusNeedsReview])
 	}
 	t.Logf("outcomes: %v", byStatus)
 	for _, at := range all {

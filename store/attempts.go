@@ -10,6 +10,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/reversald/reversald"
 )
 
 const attemptColumns = `a.id, a.mchid, a.out_trade_no, a.syssn, a.txamt, a.txcurrcd, a.txdtm, a.pay_type, a.udid,
@@ -17,9 +19,9 @@ const attemptColumns = `a.id, a.mchid, a.out_trade_no, a.syssn, a.txamt, a.txcur
 	a.gateway_calls, a.rechecks, a.next_run_at, a.deadline_at, a.lease_owner, a.lease_expires_at, a.token,
 	a.first_seen_at, a.decided_at, a.updated_at`
 
-func scanAttempt(row pgx.CollectableRow) (Attempt, error) {
+func scanAttempt(row pgx.CollectableRow) (reversald.Attempt, error) {
 	var (
-		a             Attempt
+		a             reversald.Attempt
 		lease, decide *time.Time
 	)
 	err := row.Scan(&a.ID, &a.MchID, &a.OutTradeNo, &a.Syssn, &a.TxAmt, &a.TxCurrCd, &a.TxDtm, &a.PayType, &a.Udid,
@@ -47,7 +49,7 @@ type Claim struct {
 
 // Claim leases pending attempts that nobody holds a live lease on, and
 // increments their fencing tokens. Rows locked by another claimer are skipped.
-func (s *Store) Claim(ctx context.Context, c Claim) ([]Attempt, error) {
+func (s *Store) Claim(ctx context.Context, c Claim) ([]reversald.Attempt, error) {
 	if c.Limit <= 0 || c.Lease <= 0 || c.Owner == "" {
 		return nil, fmt.Errorf("claim: owner, lease and limit are required")
 	}
@@ -84,11 +86,11 @@ func (s *Store) Claim(ctx context.Context, c Claim) ([]Attempt, error) {
 }
 
 // Step is the result of one executor step: the attempt's new state (the
-// mutable fields of Attempt, as the executor set them), the gateway calls it
+// mutable fields of the attempt, as the executor set them), the gateway calls it
 // made, and whether the worker keeps its lease to go on at once.
 type Step struct {
-	Attempt Attempt // ID and Token identify the claim; the rest is the new state
-	Calls   []Call
+	Attempt reversald.Attempt // ID and Token identify the claim; the rest is the new state
+	Calls   []reversald.Call
 	// KeepLease renews the lease for Lease from now instead of releasing it.
 	KeepLease bool
 	Lease     time.Duration
@@ -165,7 +167,7 @@ func (s *Store) WriteStep(ctx context.Context, st Step) error {
 	return nil
 }
 
-func (s *Store) recordFencedCalls(ctx context.Context, a Attempt, calls []Call) error {
+func (s *Store) recordFencedCalls(ctx context.Context, a reversald.Attempt, calls []reversald.Call) error {
 	if len(calls) == 0 {
 		return nil
 	}
@@ -181,7 +183,7 @@ func (s *Store) recordFencedCalls(ctx context.Context, a Attempt, calls []Call) 
 
 // queueCalls queues one insert of every call's audit row. Unless fencedOut,
 // the rows are written only while the attempt still has a's token.
-func queueCalls(b *pgx.Batch, a Attempt, calls []Call, fencedOut bool) error {
+func queueCalls(b *pgx.Batch, a reversald.Attempt, calls []reversald.Call, fencedOut bool) error {
 	if len(calls) == 0 {
 		return nil
 	}
@@ -200,7 +202,7 @@ func queueCalls(b *pgx.Batch, a Attempt, calls []Call, fencedOut bool) error {
 		if err != nil {
 			return fmt.Errorf("encode audit request of attempt %d: %w", a.ID, err)
 		}
-		step[i], endpoint[i], respcd[i], errText[i] = c.Step, c.Endpoint, cleanText(c.Respcd, 16), cleanText(c.Error, maxText)
+		step[i], endpoint[i], respcd[i], errText[i] = string(c.Step), c.Endpoint, cleanText(c.Respcd, 16), cleanText(c.Error, maxText)
 		req[i], resp[i], status[i], latency[i], at[i] = r, c.Response, int32(min(max(c.HTTPStatus, 0), 999)), c.Latency.Microseconds(), c.At
 	}
 	b.Queue(`

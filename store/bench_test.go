@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"testing"
 
-	"github.com/reversald/reversald/store"
+	"github.com/reversald/reversald"
 	"github.com/reversald/reversald/store/storetest"
 )
 
@@ -21,14 +21,14 @@ func BenchmarkIntake(b *testing.B) {
 			n := 0
 			b.ResetTimer()
 			for range b.N {
-				batch := make([]store.Event, size)
+				batch := make([]reversald.Event, size)
 				for j := range batch {
 					n++
-					batch[j] = store.Event{
+					batch[j] = reversald.Event{
 						EventID: fmt.Sprintf("bench-%d", n), MchID: fmt.Sprintf("M%03d", n%100),
 						OutTradeNo: fmt.Sprintf("OTN%09d", n), TxAmt: 2500, TxCurrCd: "HKD",
-						TxDtm: "2026-11-22 09:59:00", PayType: "800101", Topic: "payment-uncertain",
-						Partition: n % 12, Offset: int64(n), Payload: payload,
+						TxDtm: "2026-11-22 09:59:00", PayType: "800101",
+						Source: reversald.Source{Topic: "payment-uncertain", Partition: n % 12, Offset: int64(n), Payload: payload},
 					}
 				}
 				if _, err := s.Intake(ctx, batch); err != nil {

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/reversald/reversald"
 )
 
 type attemptKey struct{ mchid, outTradeNo string }
@@ -15,7 +17,7 @@ type attemptKey struct{ mchid, outTradeNo string }
 // is a duplicate; the first event for a key creates its attempt; a later event
 // with the same key and the same txamt and txdtm joins it; one with a different
 // txamt or txdtm is a conflict, kept with a needs_review outcome.
-func (s *Store) Intake(ctx context.Context, events []Event) (IntakeResult, error) {
+func (s *Store) Intake(ctx context.Context, events []reversald.Event) (IntakeResult, error) {
 	res := IntakeResult{Statuses: make([]EventStatus, len(events)), Reasons: make([]string, len(events))}
 	if len(events) == 0 {
 		return res, nil
@@ -82,7 +84,7 @@ func (s *Store) Intake(ctx context.Context, events []Event) (IntakeResult, error
 		// a redelivery if it names the same payment, and a producer's mistake
 		// if it names another, which is refused (dead-lettered) rather than
 		// dropped. Only these cost a look-up.
-		var lost []Event
+		var lost []reversald.Event
 		for i, e := range events {
 			if st := res.Statuses[i]; st != EventDuplicate && st != EventRejected && !inserted[e.EventID] {
 				lost = append(lost, e)
@@ -165,7 +167,7 @@ type recordedEvent struct {
 
 // judgeRecorded tells a redelivery (the same payment) from a producer's
 // reuse of an event_id for another payment.
-func judgeRecorded(e Event, prev recordedEvent) (EventStatus, string) {
+func judgeRecorded(e reversald.Event, prev recordedEvent) (EventStatus, string) {
 	if prev == (recordedEvent{e.MchID, e.OutTradeNo, e.TxDtm, e.TxAmt}) {
 		return EventDuplicate, ""
 	}
@@ -174,7 +176,7 @@ func judgeRecorded(e Event, prev recordedEvent) (EventStatus, string) {
 }
 
 // recordedEvents returns what is already recorded for the batch's event_ids.
-func recordedEvents(ctx context.Context, tx pgx.Tx, events []Event) (map[string]recordedEvent, error) {
+func recordedEvents(ctx context.Context, tx pgx.Tx, events []reversald.Event) (map[string]recordedEvent, error) {
 	ids := make([]string, len(events))
 	for i, e := range events {
 		ids[i] = e.EventID
@@ -200,7 +202,7 @@ func recordedEvents(ctx context.Context, tx pgx.Tx, events []Event) (map[string]
 
 // insertAttempts creates the attempts for keys that have none, from the first
 // event of each key, and reports which keys it created.
-func (s *Store) insertAttempts(ctx context.Context, tx pgx.Tx, events []Event, keys []attemptKey, firstOfKey map[attemptKey]int, now time.Time) (map[attemptKey]bool, error) {
+func (s *Store) insertAttempts(ctx context.Context, tx pgx.Tx, events []reversald.Event, keys []attemptKey, firstOfKey map[attemptKey]int, now time.Time) (map[attemptKey]bool, error) {
 	n := len(keys)
 	mchid, otn, syssn, currcd, dtm, ptype, udid := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 	amt := make([]int64, n)
@@ -274,7 +276,7 @@ func lockAttempts(ctx context.Context, tx pgx.Tx, keys []attemptKey) (map[attemp
 	return known, nil
 }
 
-func conflictReason(a lockedAttempt, e Event) string {
+func conflictReason(a lockedAttempt, e reversald.Event) string {
 	switch {
 	case a.txamt != e.TxAmt && a.txdtm != e.TxDtm:
 		return fmt.Sprintf("conflicting duplicate: txamt %d and txdtm %q differ from the first event's %d and %q", e.TxAmt, e.TxDtm, a.txamt, a.txdtm)
@@ -296,7 +298,7 @@ type eventRows struct {
 	payload                                                                  [][]byte
 }
 
-func (r *eventRows) add(e Event, attemptID int64, conflict bool, reason string, now time.Time) {
+func (r *eventRows) add(e reversald.Event, attemptID int64, conflict bool, reason string, now time.Time) {
 	if !conflict {
 		reason = ""
 	}
@@ -316,12 +318,12 @@ func (r *eventRows) add(e Event, attemptID int64, conflict bool, reason string, 
 	r.ptype = append(r.ptype, e.PayType)
 	r.reason = append(r.reason, e.Reason)
 	r.occurred = append(r.occurred, occ)
-	r.topic = append(r.topic, e.Topic)
-	r.partition = append(r.partition, int32(e.Partition)) //nolint:gosec // a Kafka partition is an int32 on the wire
-	r.offset = append(r.offset, e.Offset)
+	r.topic = append(r.topic, e.Source.Topic)
+	r.partition = append(r.partition, int32(e.Source.Partition)) //nolint:gosec // a Kafka partition is an int32 on the wire
+	r.offset = append(r.offset, e.Source.Offset)
 	r.conflict = append(r.conflict, conflict)
 	r.conflictReason = append(r.conflictReason, reason)
-	r.payload = append(r.payload, e.Payload)
+	r.payload = append(r.payload, e.Source.Payload)
 	r.received = append(r.received, &now)
 }
 

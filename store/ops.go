@@ -7,11 +7,13 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/reversald/reversald"
 )
 
 // List returns attempts with the given status (all when empty), most
 // recently updated first.
-func (s *Store) List(ctx context.Context, status string, limit int) ([]Attempt, error) {
+func (s *Store) List(ctx context.Context, status reversald.Status, limit int) ([]reversald.Attempt, error) {
 	rows, err := s.pool.Query(ctx, `
 		SELECT `+attemptColumns+` FROM attempts a
 		WHERE ($1 = '' OR a.status = $1)
@@ -28,33 +30,33 @@ func (s *Store) List(ctx context.Context, status string, limit int) ([]Attempt, 
 }
 
 // Get returns one attempt by id.
-func (s *Store) Get(ctx context.Context, id int64) (Attempt, error) {
+func (s *Store) Get(ctx context.Context, id int64) (reversald.Attempt, error) {
 	rows, err := s.pool.Query(ctx, `SELECT `+attemptColumns+` FROM attempts a WHERE a.id = $1`, id)
 	if err != nil {
-		return Attempt{}, fmt.Errorf("get attempt %d: %w", id, err)
+		return reversald.Attempt{}, fmt.Errorf("get attempt %d: %w", id, err)
 	}
 	a, err := pgx.CollectExactlyOneRow(rows, scanAttempt)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return Attempt{}, fmt.Errorf("get attempt %d: %w", id, ErrNotFound)
+		return reversald.Attempt{}, fmt.Errorf("get attempt %d: %w", id, ErrNotFound)
 	}
 	if err != nil {
-		return Attempt{}, fmt.Errorf("get attempt %d: %w", id, err)
+		return reversald.Attempt{}, fmt.Errorf("get attempt %d: %w", id, err)
 	}
 	return a, nil
 }
 
 // Find returns the attempt for a key.
-func (s *Store) Find(ctx context.Context, mchid, outTradeNo string) (Attempt, error) {
+func (s *Store) Find(ctx context.Context, mchid, outTradeNo string) (reversald.Attempt, error) {
 	rows, err := s.pool.Query(ctx, `SELECT `+attemptColumns+` FROM attempts a WHERE a.mchid = $1 AND a.out_trade_no = $2`, mchid, outTradeNo)
 	if err != nil {
-		return Attempt{}, fmt.Errorf("find attempt %s/%s: %w", mchid, outTradeNo, err)
+		return reversald.Attempt{}, fmt.Errorf("find attempt %s/%s: %w", mchid, outTradeNo, err)
 	}
 	a, err := pgx.CollectExactlyOneRow(rows, scanAttempt)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return Attempt{}, fmt.Errorf("find attempt %s/%s: %w", mchid, outTradeNo, ErrNotFound)
+		return reversald.Attempt{}, fmt.Errorf("find attempt %s/%s: %w", mchid, outTradeNo, ErrNotFound)
 	}
 	if err != nil {
-		return Attempt{}, fmt.Errorf("find attempt %s/%s: %w", mchid, outTradeNo, err)
+		return reversald.Attempt{}, fmt.Errorf("find attempt %s/%s: %w", mchid, outTradeNo, err)
 	}
 	return a, nil
 }
@@ -74,14 +76,14 @@ type EventRecord struct {
 
 // CallRecord is an audit row, for history views.
 type CallRecord struct {
-	Call
+	reversald.Call
 	Token     int64
 	FencedOut bool
 }
 
 // History is an attempt with everything recorded about it.
 type History struct {
-	Attempt  Attempt
+	Attempt  reversald.Attempt
 	Events   []EventRecord
 	Calls    []CallRecord
 	Outcomes []OutboxRecord

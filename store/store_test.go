@@ -10,6 +10,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/reversald/reversald"
 	"github.com/reversald/reversald/store"
 	"github.com/reversald/reversald/store/storetest"
 )
@@ -20,10 +21,11 @@ func newStore(t *testing.T) (*store.Store, *storetest.Clock) {
 	return storetest.New(t, store.Options{Now: c.Now}), c
 }
 
-func event(id, otn string, amt int64) store.Event {
-	return store.Event{
+func event(id, otn string, amt int64) reversald.Event {
+	return reversald.Event{
 		EventID: id, MchID: "MNxMp11FV35qQN", OutTradeNo: otn, TxAmt: amt, TxCurrCd: "HKD",
-		TxDtm: "2026-11-22 09:59:00", PayType: "800101", Topic: "payment-uncertain", Payload: []byte(`{}`),
+		TxDtm: "2026-11-22 09:59:00", PayType: "800101",
+		Source: reversald.Source{Topic: "payment-uncertain", Payload: []byte(`{}`)},
 	}
 }
 
@@ -32,7 +34,7 @@ func TestIntakeTellsNewAttachedDuplicateAndConflict(t *testing.T) {
 	ctx := context.Background()
 	s, _ := newStore(t)
 
-	res, err := s.Intake(ctx, []store.Event{
+	res, err := s.Intake(ctx, []reversald.Event{
 		event("e1", "A", 2500),
 		event("e2", "A", 2500), // same payment, second POS event
 		event("e1", "A", 2500), // redelivered within the batch
@@ -51,7 +53,7 @@ func TestIntakeTellsNewAttachedDuplicateAndConflict(t *testing.T) {
 	}
 
 	// The same batch again: everything is a duplicate, nothing is created.
-	res, err = s.Intake(ctx, []store.Event{event("e1", "A", 2500), event("e3", "A", 2600), event("e4", "B", 100)})
+	res, err = s.Intake(ctx, []reversald.Event{event("e1", "A", 2500), event("e3", "A", 2600), event("e4", "B", 100)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,11 +71,11 @@ func TestIntakeTellsNewAttachedDuplicateAndConflict(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if a.TxAmt != 2500 || a.Status != store.StatusPending {
+	if a.TxAmt != 2500 || a.Status != reversald.StatusPending {
 		t.Errorf("attempt A = %d %s, want 2500 pending", a.TxAmt, a.Status)
 	}
 	recs := drain(t, s)
-	if len(recs) != 1 || recs[0].EventID != "e3" || recs[0].Status != store.StatusNeedsReview || recs[0].TxAmt != 2600 {
+	if len(recs) != 1 || recs[0].EventID != "e3" || recs[0].Status != reversald.StatusNeedsReview || recs[0].TxAmt != 2600 {
 		t.Fatalf("outbox = %+v, want one needs_review outcome for e3 with txamt 2600", recs)
 	}
 	if recs[0].Reason == "" {
@@ -85,7 +87,7 @@ func TestClaimLeasesSkipsHeldAndFences(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	s, clk := newStore(t)
-	if _, err := s.Intake(ctx, []store.Event{event("e1", "A", 2500), event("e2", "B", 300)}); err != nil {
+	if _, err := s.Intake(ctx, []reversald.Event{event("e1", "A", 2500), event("e2", "B", 300)}); err != nil {
 		t.Fatal(err)
 	}
 	w1, err := s.Claim(ctx, store.Claim{Owner: "w1", Lease: 30 * time.Second, Limit: 10})
@@ -110,9 +112,9 @@ func TestClaimLeasesSkipsHeldAndFences(t *testing.T) {
 		t.Fatalf("takeover = %+v, %v; want token 2", w2, err)
 	}
 	stale := w1[0]
-	stale.Status, stale.Step, stale.Reason = store.StatusReversed, store.StepDone, "stale worker"
-	call := store.Call{Step: "cancel", Endpoint: "reversal", Request: map[string]string{"out_trade_no": "A"}, Respcd: "0000", At: clk.Now()}
-	err = s.WriteStep(ctx, store.Step{Attempt: stale, Calls: []store.Call{call}})
+	stale.Status, stale.Step, stale.Reason = reversald.StatusReversed, reversald.StepDone, "stale worker"
+	call := reversald.Call{Step: "cancel", Endpoint: "reversal", Request: map[string]string{"out_trade_no": "A"}, Respcd: "0000", At: clk.Now()}
+	err = s.WriteStep(ctx, store.Step{Attempt: stale, Calls: []reversald.Call{call}})
 	if !errors.Is(err, store.ErrFenced) {
 		t.Fatalf("stale write: err = %v, want ErrFenced", err)
 	}
@@ -120,7 +122,7 @@ func TestClaimLeasesSkipsHeldAndFences(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if h.Attempt.Status != store.StatusPending || h.Attempt.LeaseOwner != "w2" || h.Attempt.GatewayCalls != 0 {
+	if h.Attempt.Status != reversald.StatusPending || h.Attempt.LeaseOwner != "w2" || h.Attempt.GatewayCalls != 0 {
 		t.Errorf("stale write changed the attempt: %+v", h.Attempt)
 	}
 	if len(h.Outcomes) != 0 {
@@ -132,8 +134,8 @@ func TestClaimLeasesSkipsHeldAndFences(t *testing.T) {
 
 	// The owner's write lands.
 	cur := w2[0]
-	cur.Status, cur.Step, cur.Method, cur.Respcd = store.StatusReversed, store.StepDone, "reversal", "0000"
-	if err := s.WriteStep(ctx, store.Step{Attempt: cur, Calls: []store.Call{call}}); err != nil {
+	cur.Status, cur.Step, cur.Method, cur.Respcd = reversald.StatusReversed, reversald.StepDone, "reversal", "0000"
+	if err := s.WriteStep(ctx, store.Step{Attempt: cur, Calls: []reversald.Call{call}}); err != nil {
 		t.Fatalf("owner write: %v", err)
 	}
 }
@@ -145,10 +147,10 @@ func TestIntakeRejectsReusedEventID(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	s, _ := newStore(t)
-	if _, err := s.Intake(ctx, []store.Event{event("e1", "A", 2500)}); err != nil {
+	if _, err := s.Intake(ctx, []reversald.Event{event("e1", "A", 2500)}); err != nil {
 		t.Fatal(err)
 	}
-	res, err := s.Intake(ctx, []store.Event{event("e1", "B", 700), event("e1", "A", 2500), event("e2", "C", 1)})
+	res, err := s.Intake(ctx, []reversald.Event{event("e1", "B", 700), event("e1", "A", 2500), event("e2", "C", 1)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -163,7 +165,7 @@ func TestIntakeRejectsReusedEventID(t *testing.T) {
 		t.Errorf("the rejected event created an attempt: %v", err)
 	}
 	// The same within one batch.
-	res, err = s.Intake(ctx, []store.Event{event("e9", "D", 100), event("e9", "E", 100)})
+	res, err = s.Intake(ctx, []reversald.Event{event("e9", "D", 100), event("e9", "E", 100)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -178,15 +180,15 @@ func TestWriteStepCleansGatewayText(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	s, _ := newStore(t)
-	if _, err := s.Intake(ctx, []store.Event{event("e1", "A", 2500)}); err != nil {
+	if _, err := s.Intake(ctx, []reversald.Event{event("e1", "A", 2500)}); err != nil {
 		t.Fatal(err)
 	}
 	got, _ := s.Claim(ctx, store.Claim{Owner: "w", Lease: time.Minute, Limit: 1})
 	a := got[0]
-	a.Status, a.Step = store.StatusNeedsReview, store.StepDone
+	a.Status, a.Step = reversald.StatusNeedsReview, reversald.StepDone
 	a.Resperr, a.Respmsg = "bad\x00thing", strings.Repeat("é", 5000)
-	call := store.Call{Step: "query", Endpoint: "query", Error: "nul\x00here", Respcd: "1108"}
-	if err := s.WriteStep(ctx, store.Step{Attempt: a, Calls: []store.Call{call}}); err != nil {
+	call := reversald.Call{Step: "query", Endpoint: "query", Error: "nul\x00here", Respcd: "1108"}
+	if err := s.WriteStep(ctx, store.Step{Attempt: a, Calls: []reversald.Call{call}}); err != nil {
 		t.Fatalf("write with gateway text: %v", err)
 	}
 	b, _ := s.Get(ctx, a.ID)
@@ -199,7 +201,7 @@ func TestClaimByIDWaitsForDue(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	s, clk := newStore(t)
-	res, err := s.Intake(ctx, []store.Event{event("e1", "A", 2500)})
+	res, err := s.Intake(ctx, []reversald.Event{event("e1", "A", 2500)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -218,7 +220,7 @@ func TestFinalStepQueuesOneOutcomePerEvent(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	s, _ := newStore(t)
-	if _, err := s.Intake(ctx, []store.Event{event("e1", "A", 2500), event("e2", "A", 2500), event("e3", "A", 1)}); err != nil {
+	if _, err := s.Intake(ctx, []reversald.Event{event("e1", "A", 2500), event("e2", "A", 2500), event("e3", "A", 1)}); err != nil {
 		t.Fatal(err)
 	}
 	drain(t, s) // the conflict's outcome
@@ -227,8 +229,8 @@ func TestFinalStepQueuesOneOutcomePerEvent(t *testing.T) {
 		t.Fatalf("claim: %v %v", got, err)
 	}
 	a := got[0]
-	a.Status, a.Step, a.Method, a.CancelSyssn, a.Respcd = store.StatusClosed, store.StepDone, "close", "CSN1", "0000"
-	calls := []store.Call{{Step: "query", Endpoint: "query"}, {Step: "cancel", Endpoint: "close", Respcd: "0000"}}
+	a.Status, a.Step, a.Method, a.CancelSyssn, a.Respcd = reversald.StatusClosed, reversald.StepDone, "close", "CSN1", "0000"
+	calls := []reversald.Call{{Step: "query", Endpoint: "query"}, {Step: "cancel", Endpoint: "close", Respcd: "0000"}}
 	if err := s.WriteStep(ctx, store.Step{Attempt: a, Calls: calls}); err != nil {
 		t.Fatal(err)
 	}
@@ -237,16 +239,16 @@ func TestFinalStepQueuesOneOutcomePerEvent(t *testing.T) {
 		t.Fatalf("outcomes = %d, want 2 (one per non-conflicting event)", len(recs))
 	}
 	for _, r := range recs {
-		if r.Status != store.StatusClosed || r.CancelSyssn != "CSN1" || r.GatewayCalls != 2 || r.DecidedAt.IsZero() {
+		if r.Status != reversald.StatusClosed || r.CancelSyssn != "CSN1" || r.GatewayCalls != 2 || r.DecidedAt.IsZero() {
 			t.Errorf("outcome %+v", r)
 		}
 	}
 	// A late event for the final attempt gets the same outcome at once.
-	if _, err := s.Intake(ctx, []store.Event{event("e4", "A", 2500)}); err != nil {
+	if _, err := s.Intake(ctx, []reversald.Event{event("e4", "A", 2500)}); err != nil {
 		t.Fatal(err)
 	}
 	recs = drain(t, s)
-	if len(recs) != 1 || recs[0].EventID != "e4" || recs[0].Status != store.StatusClosed {
+	if len(recs) != 1 || recs[0].EventID != "e4" || recs[0].Status != reversald.StatusClosed {
 		t.Fatalf("late event outcome = %+v", recs)
 	}
 }
@@ -255,7 +257,7 @@ func TestPublishOutboxMarksOnlyAfterSuccess(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	s, _ := newStore(t)
-	if _, err := s.Intake(ctx, []store.Event{event("e1", "A", 2500), event("e2", "A", 1)}); err != nil {
+	if _, err := s.Intake(ctx, []reversald.Event{event("e1", "A", 2500), event("e2", "A", 1)}); err != nil {
 		t.Fatal(err)
 	}
 	boom := errors.New("broker down")
@@ -278,7 +280,7 @@ func TestRetryOnlyNeedsReview(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	s, _ := newStore(t)
-	res, err := s.Intake(ctx, []store.Event{event("e1", "A", 2500)})
+	res, err := s.Intake(ctx, []reversald.Event{event("e1", "A", 2500)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -291,7 +293,7 @@ func TestRetryOnlyNeedsReview(t *testing.T) {
 	}
 	got, _ := s.Claim(ctx, store.Claim{Owner: "w", Lease: time.Minute, Limit: 1})
 	a := got[0]
-	a.Status, a.Step, a.Reason = store.StatusNeedsReview, store.StepDone, "respcd 1108: signature"
+	a.Status, a.Step, a.Reason = reversald.StatusNeedsReview, reversald.StepDone, "respcd 1108: signature"
 	if err := s.WriteStep(ctx, store.Step{Attempt: a}); err != nil {
 		t.Fatal(err)
 	}
@@ -299,10 +301,10 @@ func TestRetryOnlyNeedsReview(t *testing.T) {
 		t.Fatal(err)
 	}
 	b, _ := s.Get(ctx, id)
-	if b.Status != store.StatusPending || b.Step != store.StepQuery || !b.DecidedAt.IsZero() || b.Token != a.Token+1 {
+	if b.Status != reversald.StatusPending || b.Step != reversald.StepQuery || !b.DecidedAt.IsZero() || b.Token != a.Token+1 {
 		t.Fatalf("after retry: %+v", b)
 	}
-	list, err := s.List(ctx, store.StatusPending, 10)
+	list, err := s.List(ctx, reversald.StatusPending, 10)
 	if err != nil || len(list) != 1 {
 		t.Fatalf("list pending = %d, %v", len(list), err)
 	}
@@ -346,7 +348,7 @@ func TestIntakeConcurrentReuse(t *testing.T) {
 			go func() {
 				defer wg.Done()
 				<-start
-				res, err := s.Intake(ctx, []store.Event{event(id, otn, 100)})
+				res, err := s.Intake(ctx, []reversald.Event{event(id, otn, 100)})
 				errs[j] = err
 				if err == nil {
 					got[j] = res.Statuses[0]

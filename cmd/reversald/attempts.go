@@ -12,6 +12,7 @@ import (
 
 	"github.com/sethvargo/go-envconfig"
 
+	"github.com/reversald/reversald"
 	"github.com/reversald/reversald/store"
 )
 
@@ -45,7 +46,7 @@ func attempts(ctx context.Context, args []string, lookup envconfig.Lookuper, std
 		if err := fs.Parse(args); err != nil {
 			return usageError{"attempts list: " + err.Error()}
 		}
-		list, err := st.List(ctx, *status, *limit)
+		list, err := st.List(ctx, reversald.Status(*status), *limit)
 		if err != nil {
 			return err
 		}
@@ -95,7 +96,7 @@ func historyView(h store.History) any {
 		calls[i].CallRecord.Response = nil
 	}
 	return struct {
-		Attempt  store.Attempt
+		Attempt  reversald.Attempt
 		Events   []store.EventRecord
 		Calls    []call
 		Outcomes []store.OutboxRecord

@@ -11,6 +11,7 @@ import (
 
 	"github.com/sethvargo/go-envconfig"
 
+	"github.com/reversald/reversald"
 	"github.com/reversald/reversald/store"
 	"github.com/reversald/reversald/store/storetest"
 )
@@ -36,7 +37,7 @@ func TestOpsCommands(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(st.Close)
-	res, err := st.Intake(ctx, []store.Event{{EventID: "ops-1", MchID: "M1", OutTradeNo: "OPS-1", TxAmt: 100, TxDtm: "2026-11-22 10:00:00"}})
+	res, err := st.Intake(ctx, []reversald.Event{{EventID: "ops-1", MchID: "M1", OutTradeNo: "OPS-1", TxAmt: 100, TxDtm: "2026-11-22 10:00:00"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,9 +47,9 @@ func TestOpsCommands(t *testing.T) {
 		t.Fatalf("claim: %v %v", got, err)
 	}
 	a := got[0]
-	a.Status, a.Step, a.Respcd, a.Reason = store.StatusNeedsReview, store.StepDone, "1108", "query refused: respcd 1108"
-	call := store.Call{Step: "query", Endpoint: "query", Request: map[string]string{"out_trade_no": "OPS-1"}, HTTPStatus: 200, Respcd: "1108", Response: []byte(`{"respcd":"1108"}`), At: time.Now()}
-	if err := st.WriteStep(ctx, store.Step{Attempt: a, Calls: []store.Call{call}}); err != nil {
+	a.Status, a.Step, a.Respcd, a.Reason = reversald.StatusNeedsReview, reversald.StepDone, "1108", "query refused: respcd 1108"
+	call := reversald.Call{Step: "query", Endpoint: "query", Request: map[string]string{"out_trade_no": "OPS-1"}, HTTPStatus: 200, Respcd: "1108", Response: []byte(`{"respcd":"1108"}`), At: time.Now()}
+	if err := st.WriteStep(ctx, store.Step{Attempt: a, Calls: []reversald.Call{call}}); err != nil {
 		t.Fatal(err)
 	}
 
@@ -74,7 +75,7 @@ func TestOpsCommands(t *testing.T) {
 	if out, err := cmd("attempts", "retry", fmt.Sprint(id)); err != nil || !strings.Contains(out, "re-driven") {
 		t.Fatalf("attempts retry: %q, %v", out, err)
 	}
-	if b, _ := st.Get(ctx, id); b.Status != store.StatusPending || b.Step != store.StepQuery {
+	if b, _ := st.Get(ctx, id); b.Status != reversald.StatusPending || b.Step != reversald.StepQuery {
 		t.Errorf("after retry: %s %s", b.Status, b.Step)
 	}
 	// A second retry is refused: the attempt is pending again.

@@ -26,6 +26,7 @@ import (
 	"github.com/segmentio/kafka-go"
 	"github.com/sethvargo/go-envconfig"
 
+	"github.com/reversald/reversald"
 	"github.com/reversald/reversald/consumer"
 	"github.com/reversald/reversald/internal/testenv"
 	"github.com/reversald/reversald/qfpay/sandbox"
@@ -344,12 +345,12 @@ func (s *stack) quiet(collectors map[string]*collector) bool {
 
 // outcomes returns the outcomes so far by event_id (the last one wins:
 // delivery is at-least-once) and how many messages there were.
-func (c *collector) outcomes(t testing.TB) (map[string]reversal.Outcome, int) {
+func (c *collector) outcomes(t testing.TB) (map[string]reversald.Outcome, int) {
 	t.Helper()
 	msgs := c.snapshot()
-	byID := map[string]reversal.Outcome{}
+	byID := map[string]reversald.Outcome{}
 	for _, m := range msgs {
-		var o reversal.Outcome
+		var o reversald.Outcome
 		if err := json.Unmarshal(m.Value, &o); err != nil {
 			t.Fatalf("outcome is not JSON: %v: %s", err, m.Value)
 		}
@@ -479,7 +480,7 @@ func TestDaemonMixedEvents(t *testing.T) {
 		if string(o.Status) != status {
 			t.Errorf("%s: status %s (%s), want %s", id, o.Status, o.Reason, status)
 		}
-		if o.SchemaVersion != reversal.SchemaVersion || o.Reason == "" || o.DecidedAt.IsZero() {
+		if o.SchemaVersion != reversald.SchemaVersion || o.Reason == "" || o.DecidedAt.IsZero() {
 			t.Errorf("%s: incomplete outcome %+v", id, o)
 		}
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/reversald/reversald"
 	"github.com/reversald/reversald/consumer"
 	"github.com/reversald/reversald/qfpay"
 	"github.com/reversald/reversald/reversal"
@@ -63,10 +64,10 @@ func (m *metrics) executorHooks(wake func()) reversal.Hooks {
 			m.calls.WithLabelValues(endpoint, class.String()).Inc()
 			m.callTime.WithLabelValues(endpoint).Observe(d.Seconds())
 		},
-		Step:    func(step string, d time.Duration) { m.steps.WithLabelValues(step).Observe(d.Seconds()) },
+		Step:    func(step reversald.Step, d time.Duration) { m.steps.WithLabelValues(string(step)).Observe(d.Seconds()) },
 		Claimed: func(_ int, d time.Duration) { m.claims.Observe(d.Seconds()) },
-		Final: func(status string) {
-			m.finals.WithLabelValues(status).Inc()
+		Final: func(status reversald.Status) {
+			m.finals.WithLabelValues(string(status)).Inc()
 			wake()
 		},
 	}

@@ -1,4 +1,4 @@
-package reversal
+package reversald_test
 
 import (
 	"bytes"
@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/reversald/reversald/store"
+	"github.com/reversald/reversald"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files")
@@ -17,8 +17,7 @@ var update = flag.Bool("update", false, "rewrite golden files")
 func TestOutcomeGolden(t *testing.T) {
 	t.Parallel()
 	hk := time.FixedZone("HKT", 8*3600)
-	rec := store.OutboxRecord{
-		ID:           7,
+	rec := reversald.Outcome{
 		EventID:      "ev-1",
 		OutTradeNo:   "T-2024-0001",
 		MchID:        "MCH01",
@@ -36,7 +35,7 @@ func TestOutcomeGolden(t *testing.T) {
 		DecidedAt:    time.Date(2024, 5, 1, 12, 30, 6, 250_000_000, hk),
 		Reason:       "QFPay confirms the reversal; nothing was charged.",
 	}
-	got, err := json.MarshalIndent(OutcomeFromRecord(rec), "", "  ")
+	got, err := json.MarshalIndent(rec.Published(), "", "  ")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -49,17 +48,17 @@ func TestOutcomeGolden(t *testing.T) {
 	}
 	want, err := os.ReadFile(path)
 	if err != nil {
-		t.Fatalf("%v (run go test ./reversal -run TestOutcomeGolden -update)", err)
+		t.Fatalf("%v (run go test . -run TestOutcomeGolden -update)", err)
 	}
 	if !bytes.Equal(got, want) {
 		t.Fatalf("outcome JSON differs from %s:\n got %s\nwant %s", path, got, want)
 	}
 }
 
-func TestOutcomeFromRecordEmptyMethodIsNone(t *testing.T) {
+func TestPublishedNamesTheMethod(t *testing.T) {
 	t.Parallel()
-	o := OutcomeFromRecord(store.OutboxRecord{Status: "not_paid"})
-	if o.Method != "none" || o.Status != StatusNotPaid || o.SchemaVersion != SchemaVersion {
-		t.Fatalf("OutcomeFromRecord = %+v", o)
+	o := reversald.Outcome{Status: reversald.StatusNotPaid}.Published()
+	if o.Method != reversald.MethodNone || o.Status != reversald.StatusNotPaid || o.SchemaVersion != reversald.SchemaVersion {
+		t.Fatalf("Published = %+v", o)
 	}
 }
