@@ -1,0 +1,192 @@
+package reversal
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/reversald/reversald/store"
+)
+
+// Notify hands newly recorded attempts to this executor so they start at
+// once. It never blocks: if the hand-off queue is full, polling finds them.
+func (e *Executor) Notify(ids []int64) {
+	if len(ids) == 0 {
+		return
+	}
+	select {
+	case e.handed <- ids:
+	default:
+	}
+}
+
+// Run claims and drives attempts until ctx is cancelled, then lets in-flight
+// steps finish within StopTimeout, releases what it still holds, and returns
+// once every worker has exited. A cancelled ctx is not an error.
+func (e *Executor) Run(ctx context.Context) error {
+	// Workers run on a context that outlives ctx by StopTimeout, so a step
+	// under way when the stop comes can finish and be written.
+	workCtx, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelWork()
+	var wg sync.WaitGroup
+	stopping := make(chan struct{})
+
+	// queue holds attempts handed over by intake, claimed by id (a primary
+	// key lookup) ahead of polling, which has to walk the due index.
+	var queue []int64
+	poll := time.NewTimer(0)
+	defer poll.Stop()
+	for {
+		if ctx.Err() != nil {
+			e.stop(stopping, &wg, cancelWork)
+			return nil
+		}
+		polled := false
+		if len(queue) == 0 {
+			select {
+			case <-ctx.Done():
+				continue
+			case ids := <-e.handed:
+				queue = append(queue, ids...)
+			case <-poll.C:
+				polled = true
+			}
+		} else {
+			// Polling still runs on its schedule, so that re-checks and
+			// other instances' leftovers are not starved by new work.
+			select {
+			case <-poll.C:
+				polled = true
+			default:
+			}
+		}
+		// Take whatever else was handed over meanwhile, up to a bound; what
+		// does not fit is due anyway and polling finds it.
+		for more := true; more && len(queue) < maxQueued; {
+			select {
+			case ids := <-e.handed:
+				queue = append(queue, ids...)
+			default:
+				more = false
+			}
+		}
+		if len(queue) > 0 {
+			// Ids that are not claimed were taken by another instance, are
+			// not due, or are final already: polling covers them.
+			n, _, err := e.dispatch(ctx, workCtx, stopping, &wg, queue)
+			if err != nil {
+				// The database is failing: leave the queue to polling and
+				// wait a poll interval rather than retry in a tight loop.
+				e.logClaimError(ctx, err)
+				queue = queue[:0]
+				poll.Reset(e.cfg.PollInterval)
+				continue
+			}
+			queue = queue[n:]
+		}
+		if polled {
+			_, full, err := e.dispatch(ctx, workCtx, stopping, &wg, nil)
+			e.logClaimError(ctx, err)
+			// A full claim means more may be due: look again at once.
+			if full {
+				poll.Reset(0)
+			} else {
+				poll.Reset(e.cfg.PollInterval)
+			}
+		}
+	}
+}
+
+func (e *Executor) logClaimError(ctx context.Context, err error) {
+	if err != nil && ctx.Err() == nil {
+		e.cfg.Log.Error("claim attempts", "error", err)
+	}
+}
+
+// maxQueued bounds the hand-off queue.
+const maxQueued = 10_000
+
+// stop lets in-flight steps finish within StopTimeout, then cancels them,
+// and returns when every worker has exited.
+func (e *Executor) stop(stopping chan struct{}, wg *sync.WaitGroup, cancelWork context.CancelFunc) {
+	close(stopping)
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(e.cfg.StopTimeout):
+		e.cfg.Log.Warn("executor stop timeout: cancelling in-flight steps", "timeout", e.cfg.StopTimeout)
+		cancelWork()
+		<-done
+	}
+}
+
+// dispatch claims attempts for the free worker slots (from ids when given,
+// else the due ones) and starts a worker for each. It returns how many ids it
+// used up (tried) and whether it filled every free slot.
+func (e *Executor) dispatch(ctx, workCtx context.Context, stopping <-chan struct{}, wg *sync.WaitGroup, ids []int64) (int, bool, error) {
+	free := e.waitSlots(ctx, len(ids))
+	if free == 0 {
+		return 0, true, nil
+	}
+	limit := free
+	if ids != nil {
+		limit = min(free, len(ids))
+		ids = ids[:limit]
+	}
+	start := time.Now()
+	got, err := e.store.Claim(ctx, store.Claim{Owner: e.cfg.Owner, Lease: e.cfg.Lease, Limit: limit, IDs: ids})
+	if err != nil {
+		return 0, false, err
+	}
+	if e.cfg.Hooks.Claimed != nil {
+		e.cfg.Hooks.Claimed(len(got), time.Since(start))
+	}
+	for _, a := range got {
+		e.slots <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer e.release()
+			e.drive(workCtx, stopping, a)
+		}()
+	}
+	return limit, len(got) == free, nil
+}
+
+// waitSlots returns the number of free worker slots. When busy, it waits a
+// little for a quarter of them to free up (or as many as there are queued
+// attempts), so that a claim fetches a batch rather than one row per round
+// trip.
+func (e *Executor) waitSlots(ctx context.Context, queued int) int {
+	want := max(1, cap(e.slots)/4)
+	if queued > 0 {
+		want = max(1, min(want, queued))
+	}
+	free := cap(e.slots) - len(e.slots)
+	if free >= want {
+		return free
+	}
+	timer := time.NewTimer(5 * time.Millisecond)
+	defer timer.Stop()
+	for free < want {
+		select {
+		case <-e.freed:
+		case <-timer.C:
+			return cap(e.slots) - len(e.slots)
+		case <-ctx.Done():
+			return 0
+		}
+		free = cap(e.slots) - len(e.slots)
+	}
+	return free
+}
+
+// release frees a worker slot and tells a waiting dispatcher.
+func (e *Executor) release() {
+	<-e.slots
+	select {
+	case e.freed <- struct{}{}:
+	default:
+	}
+}

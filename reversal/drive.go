@@ -1,0 +1,262 @@
+package reversal
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/reversald/reversald"
+	"github.com/reversald/reversald/internal/backoff"
+	"github.com/reversald/reversald/qfpay"
+	"github.com/reversald/reversald/store"
+)
+
+// maxStepsPerClaim bounds the steps one claim chains without a backoff
+// (query, cancel, confirm is three; a re-cancel after a re-check adds two).
+const maxStepsPerClaim = 6
+
+// stepFunc runs one step of a claimed attempt against the gateway and returns
+// what it observed. ok is false when the step ended the run itself (it could
+// not get a gateway slot within the lease, or the attempt is no longer ours):
+// the step has then written what had to be written.
+//
+// A step makes its gateway calls through (*run).call, which paces the
+// merchant and records every call: adding a step is adding a function here
+// and a row in stepTable.
+type stepFunc func(ctx context.Context, r *run) (obs Observation, ok bool)
+
+// stepTable maps each step of the state machine to the function that runs
+// it. A step missing here is observed as nothing, which Decide turns into
+// needs_review.
+var stepTable = map[reversald.Step]stepFunc{
+	reversald.StepQuery:   queryStep,
+	reversald.StepConfirm: queryStep,
+	reversald.StepCancel:  cancelStep,
+}
+
+// run is one claimed attempt being driven: its state and the gateway calls
+// not yet written.
+type run struct {
+	e     *Executor
+	a     reversald.Attempt
+	calls []reversald.Call
+	log   *slog.Logger
+}
+
+// drive runs one claimed attempt's steps until it is final, scheduled for
+// later, or its lease is lost.
+func (e *Executor) drive(ctx context.Context, stopping <-chan struct{}, a reversald.Attempt) {
+	r := &run{e: e, a: a, log: e.cfg.Log.With("attempt", a.ID, "mchid", a.MchID, "out_trade_no", a.OutTradeNo)}
+	// A cancel whose answer was never written may have happened: find out.
+	if r.a.Step == reversald.StepCancel && r.a.CancelPending {
+		r.a.Step = reversald.StepQuery
+	}
+	for made := 1; ; made++ {
+		if !e.cfg.Now().Before(r.a.DeadlineAt) {
+			r.a, _ = final(r.a, reversald.StatusNeedsReview, "deadline passed before a final answer")
+			r.write(ctx, false)
+			return
+		}
+		started := time.Now()
+		step := r.a.Step
+		var obs Observation
+		if fn, known := stepTable[step]; known {
+			var ok bool
+			if obs, ok = fn(ctx, r); !ok {
+				return
+			}
+		}
+		var sched Schedule
+		r.a, sched = Decide(r.a, obs, e.cfg.Policy)
+		if e.cfg.Hooks.Step != nil {
+			e.cfg.Hooks.Step(step, time.Since(started))
+		}
+		switch sched {
+		case Final:
+			r.write(ctx, false)
+			return
+		case Later:
+			r.a.NextRunAt = e.cfg.Now().Add(max(e.backoff(r.a), retryAfter(obs.Err)))
+			r.write(ctx, false)
+			return
+		case Now:
+			// However the gateway answers, one claim makes a bounded number
+			// of calls; the rest waits for a backoff.
+			if made >= maxStepsPerClaim {
+				if r.a.Step == reversald.StepCancel {
+					r.a.Step = reversald.StepQuery // a cancel after a backoff needs a fresh query
+				}
+				r.a.NextRunAt = e.cfg.Now().Add(e.backoff(r.a))
+				r.write(ctx, false)
+				return
+			}
+			select {
+			case <-stopping:
+				r.reschedule(ctx, r.a.Reason)
+				return
+			default:
+			}
+			// Steps that follow each other at once share one write (the
+			// intent write before a cancel writes them).
+		}
+	}
+}
+
+// queryStep asks QFPay for the payment: the query and confirm steps.
+func queryStep(ctx context.Context, r *run) (Observation, bool) {
+	var res qfpay.QueryResult
+	err, ok := r.call(ctx, nil, func(ctx context.Context) (qfpay.Call, error) {
+		var err error
+		res, err = r.e.gw.Query(ctx, queryRequest(r.a))
+		return res.Call, err
+	})
+	return Observation{Query: &res, Err: err}, ok
+}
+
+// cancelStep is the cancel protocol: route the pay type to reversal or
+// close, wait for the merchant's gateway slot, write the intent (CancelPending
+// with a fresh lease) so that whoever claims the attempt next queries before
+// it could cancel again, check that the lease still outlasts the call, and
+// only then send.
+func cancelStep(ctx context.Context, r *run) (Observation, bool) {
+	method, err := r.e.gw.Route(r.a.PayType)
+	if err != nil {
+		return Observation{Err: err}, true
+	}
+	intent := func() bool {
+		r.a.CancelPending = true
+		r.a.Method = methodOf(method)
+		written := r.e.cfg.Now()
+		if !r.write(ctx, true) {
+			return false
+		}
+		r.a.GatewayCalls += len(r.calls)
+		r.calls = nil
+		r.a.LeaseExpiresAt = written.Add(r.e.cfg.Lease)
+		// The lease must outlast the cancel. If the write itself was slow
+		// (pool or lock waits), give the attempt back instead: whoever
+		// claims it next queries first, as the intent says.
+		if r.e.cfg.Now().After(written.Add(r.e.cfg.Lease / 2)) {
+			// The cancel provably did not leave: no intent to keep.
+			r.a.CancelPending, r.a.Step = false, reversald.StepQuery
+			r.reschedule(ctx, "the lease ran short before the cancel; querying first next time")
+			return false
+		}
+		return true
+	}
+	var res qfpay.CancelResult
+	err, ok := r.call(ctx, intent, func(ctx context.Context) (qfpay.Call, error) {
+		var err error
+		if method == qfpay.MethodReversal {
+			res, err = r.e.gw.Reverse(ctx, cancelRequest(r.a))
+		} else {
+			res, err = r.e.gw.Close(ctx, cancelRequest(r.a))
+		}
+		return res.Call, err
+	})
+	if !ok {
+		return Observation{}, false
+	}
+	if r.e.crashAfterCancel != nil && r.e.crashAfterCancel(r.a) {
+		return Observation{}, false
+	}
+	return Observation{Cancel: &res, Method: method, Err: err}, true
+}
+
+// call makes one gateway call for the current step: it waits for the
+// merchant's slot (never past the lease), runs before (if any: it may end the
+// run by returning false), sends, and records the call. ok is false when the
+// run ended here; the attempt has then been written.
+func (r *run) call(ctx context.Context, before func() bool, send func(context.Context) (qfpay.Call, error)) (err error, ok bool) {
+	if !r.e.pace(ctx, r.a.MchID, r.a.LeaseExpiresAt) {
+		r.reschedule(ctx, "merchant pacing: no gateway slot within the lease")
+		return nil, false
+	}
+	if before != nil && !before() {
+		return nil, false
+	}
+	c, err := send(ctx)
+	r.record(c, err)
+	return err, true
+}
+
+// record keeps the audit row of a call that reached the wire and counts it.
+func (r *run) record(c qfpay.Call, err error) {
+	if !c.Sent {
+		return
+	}
+	if r.e.cfg.Hooks.Call != nil {
+		r.e.cfg.Hooks.Call(c.Endpoint, qfpay.Classify(err), c.Latency)
+	}
+	sc := reversald.Call{
+		Step: r.a.Step, Endpoint: c.Endpoint, Request: c.Request, HTTPStatus: c.HTTPStatus,
+		Respcd: c.Respcd, Response: c.Raw, Latency: c.Latency, At: r.e.cfg.Now(),
+	}
+	if err != nil {
+		sc.Error = err.Error()
+	}
+	r.calls = append(r.calls, sc)
+}
+
+// write stores the attempt's state and the calls not yet written; keep
+// renews the lease instead of releasing it. It reports whether the write
+// landed.
+func (r *run) write(ctx context.Context, keep bool) bool {
+	e, a := r.e, r.a
+	if !keep && a.Status == reversald.StatusPending && a.NextRunAt.IsZero() {
+		a.NextRunAt = e.cfg.Now()
+	}
+	// The write must land even if the stop is under way.
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
+	defer cancel()
+	err := e.store.WriteStep(wctx, store.Step{Attempt: a, Calls: r.calls, KeepLease: keep, Lease: e.cfg.Lease})
+	switch {
+	case errors.Is(err, store.ErrFenced):
+		r.log.Warn("lease lost: another worker owns the attempt; dropping this step", "token", a.Token)
+		return false
+	case err != nil:
+		// The lease runs out and another claim retries from the stored state.
+		r.log.Error("write step", "step", a.Step, "error", err)
+		return false
+	}
+	if a.Final() {
+		r.log.Info("attempt final", "status", a.Status, "reason", a.Reason, "gateway_calls", a.GatewayCalls+len(r.calls))
+		if e.cfg.Hooks.Final != nil {
+			e.cfg.Hooks.Final(a.Status)
+		}
+	}
+	return true
+}
+
+// reschedule writes the attempt to run again soon and releases the lease.
+func (r *run) reschedule(ctx context.Context, reason string) {
+	r.a.Reason = reason
+	r.a.NextRunAt = r.e.cfg.Now().Add(r.e.cfg.BackoffBase)
+	r.write(ctx, false)
+}
+
+// pace waits for the merchant's gateway slot, but never past the point where
+// the lease would be too short for the call itself.
+func (e *Executor) pace(ctx context.Context, mchid string, leaseUntil time.Time) bool {
+	wait := leaseUntil.Sub(e.cfg.Now()) - e.cfg.Lease/2
+	wctx, cancel := context.WithTimeout(ctx, max(wait, 0))
+	defer cancel()
+	return e.pacer.Wait(wctx, mchid)
+}
+
+// backoff grows with the calls the attempt has made, with jitter, so that a
+// burst of re-checks spreads out.
+func (e *Executor) backoff(a reversald.Attempt) time.Duration {
+	return backoff.Delay(min(a.GatewayCalls+a.Rechecks, 16)+1, e.cfg.BackoffBase, e.cfg.BackoffMax)
+}
+
+// retryAfter is how long QFPay asked us to wait (HTTP 429 Retry-After), if
+// it did.
+func retryAfter(err error) time.Duration {
+	var h *qfpay.HTTPError
+	if errors.As(err, &h) {
+		return h.RetryAfter
+	}
+	return 0
+}
