@@ -18,21 +18,24 @@ type Status string
 
 // Statuses.
 const (
-	StatusPending     Status = "pending"      // still being driven
-	StatusReversed    Status = "reversed"     // QFPay confirms the reversal: nothing charged
-	StatusClosed      Status = "closed"       // QFPay confirms the close: nothing charged
-	StatusPaid        Status = "paid"         // completed and not cancellable: refund it
-	StatusRefunded    Status = "refunded"     // already refunded
-	StatusNotPaid     Status = "not_paid"     // the payment failed at QFPay: nothing charged
-	StatusNotFound    Status = "not_found"    // no such transaction after the re-check window
-	StatusUnsupported Status = "unsupported"  // the pay type cannot be cancelled through the API
-	StatusNeedsReview Status = "needs_review" // a person must look
+	StatusPending  Status = "pending"  // still being driven
+	StatusReversed Status = "reversed" // QFPay confirms the reversal: nothing charged
+	StatusClosed   Status = "closed"   // QFPay confirms the close: nothing charged
+	StatusPaid     Status = "paid"     // completed and not cancellable: refund it
+	StatusRefunded Status = "refunded" // already refunded in full
+	// StatusPartiallyRefunded: part refunded, part of the money is still
+	// captured (QFPay's record has cancel=5).
+	StatusPartiallyRefunded Status = "partially_refunded"
+	StatusNotPaid           Status = "not_paid"     // the payment failed at QFPay: nothing charged
+	StatusNotFound          Status = "not_found"    // no such transaction after the re-check window
+	StatusUnsupported       Status = "unsupported"  // the pay type cannot be cancelled through the API
+	StatusNeedsReview       Status = "needs_review" // a person must look
 )
 
 // Statuses lists every status, pending first.
 var Statuses = []Status{
 	StatusPending, StatusReversed, StatusClosed, StatusPaid, StatusRefunded,
-	StatusNotPaid, StatusNotFound, StatusUnsupported, StatusNeedsReview,
+	StatusPartiallyRefunded, StatusNotPaid, StatusNotFound, StatusUnsupported, StatusNeedsReview,
 }
 
 // Final reports whether s is an outcome (anything but pending).
@@ -105,8 +108,28 @@ type Attempt struct {
 	Resperr       string
 	Respmsg       string
 	Reason        string
-	GatewayCalls  int
-	Rechecks      int
+	GatewayCalls  int // over the attempt's whole life
+	Rechecks      int // re-checks spent in the current phase
+
+	// CancelCalls counts the cancels that may have left, over the attempt's
+	// whole life (operator retries included): counted when the intent is
+	// written, before the send. Bounded by the policy's CancelMaxCalls.
+	CancelCalls int
+	// CancelReached: a cancel may have reached QFPay (it was acknowledged in
+	// any way, or its answer was lost). From then on "no record" is never
+	// not_found.
+	CancelReached bool
+	// CancelRespcd is the last cancel's answer ("" when it was lost).
+	CancelRespcd string
+	// BudgetCalls counts the gateway calls charged to the per-attempt budget
+	// since intake or the last operator retry.
+	BudgetCalls int
+	// The last payment record read (all empty before one was read): its
+	// respcd and cancel flag, and QFPay's own amount and currency.
+	RecordRespcd   string
+	RecordCancel   string
+	RecordTxAmt    int64
+	RecordTxCurrCd string
 
 	NextRunAt      time.Time
 	DeadlineAt     time.Time
@@ -166,24 +189,29 @@ type Call struct {
 // SchemaVersion is the version of the Outcome JSON on the results topic. Bump
 // it with any change of meaning or name; adding a field is not a change of
 // meaning.
-const SchemaVersion = 1
+const SchemaVersion = 2
 
 // Outcome is one message on the results topic: the final state of the
 // attempt an input event belongs to. Every field is always present (empty
 // when unknown), so readers see a fixed shape. Times are RFC 3339 in UTC.
 type Outcome struct {
-	EventID       string    `json:"event_id"`
-	OutTradeNo    string    `json:"out_trade_no"`
-	MchID         string    `json:"mchid"`
-	Syssn         string    `json:"syssn"`        // the original payment, if known
-	CancelSyssn   string    `json:"cancel_syssn"` // the reversal or close transaction
-	Status        Status    `json:"status"`
-	Method        Method    `json:"method"` // reversal | close | none
-	Respcd        string    `json:"respcd"`
-	Resperr       string    `json:"resperr"`
-	Respmsg       string    `json:"respmsg"`
-	TxAmt         int64     `json:"txamt"`
-	TxCurrCd      string    `json:"txcurrcd"`
+	EventID     string `json:"event_id"`
+	OutTradeNo  string `json:"out_trade_no"`
+	MchID       string `json:"mchid"`
+	Syssn       string `json:"syssn"`        // the original payment, if known
+	CancelSyssn string `json:"cancel_syssn"` // the reversal or close transaction
+	Status      Status `json:"status"`
+	Method      Method `json:"method"` // reversal | close | none
+	Respcd      string `json:"respcd"`
+	Resperr     string `json:"resperr"`
+	Respmsg     string `json:"respmsg"`
+	TxAmt       int64  `json:"txamt"`    // the event's amount
+	TxCurrCd    string `json:"txcurrcd"` // the event's currency
+	// QFPayTxAmt and QFPayTxCurrCd are QFPay's own amount and currency from
+	// the last payment record read (0 and "" when no record was read). A
+	// mismatch with the event's is needs_review.
+	QFPayTxAmt    int64     `json:"qfpay_txamt"`
+	QFPayTxCurrCd string    `json:"qfpay_txcurrcd"`
 	GatewayCalls  int       `json:"gateway_calls"`
 	FirstSeenAt   time.Time `json:"first_seen_at"`
 	DecidedAt     time.Time `json:"decided_at"`

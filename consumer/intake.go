@@ -23,7 +23,11 @@ type IntakeConfig struct {
 	Topic    string // payment-uncertain input
 	GroupID  string
 	DLQTopic string
-	Security Security
+	// DefaultMchID is the mchid of events that carry none (QFPAY_MCHID). It
+	// is applied before the event is keyed, so that one payment is one
+	// attempt whether or not its events name the merchant.
+	DefaultMchID string
+	Security     Security
 
 	// BatchSize is the most messages per store transaction; 0 means 500.
 	BatchSize int
@@ -364,6 +368,9 @@ func (in *Intake) decode(batch []kafka.Message) ([]reversald.Event, []kafka.Mess
 		if err != nil {
 			letters = append(letters, Letter{Message: m, Reason: err.Error()})
 			continue
+		}
+		if ev.MchID == "" {
+			ev.MchID = in.cfg.DefaultMchID
 		}
 		ev.Source = reversald.Source{Topic: m.Topic, Partition: m.Partition, Offset: m.Offset, Payload: m.Value}
 		events = append(events, ev)

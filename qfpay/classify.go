@@ -25,12 +25,13 @@ const (
 	ClassNotFound                      // 1136, 1268: re-check by query, then not_found
 	ClassPaymentFailed                 // the payment itself failed (or expired unpaid, 1181): final not_paid
 	ClassTransient                     // retry with backoff; after a cancel, query before any re-send
-	ClassUnsupported                   // ErrNotCancellable: final unsupported, no call was made
+	ClassUnsupported                   // ErrNotCancellable: no call was made
+	ClassUnknown                       // a respcd outside the table: after a cancel, query then review; on a query, retry a bounded number of times
 )
 
 var classNames = [...]string{
 	"needs_review", "success", "in_progress", "duplicate", "already_cancelled",
-	"refunded", "paid", "not_found", "payment_failed", "transient", "unsupported",
+	"refunded", "paid", "not_found", "payment_failed", "transient", "unsupported", "unknown",
 }
 
 func (c Class) String() string {
@@ -41,7 +42,7 @@ func (c Class) String() string {
 }
 
 // codeClasses is the one table of QFPAY.md §4. A code not listed is
-// ClassNeedsReview.
+// ClassUnknown.
 var codeClasses = map[string]Class{
 	"0000": ClassSuccess,
 
@@ -65,7 +66,8 @@ var codeClasses = map[string]Class{
 
 	"1100": ClassTransient, "1205": ClassTransient, "1252": ClassTransient,
 	"1254": ClassTransient, "1295": ClassTransient, "1296": ClassTransient,
-	"1297": ClassTransient,
+	"1297": ClassTransient, "1111": ClassTransient, "1127": ClassTransient,
+	"2009": ClassTransient, "2010": ClassTransient,
 
 	"1101": ClassNeedsReview, "1103": ClassNeedsReview, "1104": ClassNeedsReview,
 	"1105": ClassNeedsReview, "1106": ClassNeedsReview, "1107": ClassNeedsReview,
@@ -80,7 +82,7 @@ func CodeClass(respcd string) Class {
 	if c, ok := codeClasses[respcd]; ok {
 		return c
 	}
-	return ClassNeedsReview
+	return ClassUnknown
 }
 
 // Classify says what err, as returned by the client (bare or wrapped), means.

@@ -133,7 +133,7 @@ func (c *Client) Query(ctx context.Context, req QueryRequest) (QueryResult, erro
 	}
 	res := QueryResult{Call: Call{Endpoint: "query", Request: params(
 		"mchid", req.MchID, "out_trade_no", req.OutTradeNo, "syssn", req.Syssn,
-		"start_time", req.StartTime, "end_time", req.EndTime)}}
+		"start_time", req.StartTime, "end_time", req.EndTime, "txzone", req.TxZone)}}
 	wrap := func(err error) error { return fmt.Errorf("qfpay query %s: %w", req.key(), err) }
 	if err := req.Validate(); err != nil {
 		return res, wrap(err)

@@ -28,9 +28,10 @@ const (
 	StateRefunded
 	StateInFlight
 	StateFailed
+	StatePartiallyRefunded
 )
 
-var stateNames = [...]string{"unknown", "paid", "reversed", "closed", "refunded", "in_flight", "failed"}
+var stateNames = [...]string{"unknown", "paid", "reversed", "closed", "refunded", "in_flight", "failed", "partially_refunded"}
 
 func (s RecordState) String() string {
 	if s < 0 || int(s) >= len(stateNames) {
@@ -58,7 +59,10 @@ type Record struct {
 }
 
 // State reads the cancel flag first (a reversed record may still show respcd
-// 0000), then respcd: 0000 paid, 1143/1145/1298 in flight, anything else failed.
+// 0000), then respcd (QFPAY.md §3): 0000 is paid; a code QFPay documents as a
+// failed payment is failed; every other code (the wait, processing, network,
+// unknown-result and try-later families, and any code this table does not
+// know) is in flight. Waiting is not failing.
 func (r Record) State() RecordState {
 	switch r.Cancel {
 	case "", "0":
@@ -66,21 +70,30 @@ func (r Record) State() RecordState {
 		return StateReversed
 	case "2":
 		return StateClosed
-	case "3", "5":
+	case "3":
 		return StateRefunded
-	default:
+	case "5":
+		return StatePartiallyRefunded
+	default: // 4 is undocumented; anything else is unknown
 		return StateUnknown
 	}
-	switch r.Respcd {
-	case "":
+	switch {
+	case r.Respcd == "":
 		return StateUnknown
-	case "0000":
+	case r.Respcd == "0000":
 		return StatePaid
-	case "1143", "1145", "1298":
-		return StateInFlight
-	default:
+	case failedPayment[r.Respcd]:
 		return StateFailed
+	default:
+		return StateInFlight
 	}
+}
+
+// failedPayment lists the record codes QFPay documents as a payment that
+// failed, so that nothing was charged (QFPAY.md §3).
+var failedPayment = map[string]bool{
+	"1147": true, "1181": true, "1201": true, "1202": true, "1203": true,
+	"1204": true, "1212": true, "2005": true,
 }
 
 // IsPayment reports whether the record is a payment (not a refund).
@@ -180,6 +193,26 @@ func decodeRecord(raw json.RawMessage) (Record, error) {
 			return Record{}, fmt.Errorf("data record: %w", e)
 		}
 	}
+	// A pay type is 6 digits; anything else is kept as received in Extra
+	// and read as unknown, so a garbled value never reaches the store.
+	if r.PayType != "" && !sixDigits(r.PayType) {
+		if raw, err := json.Marshal(r.PayType); err == nil {
+			o["pay_type"] = raw
+		}
+		r.PayType = ""
+	}
 	r.Extra = o.extra()
 	return r, nil
+}
+
+func sixDigits(s string) bool {
+	if len(s) != 6 {
+		return false
+	}
+	for i := range len(s) {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
 }

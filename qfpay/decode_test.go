@@ -21,13 +21,34 @@ func TestRecordState(t *testing.T) {
 		{"1143", "1", StateReversed},
 		{"0000", "2", StateClosed},
 		{"0000", "3", StateRefunded},
-		{"0000", "5", StateRefunded},
-		{"0000", "4", StateUnknown},
+		{"0000", "5", StatePartiallyRefunded}, // part of the money is still captured
+		{"0000", "4", StateUnknown},           // undocumented
+		{"0000", "9", StateUnknown},
 		{"1143", "0", StateInFlight},
 		{"1145", "0", StateInFlight},
 		{"1298", "", StateInFlight},
+		// Waiting is not failing: every wait, network, unknown-result and
+		// try-later code, and any code not documented as a failure, is in flight.
+		{"1161", "0", StateInFlight},
+		{"1295", "0", StateInFlight},
+		{"1296", "0", StateInFlight},
+		{"1297", "0", StateInFlight},
+		{"1100", "0", StateInFlight},
+		{"1205", "0", StateInFlight},
+		{"1252", "0", StateInFlight},
+		{"1254", "0", StateInFlight},
+		{"2999", "0", StateInFlight},
+		{"1102", "0", StateInFlight},
+		{"7777", "0", StateInFlight},
+		// Documented failed payments: nothing was charged.
 		{"1147", "0", StateFailed},
-		{"1205", "0", StateFailed},
+		{"1181", "0", StateFailed},
+		{"1201", "0", StateFailed},
+		{"1202", "0", StateFailed},
+		{"1203", "0", StateFailed},
+		{"1204", "0", StateFailed},
+		{"1212", "0", StateFailed},
+		{"2005", "0", StateFailed},
 		{"", "0", StateUnknown},
 	}
 	for _, tt := range tests {

@@ -28,6 +28,9 @@ type QueryRequest struct {
 	Syssn      string
 	StartTime  string
 	EndTime    string
+	// TxZone is the time zone of StartTime/EndTime, like "+0800"; empty
+	// leaves it out and QFPay assumes UTC+8.
+	TxZone string
 }
 
 // CancelRequest is the body of a reversal or close (QFPAY.md §2). One of Syssn
@@ -85,6 +88,9 @@ func (r QueryRequest) Validate() error {
 	}
 	if r.EndTime != "" && !isTxDtm(r.EndTime) {
 		return &ValidationError{Field: "end_time", Reason: "must be YYYY-MM-DD hh:mm:ss"}
+	}
+	if r.TxZone != "" && !IsTxZone(r.TxZone) {
+		return &ValidationError{Field: "txzone", Reason: "must be a UTC offset like +0800"}
 	}
 	if r.StartTime != "" && r.EndTime != "" && r.EndTime < r.StartTime {
 		return &ValidationError{Field: "end_time", Reason: "is before start_time"}
@@ -215,4 +221,18 @@ func isDigits(s string) bool {
 
 func isAlnum(c byte) bool {
 	return c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z'
+}
+
+// IsTxZone reports whether s is a UTC offset the way QFPay writes txzone:
+// a sign and four digits, like +0800.
+func IsTxZone(s string) bool {
+	if len(s) != 5 || (s[0] != '+' && s[0] != '-') {
+		return false
+	}
+	for i := 1; i < 5; i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return s[1:3] <= "14" && s[3:5] <= "59"
 }

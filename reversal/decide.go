@@ -8,18 +8,27 @@ import (
 	"github.com/reversald/reversald/qfpay"
 )
 
-// Policy bounds the re-checks of the decision table.
+// Policy bounds the decision table. Every loop in it ends by one of these
+// counts, not only by the attempt's deadline.
 type Policy struct {
-	// NotFoundRechecks is how many queries, after QFPay said the transaction
-	// does not exist, still find no record before the outcome is not_found.
+	// NotFoundRechecks is how many queries may still find no record, when no
+	// cancel can have reached QFPay, before the outcome is not_found.
 	NotFoundRechecks int
-	// ConfirmRechecks is how many confirming queries may still show the
-	// payment uncancelled after a successful cancel before a person must look.
+	// ConfirmRechecks is how many re-checks a state that cannot settle yet
+	// gets: a cancel not shown yet, a record not visible yet after a cancel,
+	// a payment that cannot be cancelled still in flight, an unknown query
+	// answer.
 	ConfirmRechecks int
+	// CancelMaxCalls is the most cancels one attempt may send over its whole
+	// life, operator retries included (CANCEL_MAX_CALLS).
+	CancelMaxCalls int
+	// MaxGatewayCalls is the per-attempt budget of gateway calls, since
+	// intake or the last operator retry (GATEWAY_MAX_CALLS).
+	MaxGatewayCalls int
 }
 
 // DefaultPolicy is what production runs with unless configured otherwise.
-var DefaultPolicy = Policy{NotFoundRechecks: 3, ConfirmRechecks: 5}
+var DefaultPolicy = Policy{NotFoundRechecks: 3, ConfirmRechecks: 5, CancelMaxCalls: 2, MaxGatewayCalls: 30}
 
 // Validate reports every problem with p.
 func (p Policy) Validate() error {
@@ -30,8 +39,18 @@ func (p Policy) Validate() error {
 	if p.ConfirmRechecks < 0 {
 		errs = append(errs, fmt.Errorf("confirm re-checks must not be negative, got %d", p.ConfirmRechecks))
 	}
+	if p.CancelMaxCalls < 1 {
+		errs = append(errs, fmt.Errorf("cancel max calls must be at least 1, got %d", p.CancelMaxCalls))
+	}
+	if p.MaxGatewayCalls < 2 {
+		errs = append(errs, fmt.Errorf("gateway call budget must be at least 2 (a query and a cancel), got %d", p.MaxGatewayCalls))
+	}
 	return errors.Join(errs...)
 }
+
+// ErrCancelBound is observed by a cancel step that refused to send because the
+// attempt has used up its cancels.
+var ErrCancelBound = errors.New("cancel bound reached: no cancel sent")
 
 // Observation is what one step saw: the answer to a query (for the query and
 // confirm steps) or to a cancel, and the error the client returned with it.
@@ -58,114 +77,143 @@ func (s Schedule) String() string {
 	return [...]string{"final", "now", "later"}[s]
 }
 
-// Decide is the executor's decision table (DESIGN.md, QFPAY.md §4): from an
-// attempt at a step and what that step observed, the attempt's next state and
-// when it runs. It does no I/O and reads no clock.
+// Decide is the executor's decision table (docs/DESIGN.md, QFPAY.md §3-§4):
+// from an attempt at a step and what that step observed, the attempt's next
+// state and when it runs. It does no I/O and reads no clock.
+//
+// The rule above every row: only a query settles. A final money status
+// (reversed, closed, paid, refunded, partially_refunded, not_paid, not_found)
+// comes only from a query read after the last cancel answer; a cancel answer
+// never settles anything. Ambiguity becomes a re-check or needs_review
+// carrying the last record, and every loop ends by a count: re-checks,
+// CancelMaxCalls, MaxGatewayCalls.
+//
+// The caller counts the gateway calls the step made into a.GatewayCalls and
+// a.BudgetCalls before calling Decide.
 func Decide(a reversald.Attempt, obs Observation, p Policy) (reversald.Attempt, Schedule) {
+	var sched Schedule
 	switch a.Step {
-	case reversald.StepQuery:
-		return decideQuery(a, obs, p)
+	case reversald.StepQuery, reversald.StepConfirm:
+		a, sched = decideQuery(a, obs, p)
 	case reversald.StepCancel:
-		return decideCancel(a, obs)
-	case reversald.StepConfirm:
-		return decideConfirm(a, obs, p)
+		a, sched = decideCancel(a, obs, p)
+	default:
+		return review(a, fmt.Sprintf("attempt is at unknown step %q", a.Step))
 	}
-	return final(a, reversald.StatusNeedsReview, fmt.Sprintf("attempt is at unknown step %q", a.Step))
+	if sched != Final && a.BudgetCalls >= p.MaxGatewayCalls {
+		return review(a, fmt.Sprintf("the gateway call budget (%d calls) is spent while %s", p.MaxGatewayCalls, lowerFirst(a.Reason)))
+	}
+	return a, sched
 }
 
 func decideQuery(a reversald.Attempt, obs Observation, p Policy) (reversald.Attempt, Schedule) {
-	a, rec, found, sched, answered := readAnswer(a, obs, "query")
-	if !answered {
-		return a, sched // a cancel still pending stays pending
+	rec, found, cls := readQuery(&a, obs)
+	switch cls {
+	case qfpay.ClassSuccess:
+	case qfpay.ClassNotFound:
+		found = false // "no such transaction" is an answer with no record
+	case qfpay.ClassTransient, qfpay.ClassInProgress, qfpay.ClassDuplicate:
+		a.Reason = "the query did not answer; re-checking: " + errText(obs.Err)
+		return a, Later
+	case qfpay.ClassUnknown:
+		if a.Rechecks >= p.ConfirmRechecks {
+			return review(a, fmt.Sprintf("the query answered a code outside the table %d times: %s", a.Rechecks+1, errText(obs.Err)))
+		}
+		return next(a, a.Step, a.Rechecks+1, "the query answered a code outside the table; re-checking: "+errText(obs.Err)), Later
+	default: // anything else a query can be answered with is a refusal
+		return review(a, "the query was refused: "+errText(obs.Err))
 	}
-	if a.CancelPending {
-		return decidePendingCancel(a, rec, found, p)
+	after := a.CancelCalls > 0
+	if after && cancelNeedsReview(a.CancelRespcd) {
+		// The cancel's answer was a refusal or outside the table: the query
+		// that followed is what the review needs to see.
+		return review(a, fmt.Sprintf("the cancel answered %s; a person must look", a.CancelRespcd))
 	}
 	if !found {
-		if a.Rechecks == 0 {
-			// QFPay has not seen it: cancel, so that it cannot complete later.
-			return next(a, reversald.StepCancel, 0, "no record at QFPay; cancelling"), Now
-		}
-		if a.Rechecks >= p.NotFoundRechecks {
-			return final(a, reversald.StatusNotFound, fmt.Sprintf("QFPay has no such transaction after %d re-checks", a.Rechecks))
-		}
-		return next(a, reversald.StepQuery, a.Rechecks+1, "still no record at QFPay; re-checking"), Later
+		return decideNoRecord(a, p)
 	}
-	if a, sched, ok := settled(a, rec); ok {
-		return a, sched
+	if mismatch(a) {
+		return review(a, fmt.Sprintf("QFPay's record shows %d %s, the event %d %s", a.RecordTxAmt, a.RecordTxCurrCd, a.TxAmt, a.TxCurrCd))
 	}
-	switch rec.State() {
+	switch st := rec.State(); st {
+	case qfpay.StateReversed, qfpay.StateClosed, qfpay.StateRefunded, qfpay.StatePartiallyRefunded, qfpay.StateFailed:
+		status, reason := settledStatus(st)
+		return final(a, status, reason)
 	case qfpay.StatePaid:
-		return final(a, reversald.StatusPaid, "the payment completed and cannot be reversed: refund it")
+		if !after {
+			return final(a, reversald.StatusPaid, "the payment completed and cannot be reversed: refund it")
+		}
+		if a.Rechecks < p.ConfirmRechecks {
+			return next(a, reversald.StepConfirm, a.Rechecks+1, "a cancel was sent and QFPay still shows the payment paid; re-checking"), Later
+		}
+		if qfpay.CodeClass(a.CancelRespcd) == qfpay.ClassPaid {
+			return final(a, reversald.StatusPaid, fmt.Sprintf("QFPay answered the cancel %s (already paid) and %d queries since show the payment paid: refund it", a.CancelRespcd, a.Rechecks+1))
+		}
+		return review(a, fmt.Sprintf("a cancel was sent but QFPay still shows the payment paid after %d re-checks: check it before refunding", a.Rechecks))
 	case qfpay.StateInFlight:
-		return next(a, reversald.StepCancel, 0, "payment still in flight; cancelling"), Now
-	default: // unreadable (the settled states were taken above)
+		if !after {
+			return toCancel(a, p, "payment still in flight; cancelling")
+		}
+		if a.Rechecks < p.ConfirmRechecks {
+			return next(a, reversald.StepConfirm, a.Rechecks+1, "a cancel was sent and has not shown at QFPay yet; re-checking"), Later
+		}
+		return toCancel(a, p, fmt.Sprintf("a cancel did not take in %d re-checks and the payment is still in flight; cancelling again", a.Rechecks))
+	default: // StateUnknown: an undocumented cancel flag or no respcd
 	}
-	return final(a, reversald.StatusNeedsReview, fmt.Sprintf("query record unreadable (respcd %q, cancel %q)", rec.Respcd, rec.Cancel))
+	return review(a, "the query record is unreadable")
 }
 
-// decidePendingCancel reads a query made while a cancel's outcome is unknown
-// (it answered in progress or "payment failed", or never answered, or its
-// worker died). Only a
-// cancelled, refunded or failed record settles it. Paid, in flight or no
-// record may be the cancel still under way at QFPay: re-check, never conclude
-// "paid" (someone would refund a payment that is being reversed) and never
-// cancel again at once.
-func decidePendingCancel(a reversald.Attempt, rec qfpay.Record, found bool, p Policy) (reversald.Attempt, Schedule) {
-	if found {
-		if a, sched, ok := settled(a, rec); ok {
-			return a, sched
+// decideNoRecord reads a query that found no record.
+func decideNoRecord(a reversald.Attempt, p Policy) (reversald.Attempt, Schedule) {
+	if a.CancelReached {
+		// A cancel may have reached QFPay: QFPay knows the payment, so an
+		// empty answer means our query is wrong (range, mchid, credential),
+		// or is not caught up yet. Never not_found.
+		if a.Rechecks < p.ConfirmRechecks {
+			return next(a, reversald.StepConfirm, a.Rechecks+1, "a cancel may have reached QFPay and no record shows yet; re-checking"), Later
 		}
-		if rec.State() == qfpay.StateUnknown {
-			return final(a, reversald.StatusNeedsReview, fmt.Sprintf("query record unreadable after a cancel (respcd %q, cancel %q)", rec.Respcd, rec.Cancel))
-		}
+		return review(a, fmt.Sprintf("a cancel may have reached QFPay (%s) but %d queries since find no record: check the query range, mchid and credential", cancelHistory(a), a.Rechecks+1))
 	}
-	if a.Rechecks < p.ConfirmRechecks {
-		return next(a, reversald.StepQuery, a.Rechecks+1, "a cancel was sent and has not shown at QFPay yet; re-checking"), Later
+	if a.CancelCalls == 0 && a.Rechecks == 0 {
+		// QFPay has not seen it: cancel, so that it cannot complete later.
+		return toCancel(a, p, "no record at QFPay; cancelling")
 	}
-	// The cancel has not taken after the whole re-check budget.
-	n := a.Rechecks
-	a.CancelPending = false
+	if a.Rechecks >= p.NotFoundRechecks {
+		return final(a, reversald.StatusNotFound, fmt.Sprintf("QFPay has no such transaction after %d re-checks", a.Rechecks))
+	}
+	return next(a, reversald.StepQuery, a.Rechecks+1, "still no record at QFPay; re-checking"), Later
+}
+
+// toCancel moves to the cancel step, unless the attempt has used up its
+// cancels.
+func toCancel(a reversald.Attempt, p Policy, reason string) (reversald.Attempt, Schedule) {
+	if a.CancelCalls >= p.CancelMaxCalls {
+		return review(a, fmt.Sprintf("the cancel bound (%d) is reached and %s", p.CancelMaxCalls, lowerFirst(reason)))
+	}
+	// The re-checks carry over: a pay type that cannot be cancelled comes
+	// back to query with them (decideCancel), so following it is bounded.
+	return next(a, reversald.StepCancel, a.Rechecks, reason), Now
+}
+
+func decideCancel(a reversald.Attempt, obs Observation, p Policy) (reversald.Attempt, Schedule) {
 	switch {
-	case !found:
-		return final(a, reversald.StatusNotFound, fmt.Sprintf("QFPay has no such transaction %d re-checks after a cancel", n))
-	case rec.State() == qfpay.StateInFlight:
-		return next(a, reversald.StepCancel, 0, fmt.Sprintf("a cancel did not take in %d re-checks and the payment is still in flight; cancelling again", n)), Now
-	}
-	return final(a, reversald.StatusNeedsReview, fmt.Sprintf("a cancel was sent but QFPay still shows the payment paid after %d re-checks: check it before refunding", n))
-}
-
-// settled maps the records that end an attempt whatever came before:
-// cancelled, refunded, failed.
-func settled(a reversald.Attempt, rec qfpay.Record) (reversald.Attempt, Schedule, bool) {
-	var (
-		status reversald.Status
-		reason string
-	)
-	switch rec.State() {
-	case qfpay.StateReversed:
-		status, reason = reversald.StatusReversed, "QFPay shows the payment reversed"
-	case qfpay.StateClosed:
-		status, reason = reversald.StatusClosed, "QFPay shows the payment closed"
-	case qfpay.StateRefunded:
-		status, reason = reversald.StatusRefunded, "QFPay shows the payment refunded"
-	case qfpay.StateFailed:
-		status, reason = reversald.StatusNotPaid, "the payment failed at QFPay: nothing was charged"
-	default: // paid, in flight, unreadable: not settled
-		return a, 0, false
-	}
-	a, sched := final(a, status, reason)
-	return a, sched, true
-}
-
-func decideCancel(a reversald.Attempt, obs Observation) (reversald.Attempt, Schedule) {
-	if errors.Is(obs.Err, qfpay.ErrNotCancellable) {
+	case errors.Is(obs.Err, qfpay.ErrNotCancellable):
+		// No cancel route: follow the payment by query until it settles;
+		// unsupported only if it is still in flight at the bound.
 		a.Method = reversald.MethodNone
-		return final(a, reversald.StatusUnsupported, fmt.Sprintf("pay type %s cannot be cancelled through the API", a.PayType))
+		if a.Rechecks >= p.ConfirmRechecks {
+			return final(a, reversald.StatusUnsupported, fmt.Sprintf("pay type %s cannot be cancelled through the API and the payment was still in flight after %d re-checks", a.PayType, a.Rechecks))
+		}
+		return next(a, reversald.StepQuery, a.Rechecks+1, fmt.Sprintf("pay type %s cannot be cancelled through the API; following the payment by query", a.PayType)), Later
+	case errors.Is(obs.Err, ErrCancelBound):
+		return review(a, fmt.Sprintf("the cancel bound (%d) is reached", p.CancelMaxCalls))
 	}
 	a.Method = methodOf(obs.Method)
+	a.CancelPending = false
+	a.CancelRespcd = ""
 	if obs.Cancel != nil {
 		setResponse(&a, obs.Cancel.Call)
+		a.CancelRespcd = obs.Cancel.Call.Respcd
 		if obs.Cancel.Syssn != "" {
 			a.CancelSyssn = obs.Cancel.Syssn
 		}
@@ -173,85 +221,68 @@ func decideCancel(a reversald.Attempt, obs Observation) (reversald.Attempt, Sche
 			a.Syssn = obs.Cancel.OrigSyssn
 		}
 	}
-	cls := qfpay.Classify(obs.Err)
-	switch cls {
-	case qfpay.ClassSuccess, qfpay.ClassAlreadyCancelled:
-		a.CancelPending = false
-		return next(a, reversald.StepConfirm, 0, "cancel accepted; confirming"), Now
-	case qfpay.ClassPaid:
-		a.CancelPending = false
-		return final(a, reversald.StatusPaid, "the payment completed before it could be cancelled: refund it")
-	case qfpay.ClassRefunded:
-		a.CancelPending = false
-		return final(a, reversald.StatusRefunded, "QFPay says the payment is already refunded")
+	answer := "answered " + a.CancelRespcd
+	if a.CancelRespcd == "" {
+		answer = "got no answer (" + errText(obs.Err) + ")"
+	}
+	// Every answer is confirmed by a query; none settles anything.
+	switch cls := qfpay.Classify(obs.Err); cls {
 	case qfpay.ClassNotFound:
-		a.CancelPending = false
-		return next(a, reversald.StepQuery, 1, "QFPay says the transaction does not exist; re-checking"), Later
-	case qfpay.ClassPaymentFailed:
-		// Confirm by query, reading it as after any answered-but-unsettled
-		// cancel: only a settled record ends it, and a query that disagrees
-		// (in flight, paid, no record) is re-checked with backoff, not met
-		// with another cancel at once.
-		a.CancelPending = true
-		return next(a, reversald.StepQuery, 0, "QFPay says the payment failed; confirming by query"), Now
-	case qfpay.ClassInProgress, qfpay.ClassDuplicate:
-		// The cancel is under way (or was sent before): it stays pending
-		// until a query shows how it ended.
-		a.CancelPending = true
-		return next(a, reversald.StepQuery, 0, "cancel in progress at QFPay; re-checking by query"), Later
-	case qfpay.ClassTransient:
-		// The cancel may or may not have happened: never re-send blindly.
-		// It stays pending until a query shows how it ended.
-		a.CancelPending = true
-		return next(a, reversald.StepQuery, 0, "cancel unanswered ("+errText(obs.Err)+"); querying before anything else"), Later
-	case qfpay.ClassUnsupported:
-		a.Method = reversald.MethodNone
-		return final(a, reversald.StatusUnsupported, "pay type cannot be cancelled through the API")
-	default: // ClassNeedsReview: configuration, signature, risk, unknown
-	}
-	a.CancelPending = false
-	return final(a, reversald.StatusNeedsReview, "cancel refused: "+errText(obs.Err))
-}
-
-func decideConfirm(a reversald.Attempt, obs Observation, p Policy) (reversald.Attempt, Schedule) {
-	a, rec, found, sched, answered := readAnswer(a, obs, "confirming query")
-	if !answered {
-		return a, sched
-	}
-	if found {
-		if a, sched, ok := settled(a, rec); ok {
-			return a, sched
+		// QFPay says it has no such payment: the cancel did nothing.
+		return next(a, reversald.StepConfirm, 1, "the cancel "+answer+" (no such transaction); re-checking by query"), Later
+	case qfpay.ClassSuccess, qfpay.ClassAlreadyCancelled, qfpay.ClassRefunded, qfpay.ClassPaid, qfpay.ClassPaymentFailed:
+		a.CancelReached = true
+		return next(a, reversald.StepConfirm, 0, "the cancel "+answer+"; confirming by query"), Now
+	case qfpay.ClassInProgress, qfpay.ClassDuplicate, qfpay.ClassTransient:
+		// It may or may not have happened: never re-send blindly.
+		a.CancelReached = true
+		return next(a, reversald.StepConfirm, 0, "the cancel "+answer+"; re-checking by query before anything else"), Later
+	default: // ClassNeedsReview, ClassUnknown: query first, so the review carries the fresh record
+		a.CancelReached = true
+		if a.CancelRespcd == "" {
+			a.CancelRespcd = "?" // refused before any respcd: still a refusal
 		}
+		return next(a, reversald.StepConfirm, 0, "the cancel "+answer+"; querying so the review carries the fresh record"), Now
 	}
-	// Paid, in flight, or no record yet: the cancel has not shown up.
-	what := "the payment is not shown cancelled"
-	if !found {
-		what = "QFPay shows no record"
-	}
-	if a.Rechecks >= p.ConfirmRechecks {
-		return final(a, reversald.StatusNeedsReview, fmt.Sprintf("cancel was accepted but after %d re-checks %s", a.Rechecks, what))
-	}
-	return next(a, reversald.StepConfirm, a.Rechecks+1, "cancel accepted but "+what+" yet; re-checking"), Later
 }
 
-// readAnswer reads a query's answer the same way for every step that
-// queries: a call that did not answer is re-checked later, a refused one needs
-// review, and "no such transaction" is an answer with no record. answered is
-// false when it decided on its own (a and sched are then the decision).
-func readAnswer(a reversald.Attempt, obs Observation, what string) (_ reversald.Attempt, rec qfpay.Record, found bool, sched Schedule, answered bool) {
-	rec, found, cls := readQuery(&a, obs)
-	switch cls {
-	case qfpay.ClassSuccess:
-		return a, rec, found, 0, true
-	case qfpay.ClassNotFound:
-		return a, rec, false, 0, true
-	case qfpay.ClassTransient, qfpay.ClassInProgress, qfpay.ClassDuplicate:
-		a.Reason = what + " did not answer; re-checking: " + errText(obs.Err)
-		return a, rec, false, Later, false
-	default: // anything else a query can be answered with is a refusal
+// cancelNeedsReview: the last cancel's answer was a refusal (configuration,
+// signature, risk) or a code outside the table.
+func cancelNeedsReview(respcd string) bool {
+	if respcd == "" {
+		return false // lost: re-check like any unanswered cancel
 	}
-	a, sched = final(a, reversald.StatusNeedsReview, what+" refused: "+errText(obs.Err))
-	return a, rec, false, sched, false
+	switch qfpay.CodeClass(respcd) {
+	case qfpay.ClassNeedsReview, qfpay.ClassUnknown:
+		return true
+	default:
+		return false
+	}
+}
+
+// settledStatus maps the records that end an attempt whatever came before.
+func settledStatus(st qfpay.RecordState) (reversald.Status, string) {
+	switch st {
+	case qfpay.StateReversed:
+		return reversald.StatusReversed, "QFPay shows the payment reversed"
+	case qfpay.StateClosed:
+		return reversald.StatusClosed, "QFPay shows the payment closed"
+	case qfpay.StateRefunded:
+		return reversald.StatusRefunded, "QFPay shows the payment refunded in full"
+	case qfpay.StatePartiallyRefunded:
+		return reversald.StatusPartiallyRefunded, "QFPay shows the payment partly refunded: part of the money is still captured"
+	default: // StateFailed
+		return reversald.StatusNotPaid, "the payment failed at QFPay: nothing was charged"
+	}
+}
+
+// mismatch reports whether QFPay's record disagrees with the event on the
+// amount or the currency.
+func mismatch(a reversald.Attempt) bool {
+	if a.RecordTxAmt != 0 && a.RecordTxAmt != a.TxAmt {
+		return true
+	}
+	return a.RecordTxCurrCd != "" && a.TxCurrCd != "" && a.RecordTxCurrCd != a.TxCurrCd
 }
 
 // readQuery fills what a query taught about the payment into a and returns
@@ -274,6 +305,7 @@ func readQuery(a *reversald.Attempt, obs Observation) (qfpay.Record, bool, qfpay
 	}
 	// The record's own code says what happened to the payment.
 	a.Respcd, a.Resperr = rec.Respcd, rec.ErrMsg
+	a.RecordRespcd, a.RecordCancel, a.RecordTxAmt, a.RecordTxCurrCd = rec.Respcd, rec.Cancel, rec.TxAmt, rec.TxCurrCd
 	return rec, true, cls
 }
 
@@ -288,6 +320,31 @@ func final(a reversald.Attempt, status reversald.Status, reason string) (reversa
 	return a, Final
 }
 
+// review ends the attempt needs_review, its reason carrying the last record
+// read and the cancel history, so the person who looks starts from them.
+func review(a reversald.Attempt, why string) (reversald.Attempt, Schedule) {
+	return final(a, reversald.StatusNeedsReview, why+"; "+lastRecord(a)+"; "+cancelHistory(a))
+}
+
+// lastRecord describes the last payment record read.
+func lastRecord(a reversald.Attempt) string {
+	if a.RecordRespcd == "" && a.RecordCancel == "" && a.RecordTxAmt == 0 {
+		return "no payment record was read"
+	}
+	return fmt.Sprintf("last record: respcd %s, cancel %q, %d %s", a.RecordRespcd, a.RecordCancel, a.RecordTxAmt, a.RecordTxCurrCd)
+}
+
+// cancelHistory describes the cancels sent.
+func cancelHistory(a reversald.Attempt) string {
+	switch {
+	case a.CancelCalls == 0:
+		return "no cancel sent"
+	case a.CancelRespcd == "":
+		return fmt.Sprintf("%d cancel(s) sent, the last answer lost", a.CancelCalls)
+	}
+	return fmt.Sprintf("%d cancel(s) sent, the last answered %s", a.CancelCalls, a.CancelRespcd)
+}
+
 func next(a reversald.Attempt, step reversald.Step, rechecks int, reason string) reversald.Attempt {
 	a.Step, a.Rechecks, a.Reason = step, rechecks, reason
 	return a
@@ -298,6 +355,13 @@ func errText(err error) string {
 		return "no error"
 	}
 	return err.Error()
+}
+
+func lowerFirst(s string) string {
+	if s == "" || s[0] < 'A' || s[0] > 'Z' {
+		return s
+	}
+	return string(s[0]+'a'-'A') + s[1:]
 }
 
 // methodOf names a gateway method in the domain's words: the one place the

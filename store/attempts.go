@@ -17,7 +17,8 @@ import (
 const attemptColumns = `a.id, a.mchid, a.out_trade_no, a.syssn, a.txamt, a.txcurrcd, a.txdtm, a.pay_type, a.udid,
 	a.status, a.step, a.method, a.cancel_pending, a.cancel_syssn, a.respcd, a.resperr, a.respmsg, a.reason,
 	a.gateway_calls, a.rechecks, a.next_run_at, a.deadline_at, a.lease_owner, a.lease_expires_at, a.token,
-	a.first_seen_at, a.decided_at, a.updated_at`
+	a.first_seen_at, a.decided_at, a.updated_at, a.cancel_calls, a.cancel_reached, a.cancel_respcd,
+	a.budget_calls, a.record_respcd, a.record_cancel, a.record_txamt, a.record_txcurrcd`
 
 func scanAttempt(row pgx.CollectableRow) (reversald.Attempt, error) {
 	var (
@@ -27,7 +28,8 @@ func scanAttempt(row pgx.CollectableRow) (reversald.Attempt, error) {
 	err := row.Scan(&a.ID, &a.MchID, &a.OutTradeNo, &a.Syssn, &a.TxAmt, &a.TxCurrCd, &a.TxDtm, &a.PayType, &a.Udid,
 		&a.Status, &a.Step, &a.Method, &a.CancelPending, &a.CancelSyssn, &a.Respcd, &a.Resperr, &a.Respmsg, &a.Reason,
 		&a.GatewayCalls, &a.Rechecks, &a.NextRunAt, &a.DeadlineAt, &a.LeaseOwner, &lease, &a.Token,
-		&a.FirstSeenAt, &decide, &a.UpdatedAt)
+		&a.FirstSeenAt, &decide, &a.UpdatedAt, &a.CancelCalls, &a.CancelReached, &a.CancelRespcd,
+		&a.BudgetCalls, &a.RecordRespcd, &a.RecordCancel, &a.RecordTxAmt, &a.RecordTxCurrCd)
 	if lease != nil {
 		a.LeaseExpiresAt = *lease
 	}
@@ -89,7 +91,9 @@ func (s *Store) Claim(ctx context.Context, c Claim) ([]reversald.Attempt, error)
 // mutable fields of the attempt, as the executor set them), the gateway calls it
 // made, and whether the worker keeps its lease to go on at once.
 type Step struct {
-	Attempt reversald.Attempt // ID and Token identify the claim; the rest is the new state
+	// Attempt: ID and Token identify the claim; the rest is the new state.
+	// Its GatewayCalls and BudgetCalls already count Calls.
+	Attempt reversald.Attempt
 	Calls   []reversald.Call
 	// KeepLease renews the lease for Lease from now instead of releasing it.
 	KeepLease bool
@@ -114,7 +118,8 @@ func (s *Store) WriteStep(ctx context.Context, st Step) error {
 	// and copied into outcomes, which must stay small: clean it here, once.
 	a.Respcd, a.Resperr, a.Respmsg = cleanText(a.Respcd, 16), cleanText(a.Resperr, maxText), cleanText(a.Respmsg, maxText)
 	a.Reason, a.Syssn, a.CancelSyssn = cleanText(a.Reason, maxText), cleanText(a.Syssn, 64), cleanText(a.CancelSyssn, 64)
-	a.PayType = cleanText(a.PayType, 16)
+	a.PayType, a.CancelRespcd = cleanText(a.PayType, 16), cleanText(a.CancelRespcd, 16)
+	a.RecordTxCurrCd, a.RecordRespcd, a.RecordCancel = cleanText(a.RecordTxCurrCd, 16), cleanText(a.RecordRespcd, 16), cleanText(a.RecordCancel, 16)
 	now := s.now()
 	var leaseUntil *time.Time
 	owner := ""
@@ -131,12 +136,16 @@ func (s *Store) WriteStep(ctx context.Context, st Step) error {
 		UPDATE attempts SET
 			status = $3, step = $4, method = $5, cancel_pending = $6, syssn = $7, pay_type = $8,
 			cancel_syssn = $9, respcd = $10, resperr = $11, respmsg = $12, reason = $13,
-			rechecks = $14, next_run_at = $15, gateway_calls = gateway_calls + $16,
-			decided_at = $17, lease_owner = $18, lease_expires_at = $19, updated_at = $20
+			rechecks = $14, next_run_at = LEAST($15::timestamptz, deadline_at), gateway_calls = $16,
+			decided_at = $17, lease_owner = $18, lease_expires_at = $19, updated_at = $20,
+			cancel_calls = $21, cancel_reached = $22, cancel_respcd = $23, budget_calls = $24,
+			record_respcd = $25, record_cancel = $26, record_txamt = $27, record_txcurrcd = $28
 		WHERE id = $1 AND token = $2`,
 		a.ID, a.Token, a.Status, a.Step, a.Method, a.CancelPending, a.Syssn, a.PayType,
 		a.CancelSyssn, a.Respcd, a.Resperr, a.Respmsg, a.Reason,
-		a.Rechecks, a.NextRunAt, len(st.Calls), decided, owner, leaseUntil, now)
+		a.Rechecks, a.NextRunAt, a.GatewayCalls, decided, owner, leaseUntil, now,
+		a.CancelCalls, a.CancelReached, a.CancelRespcd, a.BudgetCalls,
+		a.RecordRespcd, a.RecordCancel, a.RecordTxAmt, a.RecordTxCurrCd)
 	fenced := false
 	update.Exec(func(tag pgconn.CommandTag) error {
 		fenced = tag.RowsAffected() == 0
@@ -148,9 +157,9 @@ func (s *Store) WriteStep(ctx context.Context, st Step) error {
 	if a.Final() {
 		b.Queue(`
 			INSERT INTO outbox (event_id, attempt_id, status, method, syssn, cancel_syssn, respcd,
-			                    resperr, respmsg, reason, gateway_calls, decided_at)
+			                    resperr, respmsg, reason, gateway_calls, decided_at, record_txamt, record_txcurrcd)
 			SELECT e.event_id, a.id, a.status, a.method, a.syssn, a.cancel_syssn, a.respcd,
-			       a.resperr, a.respmsg, a.reason, a.gateway_calls, a.decided_at
+			       a.resperr, a.respmsg, a.reason, a.gateway_calls, a.decided_at, a.record_txamt, a.record_txcurrcd
 			FROM events e JOIN attempts a ON a.id = e.attempt_id
 			WHERE a.id = $1 AND a.token = $2 AND NOT e.conflict`, a.ID, a.Token)
 	}

@@ -54,13 +54,14 @@ func (s *Store) PublishOutbox(ctx context.Context, limit int, publish func(ctx c
 // outboxColumns are what scanOutbox reads: an outbox row joined (as o)
 // with its event (as e).
 const outboxColumns = `o.id, o.event_id, e.out_trade_no, e.mchid, o.syssn, o.cancel_syssn, o.status, o.method,
-	o.respcd, o.resperr, o.respmsg, e.txamt, e.txcurrcd, o.gateway_calls, e.received_at, o.decided_at, o.reason`
+	o.respcd, o.resperr, o.respmsg, e.txamt, e.txcurrcd, o.gateway_calls, e.received_at, o.decided_at, o.reason,
+	o.record_txamt, o.record_txcurrcd`
 
 func scanOutbox(row pgx.CollectableRow) (OutboxRecord, error) {
 	var r OutboxRecord
 	err := row.Scan(&r.ID, &r.EventID, &r.OutTradeNo, &r.MchID, &r.Syssn, &r.CancelSyssn, &r.Status, &r.Method,
 		&r.Respcd, &r.Resperr, &r.Respmsg, &r.TxAmt, &r.TxCurrCd, &r.GatewayCalls, &r.FirstSeenAt,
-		&r.DecidedAt, &r.Reason)
+		&r.DecidedAt, &r.Reason, &r.QFPayTxAmt, &r.QFPayTxCurrCd)
 	r.Outcome = r.Outcome.Published()
 	return r, err
 }

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/sethvargo/go-envconfig"
+
+	"github.com/reversald/reversald/qfpay"
 )
 
 // Config is every setting of the daemon, read from the environment. The
@@ -49,6 +51,7 @@ type Config struct {
 	QFPayTimeout    time.Duration `env:"QFPAY_TIMEOUT, default=10s"`
 	QFPayVerifySign bool          `env:"QFPAY_VERIFY_RESPONSES, default=false"`
 	QFPayRoutes     string        `env:"QFPAY_ROUTES"`
+	QFPayTxZone     string        `env:"QFPAY_TXZONE, default=+0800"`
 
 	Workers          int           `env:"EXECUTOR_WORKERS, default=32"`
 	Lease            time.Duration `env:"EXECUTOR_LEASE, default=30s"`
@@ -59,6 +62,8 @@ type Config struct {
 	Deadline         time.Duration `env:"ATTEMPT_DEADLINE, default=24h"`
 	NotFoundRechecks int           `env:"NOT_FOUND_RECHECKS, default=3"`
 	ConfirmRechecks  int           `env:"CONFIRM_RECHECKS, default=5"`
+	CancelMaxCalls   int           `env:"CANCEL_MAX_CALLS, default=2"`
+	GatewayMaxCalls  int           `env:"GATEWAY_MAX_CALLS, default=30"`
 
 	HTTPAddr        string        `env:"HTTP_ADDR, default=:9090"`
 	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT, default=20s"`
@@ -125,6 +130,7 @@ func (c Config) validate() error {
 		{"KAFKA_TOPIC_PARTITIONS", c.TopicPartitions, 1}, {"KAFKA_TOPIC_REPLICATION", c.TopicReplication, 1},
 		{"INTAKE_BATCH_SIZE", c.IntakeBatch, 1}, {"PUBLISH_BATCH_SIZE", c.PublishBatch, 1},
 		{"EXECUTOR_WORKERS", c.Workers, 1}, {"NOT_FOUND_RECHECKS", c.NotFoundRechecks, 0}, {"CONFIRM_RECHECKS", c.ConfirmRechecks, 0},
+		{"CANCEL_MAX_CALLS", c.CancelMaxCalls, 1}, {"GATEWAY_MAX_CALLS", c.GatewayMaxCalls, 2},
 	} {
 		if p.v < p.min {
 			errs = append(errs, fmt.Errorf("%s must be at least %d, got %d", p.name, p.min, p.v))
@@ -146,6 +152,15 @@ func (c Config) validate() error {
 	// second worker could take the attempt over while the cancel is in flight.
 	if c.QFPayTimeout > 0 && c.Lease > 0 && c.Lease < 2*c.QFPayTimeout+5*time.Second {
 		errs = append(errs, fmt.Errorf("EXECUTOR_LEASE (%s) must be at least twice QFPAY_TIMEOUT (%s) plus 5s", c.Lease, c.QFPayTimeout))
+	}
+	if !qfpay.IsTxZone(c.QFPayTxZone) {
+		errs = append(errs, fmt.Errorf("QFPAY_TXZONE must be a UTC offset like +0800, got %q", c.QFPayTxZone))
+	}
+	if c.QFPayVerifySign {
+		errs = append(errs, errors.New("QFPAY_VERIFY_RESPONSES=true cannot be honoured safely: QFPay's Response Format page "+
+			"signs a response's data object (its fields sorted as k=v&..., then the client key, MD5), but the query "+
+			"endpoint answers data as an array of records and reversal/close answer no data object, so no documented "+
+			"scheme covers the answers reversald reads; unset it rather than verify against a guessed scheme"))
 	}
 	if c.MerchantRate == 0 {
 		errs = append(errs, errors.New("MERCHANT_RATE_PER_MIN must be positive, or negative to switch pacing off"))

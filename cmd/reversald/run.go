@@ -170,9 +170,13 @@ func daemon(ctx context.Context, cfg Config, logw io.Writer) error {
 		Owner: cfg.InstanceID, Workers: cfg.Workers, Lease: cfg.Lease, PollInterval: cfg.PollInterval,
 		BackoffBase: cfg.BackoffBase, BackoffMax: cfg.BackoffMax, MerchantRate: cfg.MerchantRate,
 		StopTimeout: cfg.ShutdownTimeout / 2,
-		Policy:      reversal.Policy{NotFoundRechecks: cfg.NotFoundRechecks, ConfirmRechecks: cfg.ConfirmRechecks},
-		Log:         log.With("component", "executor"),
-		Hooks:       m.executorHooks(pub.Wake),
+		Policy: reversal.Policy{
+			NotFoundRechecks: cfg.NotFoundRechecks, ConfirmRechecks: cfg.ConfirmRechecks,
+			CancelMaxCalls: cfg.CancelMaxCalls, MaxGatewayCalls: cfg.GatewayMaxCalls,
+		},
+		TxZone: txZoneParam(cfg.QFPayTxZone),
+		Log:    log.With("component", "executor"),
+		Hooks:  m.executorHooks(pub.Wake),
 	}, st, gw)
 	if err != nil {
 		return err
@@ -181,7 +185,7 @@ func daemon(ctx context.Context, cfg Config, logw io.Writer) error {
 	in, err := consumer.NewIntake(consumer.IntakeConfig{
 		Brokers: cfg.KafkaBrokers, Topic: cfg.InputTopic, GroupID: cfg.GroupID, DLQTopic: cfg.DLQTopic,
 		Security: sec, BatchSize: cfg.IntakeBatch, BatchLinger: cfg.IntakeLinger,
-		OnNew: ex.Notify, Logger: log.With("component", "intake"),
+		OnNew: ex.Notify, Logger: log.With("component", "intake"), DefaultMchID: cfg.QFPayMchID,
 		FinalTimeout: cfg.ShutdownTimeout / 2,
 	}, st)
 	if err != nil {
@@ -254,4 +258,13 @@ func daemon(ctx context.Context, cfg Config, logw io.Writer) error {
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// txZoneParam is the txzone the query sends: none for QFPay's own default,
+// UTC+8.
+func txZoneParam(zone string) string {
+	if zone == "+0800" {
+		return ""
+	}
+	return zone
 }
