@@ -28,7 +28,16 @@
 // GET /_sandbox/check, GET|POST /_sandbox/txns, GET|POST /_sandbox/rules,
 // POST /_sandbox/ratelimit, POST /_sandbox/reset.
 //
-// The sandbox does not import package qfpay: it checks signatures with its own
-// code, so a signing bug in the client cannot hide behind the same bug here.
-// It keeps everything in memory; the ledger grows until Reset.
+// What it must not know: the sandbox never imports the project's client,
+// package qfpay. It keeps its own copy of QFPay's signing rule, field limits
+// (String(16) mchid, String(128) out_trade_no, Int(11) txamt, ...) and layouts
+// (YYYY-MM-DD hh:mm:ss) on purpose: it is an independent check of the client,
+// so a bug there cannot hide behind the same bug here. It keeps everything in
+// memory; the ledger grows until Reset (or up to Config.LedgerLimit).
+//
+// Files by job: sandbox.go (Config, New, Reset), state.go (transactions,
+// shards, Put/Get/Txns), serve.go (the stages of a call: parse, limit,
+// authenticate, validate, fault, answer), query.go, cancel.go, validate.go
+// (field checks), script.go (Behavior, Rule, Txn), ledger.go, admin.go,
+// sign.go, start.go.
 package sandbox

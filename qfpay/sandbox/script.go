@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -247,3 +248,68 @@ func isDigits(s string, n int) bool {
 	}
 	return true
 }
+
+// ruleSet is the rules and scripts in force, replaced whole on each change.
+type ruleSet struct {
+	scripts  map[string]*Behavior
+	prefixes []Rule // longest prefix first
+}
+
+// lookup returns the script for otn, else the longest matching prefix rule,
+// else nil.
+func (rs *ruleSet) lookup(otn string) *Behavior {
+	if b, ok := rs.scripts[otn]; ok {
+		return b
+	}
+	for i := range rs.prefixes {
+		if strings.HasPrefix(otn, rs.prefixes[i].Prefix) {
+			return &rs.prefixes[i].Behavior
+		}
+	}
+	return nil
+}
+
+// an earlier one for the same prefix or out_trade_no).
+func (s *Sandbox) AddRule(r Rule) error {
+	if err := r.validate(); err != nil {
+		return err
+	}
+	s.rulesMu.Lock()
+	defer s.rulesMu.Unlock()
+	old := s.rules.Load()
+	rs := &ruleSet{scripts: make(map[string]*Behavior, len(old.scripts)+1), prefixes: slices.Clone(old.prefixes)}
+	for k, v := range old.scripts {
+		rs.scripts[k] = v
+	}
+	if r.OutTradeNo != "" {
+		b := r.Behavior
+		rs.scripts[r.OutTradeNo] = &b
+	} else {
+		rs.prefixes = slices.DeleteFunc(rs.prefixes, func(x Rule) bool { return x.Prefix == r.Prefix })
+		rs.prefixes = append(rs.prefixes, r)
+		slices.SortStableFunc(rs.prefixes, func(a, b Rule) int { return len(b.Prefix) - len(a.Prefix) })
+	}
+	s.rules.Store(rs)
+	return nil
+}
+
+// Script sets the behaviour of one out_trade_no (for any mchid). It beats rules.
+func (s *Sandbox) Script(outTradeNo string, b Behavior) error {
+	if outTradeNo == "" {
+		return errors.New("script: out_trade_no is required")
+	}
+	return s.AddRule(Rule{OutTradeNo: outTradeNo, Behavior: b})
+}
+
+// Rules returns the rules and scripts in force.
+func (s *Sandbox) Rules() []Rule {
+	rs := s.rules.Load()
+	out := slices.Clone(rs.prefixes)
+	for otn, b := range rs.scripts {
+		out = append(out, Rule{OutTradeNo: otn, Behavior: *b})
+	}
+	return out
+}
+
+// behavior returns the script or rule for otn, or nil.
+func (s *Sandbox) behavior(otn string) *Behavior { return s.rules.Load().lookup(otn) }

@@ -1,0 +1,173 @@
+package sandbox
+
+// This file answers /trade/v1/query.
+
+import (
+	"strconv"
+	"strings"
+	"time"
+)
+
+// queryAnswer is the shape of a query answer: a top-level respcd that only says
+// the call worked, and the records.
+type queryAnswer struct {
+	Respcd   string   `json:"respcd"`
+	Resperr  string   `json:"resperr"`
+	Respmsg  string   `json:"respmsg"`
+	Page     int      `json:"page"`
+	PageSize int      `json:"page_size"`
+	Data     []record `json:"data"`
+}
+
+// record is one payment in a query answer.
+type record struct {
+	Respcd     string `json:"respcd"`
+	Cancel     string `json:"cancel"`
+	Syssn      string `json:"syssn"`
+	OutTradeNo string `json:"out_trade_no"`
+	PayType    string `json:"pay_type"`
+	OrderType  string `json:"order_type"`
+	TxAmt      any    `json:"txamt"`
+	TxCurrCd   string `json:"txcurrcd"`
+	TxDtm      string `json:"txdtm"`
+	SysDtm     string `json:"sysdtm"`
+	ErrMsg     string `json:"errmsg"`
+	Chnlsn     string `json:"chnlsn"`
+}
+
+// amount alternates between a JSON string and a number, per transaction, so
+// clients must decode both (QFPay does both).
+func amount(e *entry) any {
+	if e.n%2 == 0 {
+		return strconv.FormatInt(e.txn.TxAmt, 10)
+	}
+	return e.txn.TxAmt
+}
+
+// query answers a query: the records of the listed out_trade_nos and syssns (or
+// of every transaction of the merchant), within the date range.
+func (s *Sandbox) query(ent *Entry, fields map[string]string, now time.Time) any {
+	from, to := fields["start_time"], fields["end_time"]
+	if from == "" && to == "" && !s.cfg.AnyMonth {
+		first := time.Date(now.Year(), now.Month(), 1, 0, 0, 0, 0, now.Location())
+		from, to = first.Format(dtmLayout), first.AddDate(0, 1, 0).Add(-time.Second).Format(dtmLayout)
+	}
+	mchid := fields["mchid"]
+	ans := queryAnswer{Respcd: "0000", Page: 1, PageSize: 10, Data: []record{}}
+	if otn := fields["out_trade_no"]; otn != "" && fields["syssn"] == "" && !strings.Contains(otn, ",") {
+		if b := s.behavior(otn); b != nil && len(b.QueryCodes) > 0 {
+			sh := s.shard(otn)
+			sh.mu.Lock()
+			e := s.entryLocked(sh, tkey{mchid, otn}, b, fields, now)
+			e.queries++
+			n := e.queries
+			sh.mu.Unlock()
+			if n <= len(b.QueryCodes) && b.QueryCodes[n-1] != "0000" {
+				code := b.QueryCodes[n-1]
+				ent.Respcd = code
+				return codeAnswer(code, "")
+			}
+		}
+	}
+	seen := map[tkey]bool{}
+	add := func(e *entry, k tkey) {
+		if seen[k] || !e.txn.State.known() || s.hidden(e, k.otn) {
+			return
+		}
+		seen[k] = true
+		dtm := e.txn.TxDtm
+		if dtm != "" && ((from != "" && dtm < from) || (to != "" && dtm > to)) {
+			return
+		}
+		ans.Data = append(ans.Data, s.record(e))
+	}
+	visit := func(k tkey) {
+		sh := s.shard(k.otn)
+		sh.mu.Lock()
+		if e := s.entryLocked(sh, k, s.behavior(k.otn), fields, now); e != nil {
+			add(e, k)
+		}
+		sh.mu.Unlock()
+	}
+	if v := fields["out_trade_no"]; v != "" {
+		for otn := range strings.SplitSeq(v, ",") {
+			visit(tkey{mchid, otn})
+		}
+	}
+	if v := fields["syssn"]; v != "" {
+		for ssn := range strings.SplitSeq(v, ",") {
+			if kv, ok := s.syssnIdx.Load(ssn); ok && kv.(tkey).mchid == mchid {
+				visit(kv.(tkey))
+			}
+		}
+	}
+	if fields["out_trade_no"] == "" && fields["syssn"] == "" {
+		for i := range s.shards {
+			sh := &s.shards[i]
+			sh.mu.Lock()
+			for k, e := range sh.m {
+				if k.mchid == mchid && len(ans.Data) < ans.PageSize {
+					add(e, k)
+				}
+			}
+			sh.mu.Unlock()
+		}
+	}
+	ent.Respcd = "0000"
+	if ent.OutTradeNo != "" && !strings.Contains(ent.OutTradeNo, ",") {
+		ent.State = StateUnknown
+		for _, r := range ans.Data {
+			if r.OutTradeNo == ent.OutTradeNo {
+				ent.State = s.stateOf(tkey{mchid, r.OutTradeNo})
+			}
+		}
+	}
+	return ans
+}
+
+// hidden reports whether QFPay has "not seen" the transaction yet: the first
+// Behavior.UnknownFor calls about it find no record. The entry's shard is locked.
+func (s *Sandbox) hidden(e *entry, otn string) bool {
+	b := s.behavior(otn)
+	if b == nil || b.UnknownFor == 0 {
+		return false
+	}
+	e.looks++
+	return e.looks <= b.UnknownFor
+}
+
+// record is how a query shows the entry e.
+func (s *Sandbox) record(e *entry) record {
+	t := &e.txn
+	r := record{
+		Respcd: "0000", Cancel: "0", Syssn: t.Syssn, OutTradeNo: t.OutTradeNo, PayType: t.PayType,
+		OrderType: "payment", TxAmt: amount(e), TxCurrCd: t.TxCurrCd, TxDtm: t.TxDtm, SysDtm: t.SysDtm,
+	}
+	if r.TxDtm == "" {
+		r.TxDtm = t.SysDtm
+	}
+	switch t.State {
+	case StateInFlight:
+		r.Respcd = orDefault(t.Respcd, "1143")
+		r.ErrMsg = messages[r.Respcd]
+	case StateFailed:
+		r.Respcd = orDefault(t.Respcd, "1147")
+		r.ErrMsg = orDefault(messages[r.Respcd], "payment failed")
+	case StateReversed:
+		r.Cancel = "1"
+	case StateClosed:
+		r.Cancel = "2"
+	case StateRefunded:
+		r.Cancel = "3"
+	default: // paid: respcd 0000, cancel 0
+	}
+	return r
+}
+
+// orDefault returns s, or d when s is empty.
+func orDefault(s, d string) string {
+	if s == "" {
+		return d
+	}
+	return s
+}
