@@ -65,7 +65,7 @@ func (s *Sandbox) cancel(ent *Entry, k tkey, fields map[string]string, endpoint 
 		code = "1260"
 	case StateFailed:
 		code = orDefault(t.Respcd, "1147")
-	case StateRefunded:
+	case StateRefunded, StatePartiallyRefunded:
 		code = "1262"
 	case StateReversed, StateClosed:
 		code = "1264"

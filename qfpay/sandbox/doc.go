@@ -9,10 +9,12 @@
 //     the received form fields, and answers respcd 1108 in band (HTTP 200) when
 //     either is wrong; validates the fields and answers 1104 naming the field;
 //   - keeps transactions per (mchid, out_trade_no) in the states in_flight, paid,
-//     failed, reversed, closed and refunded, and answers query, reversal and close
-//     with QFPay's codes and shapes: a paid order refuses a cancel with 1260, an
-//     already cancelled one answers 1263/1142/1264, an unknown one 1268, and the
-//     query record's cancel flag is set after a cancel;
+//     failed, reversed, closed, refunded and partially_refunded, and answers
+//     query, reversal and close with QFPay's codes and shapes: a paid order
+//     refuses a cancel with 1260, an already cancelled one answers
+//     1263/1142/1264, a refunded or partially refunded one 1262 (no effect), an
+//     unknown one 1268, and the query record's cancel flag is set after a cancel
+//     (1 reversed, 2 closed, 3 refunded, 5 partially refunded);
 //   - limits calls per merchant (100/s, 400/min, then HTTP 429) when switched on;
 //   - keeps a ledger of every call per out_trade_no, readable from Go and as JSON.
 //

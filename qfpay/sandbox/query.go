@@ -159,6 +159,8 @@ func (s *Sandbox) record(e *entry) record {
 		r.Cancel = "2"
 	case StateRefunded:
 		r.Cancel = "3"
+	case StatePartiallyRefunded:
+		r.Cancel = "5"
 	default: // paid: respcd 0000, cancel 0
 	}
 	return r

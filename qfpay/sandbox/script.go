@@ -15,20 +15,25 @@ import (
 type State string
 
 // States. StateUnknown means QFPay has not seen the transaction: a query finds
-// no record and a cancel answers 1268.
+// no record and a cancel answers 1268. The query record shows cancel=1 for
+// reversed, 2 for closed, 3 for refunded and 5 for partially_refunded (part of
+// the money is still captured; the record's txamt stays the original amount);
+// a refunded or partially refunded payment answers a cancel with 1262 and
+// stays as it is.
 const (
-	StateUnknown  State = "unknown"
-	StateInFlight State = "in_flight"
-	StatePaid     State = "paid"
-	StateFailed   State = "failed"
-	StateReversed State = "reversed"
-	StateClosed   State = "closed"
-	StateRefunded State = "refunded"
+	StateUnknown           State = "unknown"
+	StateInFlight          State = "in_flight"
+	StatePaid              State = "paid"
+	StateFailed            State = "failed"
+	StateReversed          State = "reversed"
+	StateClosed            State = "closed"
+	StateRefunded          State = "refunded"
+	StatePartiallyRefunded State = "partially_refunded"
 )
 
 func (s State) valid() bool {
 	switch s {
-	case "", StateUnknown, StateInFlight, StatePaid, StateFailed, StateReversed, StateClosed, StateRefunded:
+	case "", StateUnknown, StateInFlight, StatePaid, StateFailed, StateReversed, StateClosed, StateRefunded, StatePartiallyRefunded:
 		return true
 	}
 	return false
