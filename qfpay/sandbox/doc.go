@@ -23,8 +23,11 @@
 // starts in when first seen, latency, dropped connections (before or after the
 // effect), HTTP 429 and 5xx for the first calls, "not seen yet" for the first
 // calls, scripted respcds (1102, 1294, 1100, ...), in-progress (1143) answers to
-// cancels before they settle, and a payment that completes while the cancel is
-// in flight.
+// cancels before they settle, a payment that completes while the cancel is
+// in flight, the query record's respcd (any 4 digits: in-flight codes such as
+// 1161 or 2999, failed ones such as 1181 or 2005, unknown ones such as 7777),
+// and the record's amount and currency (record_txamt, record_txcurrcd, also
+// on a Txn) for mismatch tests.
 //
 // Admin surface (no signature): GET /_sandbox/ledger[?out_trade_no=X],
 // GET /_sandbox/check, GET|POST /_sandbox/txns, GET|POST /_sandbox/rules,

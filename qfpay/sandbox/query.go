@@ -3,6 +3,7 @@ package sandbox
 // This file answers /trade/v1/query.
 
 import (
+	"cmp"
 	"strconv"
 	"strings"
 	"time"
@@ -35,13 +36,16 @@ type record struct {
 	Chnlsn     string `json:"chnlsn"`
 }
 
-// amount alternates between a JSON string and a number, per transaction, so
+// amount is the transaction's txamt as an answer shows it (see amountOf).
+func amount(e *entry) any { return amountOf(e, e.txn.TxAmt) }
+
+// amountOf alternates between a JSON string and a number, per transaction, so
 // clients must decode both (QFPay does both).
-func amount(e *entry) any {
+func amountOf(e *entry, v int64) any {
 	if e.n%2 == 0 {
-		return strconv.FormatInt(e.txn.TxAmt, 10)
+		return strconv.FormatInt(v, 10)
 	}
-	return e.txn.TxAmt
+	return v
 }
 
 // query answers a query: the records of the listed out_trade_nos and syssns (or
@@ -79,7 +83,7 @@ func (s *Sandbox) query(ent *Entry, fields map[string]string, now time.Time) any
 		if dtm != "" && ((from != "" && dtm < from) || (to != "" && dtm > to)) {
 			return
 		}
-		ans.Data = append(ans.Data, s.record(e))
+		ans.Data = append(ans.Data, s.record(e, s.behavior(k.otn)))
 	}
 	visit := func(k tkey) {
 		sh := s.shard(k.otn)
@@ -136,12 +140,17 @@ func (s *Sandbox) hidden(e *entry, otn string) bool {
 	return e.looks <= b.UnknownFor
 }
 
-// record is how a query shows the entry e.
-func (s *Sandbox) record(e *entry) record {
+// record is how a query shows the entry e, scripted by b (may be nil).
+func (s *Sandbox) record(e *entry, b *Behavior) record {
 	t := &e.txn
+	amt, curr := t.TxAmt, t.TxCurrCd
+	if b != nil {
+		amt, curr = cmp.Or(b.RecordTxAmt, amt), cmp.Or(b.RecordTxCurrCd, curr)
+	}
+	amt, curr = cmp.Or(t.RecordTxAmt, amt), cmp.Or(t.RecordTxCurrCd, curr)
 	r := record{
 		Respcd: "0000", Cancel: "0", Syssn: t.Syssn, OutTradeNo: t.OutTradeNo, PayType: t.PayType,
-		OrderType: "payment", TxAmt: amount(e), TxCurrCd: t.TxCurrCd, TxDtm: t.TxDtm, SysDtm: t.SysDtm,
+		OrderType: "payment", TxAmt: amountOf(e, amt), TxCurrCd: curr, TxDtm: t.TxDtm, SysDtm: t.SysDtm,
 	}
 	if r.TxDtm == "" {
 		r.TxDtm = t.SysDtm

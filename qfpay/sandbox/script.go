@@ -100,12 +100,23 @@ type Behavior struct {
 	InitialState State `json:"initial_state,omitempty"`
 	// PayType of a transaction created by the rule (default 800101).
 	PayType string `json:"pay_type,omitempty"`
-	// Respcd of the query record of an in_flight transaction (default 1143;
-	// 1145 and 1298 are the other in-flight codes).
+	// Respcd of the query record of an in_flight transaction (default 1143).
+	// Any 4 digits: 1145, 1298, 1161, 1295-1297, 1100, 1205, 1252, 1254, 2999,
+	// 1102, or a code QFPay does not document, like 7777. The record's respcd
+	// is what the daemon reads; the record's cancel flag stays 0.
 	Respcd string `json:"respcd,omitempty"`
-	// FailRespcd of the query record of a failed transaction (default 1147); a
-	// failed payment also answers a cancel with it.
+	// FailRespcd of the query record of a failed transaction (default 1147;
+	// any 4 digits, e.g. 1181, 1201-1204, 1212, 2005); a failed payment also
+	// answers a cancel with it.
 	FailRespcd string `json:"fail_respcd,omitempty"`
+	// RecordTxAmt and RecordTxCurrCd, when set, are the txamt and txcurrcd the
+	// query record shows instead of the transaction's own (for amount or
+	// currency mismatch tests). They are read at each query, so a script
+	// added later applies to a known transaction; the cancel answers keep the
+	// transaction's own amount. A Txn's own record_txamt/record_txcurrcd beat
+	// these.
+	RecordTxAmt    int64  `json:"record_txamt,omitempty"`
+	RecordTxCurrCd string `json:"record_txcurrcd,omitempty"`
 	// Latency before each answer.
 	Latency Latency `json:"latency,omitzero"`
 	// Endpoints the faults and latency apply to: "query", "reversal", "close"; empty means all.
@@ -158,6 +169,9 @@ func (b *Behavior) validate() error {
 	}
 	if b.FailRespcd != "" && !isDigits(b.FailRespcd, 4) {
 		errs = append(errs, fmt.Errorf("fail_respcd %q: want 4 digits", b.FailRespcd))
+	}
+	if err := validRecord(b.RecordTxAmt, b.RecordTxCurrCd); err != nil {
+		errs = append(errs, err)
 	}
 	if b.RepeatCancelRespcd != "" && !isDigits(b.RepeatCancelRespcd, 4) {
 		errs = append(errs, fmt.Errorf("repeat_cancel_respcd %q: want 4 digits", b.RepeatCancelRespcd))
@@ -225,7 +239,11 @@ func (r *Rule) validate() error {
 	return nil
 }
 
-// Txn is a transaction as the sandbox keeps it.
+// Txn is a transaction as the sandbox keeps it. A transaction the sandbox
+// creates on a first call (through a rule or script) takes txamt, txcurrcd
+// and txdtm from that call's fields when they are there: a cancel carries
+// txamt and txdtm, a query none of them (txamt stays 0 until a cancel brings
+// one; txcurrcd defaults to HKD).
 type Txn struct {
 	MchID       string `json:"mchid,omitempty"`
 	OutTradeNo  string `json:"out_trade_no"`
@@ -236,12 +254,42 @@ type Txn struct {
 	TxCurrCd    string `json:"txcurrcd,omitempty"` // default HKD
 	TxDtm       string `json:"txdtm,omitempty"`    // default: now
 	SysDtm      string `json:"sysdtm,omitempty"`
-	Respcd      string `json:"respcd,omitempty"` // query record respcd of an in_flight (default 1143) or failed (default 1147) txn
+	Respcd      string `json:"respcd,omitempty"` // query record respcd of an in_flight (default 1143) or failed (default 1147) txn; any 4 digits
 	CancelSyssn string `json:"cancel_syssn,omitempty"`
+	// RecordTxAmt and RecordTxCurrCd, when set, are what the query record shows
+	// as txamt and txcurrcd instead of TxAmt and TxCurrCd (see Behavior).
+	RecordTxAmt    int64  `json:"record_txamt,omitempty"`
+	RecordTxCurrCd string `json:"record_txcurrcd,omitempty"`
 	// Behavior, if set, scripts this transaction (as Sandbox.Script would).
 	Behavior *Behavior `json:"behavior,omitempty"`
 }
 
+// validRecord checks a record_txamt and record_txcurrcd override.
+func validRecord(amt int64, curr string) error {
+	var errs []error
+	if amt < 0 || amt > 99999999999 {
+		errs = append(errs, fmt.Errorf("record_txamt %d: want 0 (not set) or a positive amount of at most 11 digits", amt))
+	}
+	if curr != "" && !isUpper(curr, 3) {
+		errs = append(errs, fmt.Errorf("record_txcurrcd %q: want 3 upper-case letters", curr))
+	}
+	return errors.Join(errs...)
+}
+
+// isUpper reports whether s is n upper-case ASCII letters.
+func isUpper(s string, n int) bool {
+	if len(s) != n {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < 'A' || s[i] > 'Z' {
+			return false
+		}
+	}
+	return true
+}
+
+// isDigits reports whether s is n ASCII digits.
 func isDigits(s string, n int) bool {
 	if len(s) != n {
 		return false

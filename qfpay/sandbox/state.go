@@ -39,6 +39,10 @@ func (t *Txn) validate() error {
 		return errors.New("txn: out_trade_no is required")
 	case !t.State.valid():
 		return fmt.Errorf("txn %s: state %q is not a state", t.OutTradeNo, t.State)
+	case t.Respcd != "" && !isDigits(t.Respcd, 4):
+		return fmt.Errorf("txn %s: respcd %q: want 4 digits", t.OutTradeNo, t.Respcd)
+	case validRecord(t.RecordTxAmt, t.RecordTxCurrCd) != nil:
+		return fmt.Errorf("txn %s: %w", t.OutTradeNo, validRecord(t.RecordTxAmt, t.RecordTxCurrCd))
 	case t.Behavior != nil:
 		if err := t.Behavior.validate(); err != nil {
 			return fmt.Errorf("txn %s: %w", t.OutTradeNo, err)
@@ -147,7 +151,7 @@ func (s *Sandbox) entryLocked(sh *shard, k tkey, b *Behavior, fields map[string]
 	if b == nil {
 		return nil
 	}
-	t := Txn{MchID: k.mchid, OutTradeNo: k.otn, State: b.InitialState, PayType: b.PayType, TxDtm: fields["txdtm"]}
+	t := Txn{MchID: k.mchid, OutTradeNo: k.otn, State: b.InitialState, PayType: b.PayType, TxCurrCd: fields["txcurrcd"], TxDtm: fields["txdtm"]}
 	switch t.State {
 	case "":
 		t.State = StateUnknown

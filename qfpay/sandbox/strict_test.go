@@ -1,0 +1,176 @@
+package sandbox
+
+// Tests of what makes the sandbox a strict QFPay for end-to-end tests: record
+// overrides, every record code, hidden records after a cancel, answers given
+// after the effect, the query range rule, and the ledger checks.
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+)
+
+// query asks for one out_trade_no of mchid and returns the answer.
+func query(t *testing.T, base, otn string, extra map[string]string) answer {
+	t.Helper()
+	f := map[string]string{"mchid": mchid, "out_trade_no": otn}
+	for k, v := range extra {
+		f[k] = v
+	}
+	return post(t, base, "query", f, nil)
+}
+
+// only returns the single record of a, failing the test if there is not
+// exactly one.
+func only(t *testing.T, what string, a answer) map[string]any {
+	t.Helper()
+	d := a.data()
+	if a.str("respcd") != "0000" || len(d) != 1 {
+		t.Fatalf("%s: %v, want respcd 0000 and one record", what, a.body)
+	}
+	return d[0]
+}
+
+func TestRecordOverride(t *testing.T) {
+	t.Parallel()
+	sb, base := newServer(t, nil)
+	tests := []struct {
+		name     string
+		seed     *Txn      // seeded with Put (MchID and OutTradeNo filled in)
+		script   *Behavior // Script for the out_trade_no
+		first    string    // the first call: "query" or "reversal" (cancelFields, txamt 2500)
+		extra    map[string]string
+		amt      string // record txamt
+		curr     string // record txcurrcd
+		cancel   string // record cancel flag after the first call
+		answered string // txamt of the reversal's answer, if the first call is one
+	}{
+		{name: "seeded, no override", seed: &Txn{State: StatePaid, TxAmt: 2500}, first: "query", amt: "2500", curr: "HKD", cancel: "0"},
+		{name: "txn amount", seed: &Txn{State: StatePaid, TxAmt: 2500, RecordTxAmt: 2400}, first: "query", amt: "2400", curr: "HKD", cancel: "0"},
+		{name: "txn currency", seed: &Txn{State: StatePaid, TxAmt: 2500, TxCurrCd: "HKD", RecordTxCurrCd: "USD"}, first: "query", amt: "2500", curr: "USD", cancel: "0"},
+		{name: "script on a seeded txn", seed: &Txn{State: StatePaid, TxAmt: 2500}, script: &Behavior{RecordTxAmt: 9999, RecordTxCurrCd: "CNY"}, first: "query", amt: "9999", curr: "CNY", cancel: "0"},
+		{name: "txn beats script", seed: &Txn{State: StatePaid, TxAmt: 2500, RecordTxAmt: 2499}, script: &Behavior{RecordTxAmt: 9999}, first: "query", amt: "2499", curr: "HKD", cancel: "0"},
+		{name: "override kept after a cancel, answer keeps the own amount", seed: &Txn{State: StateInFlight, TxAmt: 2500, RecordTxAmt: 250}, first: "reversal", amt: "250", curr: "HKD", cancel: "1", answered: "2500"},
+		{name: "partially refunded keeps the original amount", seed: &Txn{State: StatePartiallyRefunded, TxAmt: 2500}, first: "query", amt: "2500", curr: "HKD", cancel: "5"},
+		{name: "created by a cancel: its txamt and txcurrcd", script: &Behavior{InitialState: StateInFlight}, first: "reversal", extra: map[string]string{"txcurrcd": "USD"}, amt: "2500", curr: "USD", cancel: "1", answered: "2500"},
+		{name: "created by a cancel without txcurrcd: HKD", script: &Behavior{InitialState: StateInFlight}, first: "reversal", amt: "2500", curr: "HKD", cancel: "1", answered: "2500"},
+		{name: "created by a query: no amount yet", script: &Behavior{InitialState: StatePaid}, first: "query", amt: "0", curr: "HKD", cancel: "0"},
+		{name: "created by a query, scripted amount", script: &Behavior{InitialState: StatePaid, RecordTxAmt: 100, RecordTxCurrCd: "EUR"}, first: "query", amt: "100", curr: "EUR", cancel: "0"},
+	}
+	for i, tt := range tests {
+		otn := fmt.Sprintf("RO-%d", i)
+		if tt.seed != nil {
+			tx := *tt.seed
+			tx.MchID, tx.OutTradeNo = mchid, otn
+			if err := sb.Put(tx); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if tt.script != nil {
+			if err := sb.Script(otn, *tt.script); err != nil {
+				t.Fatal(err)
+			}
+		}
+		f := cancelFields(otn)
+		if tt.first == "query" {
+			f = map[string]string{"mchid": mchid, "out_trade_no": otn}
+		}
+		for k, v := range tt.extra {
+			f[k] = v
+		}
+		a := post(t, base, tt.first, f, nil)
+		if tt.answered != "" && (a.str("respcd") != "0000" || fmt.Sprint(a.body["txamt"]) != tt.answered) {
+			t.Errorf("%s: cancel answer %v, want 0000 with txamt %s", tt.name, a.body, tt.answered)
+		}
+		r := only(t, tt.name, query(t, base, otn, nil))
+		if got := fmt.Sprint(r["txamt"]); got != tt.amt || r["txcurrcd"] != tt.curr || r["cancel"] != tt.cancel {
+			t.Errorf("%s: record txamt %s txcurrcd %v cancel %v, want %s %s %s", tt.name, got, r["txcurrcd"], r["cancel"], tt.amt, tt.curr, tt.cancel)
+		}
+	}
+}
+
+func TestRecordCodes(t *testing.T) {
+	t.Parallel()
+	sb, base := newServer(t, nil)
+	inFlight := []string{"", "1143", "1145", "1298", "1161", "1295", "1296", "1297", "1100", "1205", "1252", "1254", "2999", "1102", "7777"}
+	failed := []string{"", "1147", "1181", "1201", "1202", "1203", "1204", "1212", "2005"}
+	type row struct {
+		state  State
+		code   string // "" is the default
+		seeded bool   // Txn.Respcd on a Put, else Behavior.Respcd/FailRespcd on a rule
+	}
+	var tests []row
+	for _, seeded := range []bool{true, false} {
+		for _, c := range inFlight {
+			tests = append(tests, row{StateInFlight, c, seeded})
+		}
+		for _, c := range failed {
+			tests = append(tests, row{StateFailed, c, seeded})
+		}
+	}
+	for i, tt := range tests {
+		otn := fmt.Sprintf("RC-%d", i)
+		if tt.seeded {
+			if err := sb.Put(Txn{MchID: mchid, OutTradeNo: otn, State: tt.state, TxAmt: 2500, Respcd: tt.code}); err != nil {
+				t.Fatal(err)
+			}
+		} else {
+			b := Behavior{InitialState: tt.state, Respcd: tt.code}
+			if tt.state == StateFailed {
+				b = Behavior{InitialState: tt.state, FailRespcd: tt.code}
+			}
+			if err := sb.Script(otn, b); err != nil {
+				t.Fatal(err)
+			}
+		}
+		want := tt.code
+		if want == "" {
+			want = map[State]string{StateInFlight: "1143", StateFailed: "1147"}[tt.state]
+		}
+		name := fmt.Sprintf("%s %q seeded=%t", tt.state, tt.code, tt.seeded)
+		if r := only(t, name, query(t, base, otn, nil)); r["respcd"] != want || r["cancel"] != "0" {
+			t.Errorf("%s: record %v, want respcd %s cancel 0", name, r, want)
+		}
+		// An in-flight payment is reversed; a failed one answers its code.
+		wantCancel, wantFlag := "0000", "1"
+		if tt.state == StateFailed {
+			wantCancel, wantFlag = want, "0"
+		}
+		if a := post(t, base, "reversal", cancelFields(otn), nil); a.str("respcd") != wantCancel {
+			t.Errorf("%s: reversal %v, want %s", name, a.body, wantCancel)
+		}
+		if r := only(t, name, query(t, base, otn, nil)); r["cancel"] != wantFlag {
+			t.Errorf("%s: record after the reversal %v, want cancel %s", name, r, wantFlag)
+		}
+	}
+}
+
+func TestScriptValidation(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		rule Rule
+		txn  Txn
+		want string // in the error; "" for valid
+	}{
+		{name: "record override", rule: Rule{Prefix: "A", Behavior: Behavior{RecordTxAmt: 1, RecordTxCurrCd: "USD"}}, txn: Txn{OutTradeNo: "A", RecordTxAmt: 99999999999, RecordTxCurrCd: "HKD"}},
+		{name: "negative record_txamt", rule: Rule{Prefix: "A", Behavior: Behavior{RecordTxAmt: -1}}, txn: Txn{OutTradeNo: "A", RecordTxAmt: -1}, want: "record_txamt"},
+		{name: "12-digit record_txamt", rule: Rule{Prefix: "A", Behavior: Behavior{RecordTxAmt: 100000000000}}, txn: Txn{OutTradeNo: "A", RecordTxAmt: 100000000000}, want: "record_txamt"},
+		{name: "lower-case record_txcurrcd", rule: Rule{Prefix: "A", Behavior: Behavior{RecordTxCurrCd: "usd"}}, txn: Txn{OutTradeNo: "A", RecordTxCurrCd: "usd"}, want: "record_txcurrcd"},
+		{name: "long record_txcurrcd", rule: Rule{Prefix: "A", Behavior: Behavior{RecordTxCurrCd: "USDT"}}, txn: Txn{OutTradeNo: "A", RecordTxCurrCd: "USDT"}, want: "record_txcurrcd"},
+		{name: "unknown respcd", rule: Rule{Prefix: "A", Behavior: Behavior{Respcd: "7777", FailRespcd: "2005"}}, txn: Txn{OutTradeNo: "A", State: StateInFlight, Respcd: "7777"}},
+		{name: "short respcd", rule: Rule{Prefix: "A", Behavior: Behavior{Respcd: "777"}}, txn: Txn{OutTradeNo: "A", Respcd: "777"}, want: "respcd"},
+		{name: "partially_refunded", rule: Rule{Prefix: "A", Behavior: Behavior{InitialState: StatePartiallyRefunded}}, txn: Txn{OutTradeNo: "A", State: StatePartiallyRefunded}},
+		{name: "partly_refunded", rule: Rule{Prefix: "A", Behavior: Behavior{InitialState: "partly_refunded"}}, txn: Txn{OutTradeNo: "A", State: "partly_refunded"}, want: "not a state"},
+	}
+	for _, tt := range tests {
+		for what, err := range map[string]error{"rule": tt.rule.validate(), "txn": tt.txn.validate()} {
+			switch {
+			case tt.want == "" && err != nil:
+				t.Errorf("%s: %s refused: %v", tt.name, what, err)
+			case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
+				t.Errorf("%s: %s: error %v, want one naming %q", tt.name, what, err, tt.want)
+			}
+		}
+	}
+}
