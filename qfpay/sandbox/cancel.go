@@ -7,7 +7,10 @@ import (
 	"time"
 )
 
-// cancel applies a reversal or close to the transaction k.
+// cancel plays a reversal or close of the transaction k, after the faults, in
+// this order: unknown_for (1268), cancel_codes (no effect), in_progress (1143,
+// no effect), settle_to, then the effect, answered with the next
+// cancel_effect_codes entry if there is one, else with the normal answer.
 func (s *Sandbox) cancel(ent *Entry, k tkey, fields map[string]string, endpoint string, now time.Time) any {
 	b := s.behavior(k.otn)
 	sh := s.shard(k.otn)
@@ -25,10 +28,15 @@ func (s *Sandbox) cancel(ent *Entry, k tkey, fields map[string]string, endpoint 
 	if t.TxDtm == "" {
 		t.TxDtm = fields["txdtm"]
 	}
-	defer func() { ent.State = t.State }()
+	defer func() {
+		ent.State = t.State
+		e.acked = e.acked || ent.Accepted || ent.Respcd == "0000"
+	}()
+	var effectCode string
 	if b != nil {
 		e.cancels++
-		if n := e.cancels; n <= len(b.CancelCodes) {
+		n := e.cancels
+		if n <= len(b.CancelCodes) {
 			code := b.CancelCodes[n-1]
 			ent.Respcd = code
 			a := codeAnswer(code, "")
@@ -38,6 +46,9 @@ func (s *Sandbox) cancel(ent *Entry, k tkey, fields map[string]string, endpoint 
 			ent.Respcd = "1143"
 			return codeAnswer("1143", "")
 		}
+		if m := n - len(b.CancelCodes) - b.InProgress; m <= len(b.CancelEffectCodes) {
+			effectCode = b.CancelEffectCodes[m-1]
+		}
 		if st := b.settleTo(); st != "" && t.State == StateInFlight {
 			t.State = st
 			t.Respcd = ""
@@ -46,6 +57,18 @@ func (s *Sandbox) cancel(ent *Entry, k tkey, fields map[string]string, endpoint 
 			}
 		}
 	}
+	body := s.effect(ent, e, k, b, fields, endpoint, now)
+	if effectCode != "" && effectCode != ent.Respcd {
+		body = s.coded(ent, e, effectCode, fields, now)
+	}
+	return body
+}
+
+// effect applies the cancel to the transaction as it stands and returns the
+// normal answer: an in-flight payment is reversed or closed (0000), anything
+// else refuses with its code and stays as it is.
+func (s *Sandbox) effect(ent *Entry, e *entry, k tkey, b *Behavior, fields map[string]string, endpoint string, now time.Time) any {
+	t := &e.txn
 	var code string
 	switch t.State {
 	case StateInFlight:
@@ -56,11 +79,9 @@ func (s *Sandbox) cancel(ent *Entry, k tkey, fields map[string]string, endpoint 
 		t.CancelSyssn = s.newSyssn(now)
 		s.syssnIdx.Store(t.CancelSyssn, k)
 		ent.Respcd, ent.Accepted = "0000", true
-		return flat{
-			Respcd: "0000", OrigSyssn: t.Syssn, Syssn: t.CancelSyssn, OutTradeNo: t.OutTradeNo,
-			TxAmt: amount(e), TxCurrCd: t.TxCurrCd, TxDtm: fields["txdtm"], SysDtm: now.Format(dtmLayout),
-			Udid: fields["udid"], Chnlsn: "",
-		}
+		a := success(e, fields, now)
+		a.Udid = fields["udid"]
+		return a
 	case StatePaid:
 		code = "1260"
 	case StateFailed:
@@ -77,15 +98,26 @@ func (s *Sandbox) cancel(ent *Entry, k tkey, fields map[string]string, endpoint 
 		case t.State == StateClosed && endpoint == epClose:
 			code = "1142"
 		}
-		if code == "0000" {
-			ent.Respcd = code
-			return flat{Respcd: code, OrigSyssn: t.Syssn, Syssn: t.CancelSyssn, OutTradeNo: t.OutTradeNo,
-				TxAmt: amount(e), TxCurrCd: t.TxCurrCd, TxDtm: fields["txdtm"], SysDtm: now.Format(dtmLayout)}
-		}
-	default: // unknown: answered before this switch
+	default: // unknown: answered before the effect
 	}
+	return s.coded(ent, e, code, fields, now)
+}
+
+// coded answers the cancel with code, without touching the transaction: a
+// success shape for 0000, else the code and the out_trade_no.
+func (s *Sandbox) coded(ent *Entry, e *entry, code string, fields map[string]string, now time.Time) any {
 	ent.Respcd = code
+	if code == "0000" {
+		return success(e, fields, now)
+	}
 	a := codeAnswer(code, "")
-	a.OutTradeNo = t.OutTradeNo
+	a.OutTradeNo = e.txn.OutTradeNo
 	return a
+}
+
+// success is a 0000 cancel answer about e: the original and the cancel's syssn.
+func success(e *entry, fields map[string]string, now time.Time) flat {
+	t := &e.txn
+	return flat{Respcd: "0000", OrigSyssn: t.Syssn, Syssn: t.CancelSyssn, OutTradeNo: t.OutTradeNo,
+		TxAmt: amount(e), TxCurrCd: t.TxCurrCd, TxDtm: fields["txdtm"], SysDtm: now.Format(dtmLayout)}
 }

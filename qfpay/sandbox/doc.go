@@ -26,8 +26,14 @@
 // cancels before they settle, a payment that completes while the cancel is
 // in flight, the query record's respcd (any 4 digits: in-flight codes such as
 // 1161 or 2999, failed ones such as 1181 or 2005, unknown ones such as 7777),
-// and the record's amount and currency (record_txamt, record_txcurrcd, also
-// on a Txn) for mismatch tests.
+// the record's amount and currency (record_txamt, record_txcurrcd, also on a
+// Txn) for mismatch tests, answers given after the cancel took effect
+// (cancel_effect_codes: ["9999"] while the payment was in fact reversed), and
+// records that queries stop finding once a cancel was accepted
+// (hide_after_cancel). A cancel goes through the faults, unknown_for,
+// cancel_codes (no effect), in_progress (1143, no effect), then the effect,
+// answered with the next cancel_effect_codes entry if any, else normally: see
+// [Behavior].
 //
 // Admin surface (no signature): GET /_sandbox/ledger[?out_trade_no=X],
 // GET /_sandbox/check, GET|POST /_sandbox/txns, GET|POST /_sandbox/rules,

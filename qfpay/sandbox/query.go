@@ -75,7 +75,7 @@ func (s *Sandbox) query(ent *Entry, fields map[string]string, now time.Time) any
 	}
 	seen := map[tkey]bool{}
 	add := func(e *entry, k tkey) {
-		if seen[k] || !e.txn.State.known() || s.hidden(e, k.otn) {
+		if seen[k] || !e.txn.State.known() || s.hidden(e, k.otn) || s.hiddenAfterCancel(e, k.otn) {
 			return
 		}
 		seen[k] = true
@@ -138,6 +138,17 @@ func (s *Sandbox) hidden(e *entry, otn string) bool {
 	}
 	e.looks++
 	return e.looks <= b.UnknownFor
+}
+
+// hiddenAfterCancel reports whether a query must not see the transaction
+// because a cancel was accepted and its Behavior.HideAfterCancel is set. The
+// entry's shard is locked.
+func (s *Sandbox) hiddenAfterCancel(e *entry, otn string) bool {
+	if !e.acked {
+		return false
+	}
+	b := s.behavior(otn)
+	return b != nil && b.HideAfterCancel
 }
 
 // record is how a query shows the entry e, scripted by b (may be nil).

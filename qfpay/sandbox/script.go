@@ -90,10 +90,23 @@ func (l Latency) sample() time.Duration {
 // HTTP 429, the next HTTP5xx get Status5xx, the next DropAfter are processed
 // and then dropped (the answer is lost, the effect stays). Calls after that are
 // answered normally, except that the first UnknownFor calls find no record,
-// the first queries answer QueryCodes, and the first reversal/close calls
-// answer CancelCodes and then InProgress times 1143, all without effect. Then
-// an in-flight payment first settles to SettleTo (if set) and the cancel is
-// applied to the settled state.
+// and the first queries answer QueryCodes.
+//
+// A reversal or close goes through, in this order:
+//  1. the faults above (drop, http_429, http_5xx; drop_after is played last,
+//     on the answer);
+//  2. unknown_for: no record, answer 1268, no effect;
+//  3. cancel_codes: the next entry is the answer, no effect;
+//  4. in_progress: answer 1143, no effect;
+//  5. the effect: an in-flight payment first settles to SettleTo (if set),
+//     then the cancel is applied to the state it is in (in_flight becomes
+//     reversed or closed; any other state stays); the answer is the next
+//     cancel_effect_codes entry if there is one, else the normal answer
+//     (0000, 1260, 1262, 1263, ...).
+//
+// With HideAfterCancel, once a cancel has been accepted (answered 0000 at any
+// step, or applied in step 5 whatever its answer), every later query finds no
+// record.
 type Behavior struct {
 	// InitialState is the state of a transaction the sandbox sees first through a
 	// call (not seeded with Put): "" or unknown means no record.
@@ -140,6 +153,19 @@ type Behavior struct {
 	CancelCodes []string `json:"cancel_codes,omitempty"`
 	// InProgress is how many reversal/close calls answer 1143 before one settles.
 	InProgress int `json:"in_progress,omitempty"`
+	// CancelEffectCodes answers the reversal/close calls that get past
+	// InProgress with these respcds, one per call, AFTER the cancel has been
+	// applied: the effect stays, the answer says the code. E.g. ["9999"]: an
+	// unknown answer while the payment was in fact reversed; ["1260"]: "paid,
+	// please confirm" while the cancel landed; ["0000"]: a success shape even
+	// when nothing changed. Calls past the list get the normal answer.
+	CancelEffectCodes []string `json:"cancel_effect_codes,omitempty"`
+	// HideAfterCancel: once a cancel of this out_trade_no has been accepted
+	// (answered 0000, or applied whatever the answer), every later query finds
+	// no record (data empty), as when QFPay acknowledged the cancel but our
+	// query cannot see it (wrong range, mchid or credential). Cancels still
+	// find the transaction.
+	HideAfterCancel bool `json:"hide_after_cancel,omitempty"`
 	// SettleTo is what an in-flight payment becomes when a cancel settles, before
 	// the cancel is applied: paid (the payment completed first: the cancel
 	// answers 1260 and a query shows paid), failed, or "" (the cancel wins).
@@ -179,7 +205,7 @@ func (b *Behavior) validate() error {
 	if b.Status5xx != 0 && (b.Status5xx < 500 || b.Status5xx > 599) {
 		errs = append(errs, fmt.Errorf("status_5xx %d: want 500..599", b.Status5xx))
 	}
-	for _, c := range append(slices.Clone(b.QueryCodes), b.CancelCodes...) {
+	for _, c := range slices.Concat(b.QueryCodes, b.CancelCodes, b.CancelEffectCodes) {
 		if !isDigits(c, 4) {
 			errs = append(errs, fmt.Errorf("scripted respcd %q: want 4 digits", c))
 		}

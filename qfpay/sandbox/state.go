@@ -24,6 +24,7 @@ type entry struct {
 	queries int    // single-order queries that got past the faults
 	looks   int    // calls that got past the faults, for Behavior.UnknownFor
 	n       uint64 // creation order: odd and even amounts are sent differently
+	acked   bool   // a cancel was accepted (0000, or applied), for Behavior.HideAfterCancel
 }
 
 // shard holds the entries whose out_trade_no hashes to it.

@@ -160,6 +160,10 @@ func TestScriptValidation(t *testing.T) {
 		{name: "long record_txcurrcd", rule: Rule{Prefix: "A", Behavior: Behavior{RecordTxCurrCd: "USDT"}}, txn: Txn{OutTradeNo: "A", RecordTxCurrCd: "USDT"}, want: "record_txcurrcd"},
 		{name: "unknown respcd", rule: Rule{Prefix: "A", Behavior: Behavior{Respcd: "7777", FailRespcd: "2005"}}, txn: Txn{OutTradeNo: "A", State: StateInFlight, Respcd: "7777"}},
 		{name: "short respcd", rule: Rule{Prefix: "A", Behavior: Behavior{Respcd: "777"}}, txn: Txn{OutTradeNo: "A", Respcd: "777"}, want: "respcd"},
+		{name: "cancel_effect_codes", rule: Rule{Prefix: "A", Behavior: Behavior{CancelEffectCodes: []string{"9999", "0000"}, HideAfterCancel: true}},
+			txn: Txn{OutTradeNo: "A", Behavior: &Behavior{CancelEffectCodes: []string{"1260"}, HideAfterCancel: true}}},
+		{name: "short cancel_effect_codes entry", rule: Rule{Prefix: "A", Behavior: Behavior{CancelEffectCodes: []string{"99"}}},
+			txn: Txn{OutTradeNo: "A", Behavior: &Behavior{CancelEffectCodes: []string{"0000", "x999"}}}, want: "scripted respcd"},
 		{name: "partially_refunded", rule: Rule{Prefix: "A", Behavior: Behavior{InitialState: StatePartiallyRefunded}}, txn: Txn{OutTradeNo: "A", State: StatePartiallyRefunded}},
 		{name: "partly_refunded", rule: Rule{Prefix: "A", Behavior: Behavior{InitialState: "partly_refunded"}}, txn: Txn{OutTradeNo: "A", State: "partly_refunded"}, want: "not a state"},
 	}
@@ -170,6 +174,111 @@ func TestScriptValidation(t *testing.T) {
 				t.Errorf("%s: %s refused: %v", tt.name, what, err)
 			case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
 				t.Errorf("%s: %s: error %v, want one naming %q", tt.name, what, err, tt.want)
+			}
+		}
+	}
+}
+
+// step is one call of a scripted sequence: a cancel and its respcd, then the
+// record a query sees afterwards (cancel flag, "" for no record).
+type step struct {
+	endpoint string
+	respcd   string
+	cancel   string
+}
+
+// play seeds otn in state with b as its script and plays the steps, checking
+// each answer and the record a query sees after it.
+func play(t *testing.T, sb *Sandbox, base, otn string, state State, b Behavior, steps []step) {
+	t.Helper()
+	if err := sb.Put(Txn{MchID: mchid, OutTradeNo: otn, State: state, TxAmt: 2500, TxDtm: txdtm, Behavior: &b}); err != nil {
+		t.Fatal(err)
+	}
+	for i, st := range steps {
+		if a := post(t, base, st.endpoint, cancelFields(otn), nil); a.str("respcd") != st.respcd {
+			t.Errorf("%s step %d: %s answered %v, want %s", otn, i, st.endpoint, a.body, st.respcd)
+		}
+		d := query(t, base, otn, nil).data()
+		switch {
+		case st.cancel == "" && len(d) != 0:
+			t.Errorf("%s step %d: records %v, want none", otn, i, d)
+		case st.cancel != "" && (len(d) != 1 || d[0]["cancel"] != st.cancel):
+			t.Errorf("%s step %d: records %v, want one with cancel %s", otn, i, d, st.cancel)
+		}
+	}
+}
+
+func TestCancelEffectCodes(t *testing.T) {
+	t.Parallel()
+	sb, base := newServer(t, nil)
+	tests := []struct {
+		name     string
+		state    State
+		b        Behavior
+		steps    []step
+		accepted int
+	}{
+		{"unknown answer, payment reversed", StateInFlight, Behavior{CancelEffectCodes: []string{"9999"}},
+			[]step{{"reversal", "9999", "1"}, {"reversal", "1263", "1"}}, 1},
+		{"paid answer, cancel landed", StateInFlight, Behavior{CancelEffectCodes: []string{"1260"}},
+			[]step{{"reversal", "1260", "1"}}, 1},
+		{"paid answer, payment completed first", StateInFlight, Behavior{SettleTo: StatePaid, CancelEffectCodes: []string{"1260"}},
+			[]step{{"reversal", "1260", "0"}, {"reversal", "1260", "0"}}, 0},
+		{"close answered 1143 after the effect", StateInFlight, Behavior{CancelEffectCodes: []string{"1143"}},
+			[]step{{"close", "1143", "2"}, {"close", "1142", "2"}}, 1},
+		{"success shape although nothing changed", StatePaid, Behavior{CancelEffectCodes: []string{"0000"}},
+			[]step{{"reversal", "0000", "0"}, {"reversal", "1260", "0"}}, 0},
+		{"order: cancel_codes, in_progress, then the effect codes", StateInFlight,
+			Behavior{CancelCodes: []string{"1102"}, InProgress: 1, CancelEffectCodes: []string{"9999", "1100"}},
+			[]step{{"reversal", "1102", "0"}, {"reversal", "1143", "0"}, {"reversal", "9999", "1"}, {"reversal", "1100", "1"}, {"reversal", "1263", "1"}}, 1},
+		{"unknown_for comes first", StateInFlight, Behavior{UnknownFor: 1, CancelEffectCodes: []string{"9999"}},
+			[]step{{"reversal", "1268", "0"}, {"reversal", "9999", "1"}}, 1},
+	}
+	for i, tt := range tests {
+		otn := fmt.Sprintf("CE-%d", i)
+		play(t, sb, base, otn, tt.state, tt.b, tt.steps)
+		if n := sb.AcceptedCancels(otn); n != tt.accepted {
+			t.Errorf("%s: %d accepted cancels, want %d", tt.name, n, tt.accepted)
+		}
+	}
+}
+
+func TestHideAfterCancel(t *testing.T) {
+	t.Parallel()
+	sb, base := newServer(t, nil)
+	hide := func(b Behavior) Behavior { b.HideAfterCancel = true; return b }
+	tests := []struct {
+		name  string
+		state State
+		b     Behavior
+		steps []step
+	}{
+		{"accepted reversal", StateInFlight, hide(Behavior{}),
+			[]step{{"reversal", "0000", ""}, {"reversal", "1263", ""}, {"close", "1264", ""}}},
+		{"accepted close", StateInFlight, hide(Behavior{}),
+			[]step{{"close", "0000", ""}}},
+		{"refused cancels do not hide", StateInFlight, hide(Behavior{CancelCodes: []string{"1102"}, InProgress: 1}),
+			[]step{{"reversal", "1102", "0"}, {"reversal", "1143", "0"}, {"reversal", "0000", ""}}},
+		{"paid refuses: still seen", StatePaid, hide(Behavior{}),
+			[]step{{"reversal", "1260", "0"}}},
+		{"applied under an unknown answer", StateInFlight, hide(Behavior{CancelEffectCodes: []string{"9999"}}),
+			[]step{{"reversal", "9999", ""}}},
+		{"scripted 0000 without effect", StateInFlight, hide(Behavior{CancelCodes: []string{"0000"}}),
+			[]step{{"reversal", "0000", ""}}},
+		{"repeat answered 0000", StateReversed, hide(Behavior{RepeatCancelRespcd: "0000"}),
+			[]step{{"reversal", "0000", ""}}},
+		{"without the flag", StateInFlight, Behavior{},
+			[]step{{"reversal", "0000", "1"}}},
+	}
+	for i, tt := range tests {
+		otn := fmt.Sprintf("HC-%d", i)
+		play(t, sb, base, otn, tt.state, tt.b, tt.steps)
+		// Hidden from every kind of query: by syssn and by listing too.
+		txn, _ := sb.Get(mchid, otn)
+		wantSeen := tt.steps[len(tt.steps)-1].cancel != ""
+		for _, f := range []map[string]string{{"mchid": mchid, "syssn": txn.Syssn}, {"mchid": mchid, "out_trade_no": otn + ",NOBODY"}} {
+			if d := post(t, base, "query", f, nil).data(); (len(d) == 1) != wantSeen {
+				t.Errorf("%s: query %v found %v, want seen=%t", tt.name, f, d, wantSeen)
 			}
 		}
 	}
