@@ -119,5 +119,5 @@ func (s *Sandbox) coded(ent *Entry, e *entry, code string, fields map[string]str
 func success(e *entry, fields map[string]string, now time.Time) flat {
 	t := &e.txn
 	return flat{Respcd: "0000", OrigSyssn: t.Syssn, Syssn: t.CancelSyssn, OutTradeNo: t.OutTradeNo,
-		TxAmt: amount(e), TxCurrCd: t.TxCurrCd, TxDtm: fields["txdtm"], SysDtm: now.Format(dtmLayout)}
+		TxAmt: amount(e), TxCurrCd: t.TxCurrCd, TxDtm: fields["txdtm"], SysDtm: sysdtm(now)}
 }

@@ -15,6 +15,10 @@
 //     1263/1142/1264, a refunded or partially refunded one 1262 (no effect), an
 //     unknown one 1268, and the query record's cancel flag is set after a cancel
 //     (1 reversed, 2 closed, 3 refunded, 5 partially refunded);
+//   - filters query records by sysdtm (UTC+8) within start_time..end_time, by
+//     default the current calendar month of the query's txzone (UTC+8 without
+//     one); with Config.StrictRange, a range that crosses a month or starts
+//     after it ends answers 1150, as QFPay does;
 //   - limits calls per merchant (100/s, 400/min, then HTTP 429) when switched on;
 //   - keeps a ledger of every call per out_trade_no, readable from Go and as JSON.
 //
@@ -37,7 +41,8 @@
 //
 // Admin surface (no signature): GET /_sandbox/ledger[?out_trade_no=X],
 // GET /_sandbox/check, GET|POST /_sandbox/txns, GET|POST /_sandbox/rules,
-// POST /_sandbox/ratelimit, POST /_sandbox/reset.
+// POST /_sandbox/ratelimit?on=, POST /_sandbox/strict_range?on=,
+// POST /_sandbox/reset.
 //
 // What it must not know: the sandbox never imports the project's client,
 // package qfpay. It keeps its own copy of QFPay's signing rule, field limits

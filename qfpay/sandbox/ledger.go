@@ -24,7 +24,8 @@ type Entry struct {
 	// Accepted: this cancel changed the transaction to reversed or closed.
 	Accepted bool `json:"accepted"`
 	// Fault names a scripted or protocol failure: drop, drop_after, 429, 5xx,
-	// rate_limit, bad_sign, invalid, shutdown.
+	// rate_limit, bad_sign, invalid, bad_range (a query answered 1150),
+	// shutdown.
 	Fault string `json:"fault,omitempty"`
 	// State of the transaction after the call ("unknown": no record).
 	State State `json:"state,omitempty"`

@@ -49,12 +49,13 @@ func amountOf(e *entry, v int64) any {
 }
 
 // query answers a query: the records of the listed out_trade_nos and syssns (or
-// of every transaction of the merchant), within the date range.
+// of every transaction of the merchant) whose sysdtm is within the range (see
+// window), or 1150 for a range QFPay refuses.
 func (s *Sandbox) query(ent *Entry, fields map[string]string, now time.Time) any {
-	from, to := fields["start_time"], fields["end_time"]
-	if from == "" && to == "" && !s.cfg.AnyMonth {
-		first := time.Date(now.Year(), now.Month(), 1, 0, 0, 0, 0, now.Location())
-		from, to = first.Format(dtmLayout), first.AddDate(0, 1, 0).Add(-time.Second).Format(dtmLayout)
+	w, bad := s.window(fields, now)
+	if bad != "" {
+		ent.Respcd, ent.Fault = "1150", "bad_range"
+		return codeAnswer("1150", bad)
 	}
 	mchid := fields["mchid"]
 	ans := queryAnswer{Respcd: "0000", Page: 1, PageSize: 10, Data: []record{}}
@@ -79,8 +80,7 @@ func (s *Sandbox) query(ent *Entry, fields map[string]string, now time.Time) any
 			return
 		}
 		seen[k] = true
-		dtm := e.txn.TxDtm
-		if dtm != "" && ((from != "" && dtm < from) || (to != "" && dtm > to)) {
+		if !w.holds(e.txn.SysDtm) {
 			return
 		}
 		ans.Data = append(ans.Data, s.record(e, s.behavior(k.otn)))

@@ -33,9 +33,16 @@ type Config struct {
 	PerMinute int  `json:"per_minute,omitempty"` // default 400
 	// SignResponses adds X-QF-SIGN: upper MD5(raw body + key) to every answer.
 	SignResponses bool `json:"sign_responses"`
-	// AnyMonth makes a query find transactions of any date. By default, as at
-	// QFPay, a query without start_time/end_time sees only the current month.
+	// AnyMonth makes a query without start_time/end_time find transactions of
+	// any date. By default, as at QFPay, such a query sees only the records
+	// whose sysdtm is in the current calendar month of its txzone (UTC+8
+	// without one). A given range is always applied to sysdtm.
 	AnyMonth bool `json:"any_month"`
+	// StrictRange enforces QFPay's rule on start_time..end_time: a range that
+	// crosses a calendar month (in the query's txzone), or that starts after
+	// it ends, answers top-level respcd 1150 with no data. Off by default: a
+	// client that queries txdtm-24h..txdtm+48h crosses a month near its end.
+	StrictRange bool `json:"strict_range"`
 	// LedgerLimit bounds the ledger for a long-running sandbox: when it is full
 	// the older half is forgotten (see LedgerDropped). 0 keeps everything.
 	LedgerLimit int `json:"ledger_limit,omitempty"`
@@ -43,6 +50,7 @@ type Config struct {
 	Rules []Rule `json:"rules,omitempty"`
 	Txns  []Txn  `json:"txns,omitempty"`
 	// Now is the clock (sysdtm, the query month, rate limits); default time.Now.
+	// A test can place it at the end of a month.
 	Now func() time.Time `json:"-"`
 }
 
@@ -93,9 +101,10 @@ type Sandbox struct {
 	rulesMu sync.Mutex
 	rules   atomic.Pointer[ruleSet]
 
-	rateOn  atomic.Bool
-	limiter limiter
-	ledger  ledger
+	rateOn      atomic.Bool
+	strictRange atomic.Bool
+	limiter     limiter
+	ledger      ledger
 }
 
 // New builds a sandbox. It panics if cfg is invalid: check untrusted config
@@ -116,6 +125,7 @@ func New(cfg Config) *Sandbox {
 		s.limiter.perMin = 400
 	}
 	s.rateOn.Store(cfg.RateLimit)
+	s.strictRange.Store(cfg.StrictRange)
 	s.ledger.limit = cfg.LedgerLimit
 	s.Reset()
 	return s
@@ -150,3 +160,7 @@ func (s *Sandbox) Reset() {
 
 // SetRateLimit switches per-merchant rate limiting on or off.
 func (s *Sandbox) SetRateLimit(on bool) { s.rateOn.Store(on) }
+
+// SetStrictRange switches QFPay's one-month query range rule on or off (see
+// Config.StrictRange).
+func (s *Sandbox) SetStrictRange(on bool) { s.strictRange.Store(on) }

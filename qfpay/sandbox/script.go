@@ -271,14 +271,16 @@ func (r *Rule) validate() error {
 // txamt and txdtm, a query none of them (txamt stays 0 until a cancel brings
 // one; txcurrcd defaults to HKD).
 type Txn struct {
-	MchID       string `json:"mchid,omitempty"`
-	OutTradeNo  string `json:"out_trade_no"`
-	Syssn       string `json:"syssn,omitempty"` // generated when empty
-	State       State  `json:"state"`
-	PayType     string `json:"pay_type,omitempty"` // default 800101
-	TxAmt       int64  `json:"txamt,omitempty"`
-	TxCurrCd    string `json:"txcurrcd,omitempty"` // default HKD
-	TxDtm       string `json:"txdtm,omitempty"`    // default: now
+	MchID      string `json:"mchid,omitempty"`
+	OutTradeNo string `json:"out_trade_no"`
+	Syssn      string `json:"syssn,omitempty"` // generated when empty
+	State      State  `json:"state"`
+	PayType    string `json:"pay_type,omitempty"` // default 800101
+	TxAmt      int64  `json:"txamt,omitempty"`
+	TxCurrCd   string `json:"txcurrcd,omitempty"` // default HKD
+	TxDtm      string `json:"txdtm,omitempty"`    // default: now
+	// SysDtm is when QFPay recorded the transaction, YYYY-MM-DD hh:mm:ss in
+	// UTC+8: queries filter on it. Default: TxDtm if given to Put, else now.
 	SysDtm      string `json:"sysdtm,omitempty"`
 	Respcd      string `json:"respcd,omitempty"` // query record respcd of an in_flight (default 1143) or failed (default 1147) txn; any 4 digits
 	CancelSyssn string `json:"cancel_syssn,omitempty"`

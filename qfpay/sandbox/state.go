@@ -40,6 +40,8 @@ func (t *Txn) validate() error {
 		return errors.New("txn: out_trade_no is required")
 	case !t.State.valid():
 		return fmt.Errorf("txn %s: state %q is not a state", t.OutTradeNo, t.State)
+	case t.SysDtm != "" && !isDtm(t.SysDtm):
+		return fmt.Errorf("txn %s: sysdtm %q: want YYYY-MM-DD hh:mm:ss", t.OutTradeNo, t.SysDtm)
 	case t.Respcd != "" && !isDigits(t.Respcd, 4):
 		return fmt.Errorf("txn %s: respcd %q: want 4 digits", t.OutTradeNo, t.Respcd)
 	case validRecord(t.RecordTxAmt, t.RecordTxCurrCd) != nil:
@@ -53,7 +55,9 @@ func (t *Txn) validate() error {
 }
 
 // Put seeds or replaces a transaction, keyed by (MchID, OutTradeNo). Empty
-// Syssn, PayType, TxCurrCd, TxDtm and SysDtm are filled in. A Behavior on the
+// Syssn, PayType, TxCurrCd, TxDtm and SysDtm are filled in: SysDtm is TxDtm
+// when that is given (the payment reached QFPay when it was made), else now
+// in UTC+8; TxDtm is now. A Behavior on the
 // Txn becomes a script for its out_trade_no.
 func (s *Sandbox) Put(t Txn) error {
 	if err := t.validate(); err != nil {
@@ -67,6 +71,9 @@ func (s *Sandbox) Put(t Txn) error {
 	}
 	if t.State == "" {
 		t.State = StateUnknown
+	}
+	if t.SysDtm == "" && isDtm(t.TxDtm) {
+		t.SysDtm = t.TxDtm
 	}
 	now := s.now()
 	s.fill(&t, now)
@@ -85,7 +92,8 @@ func (s *Sandbox) Put(t Txn) error {
 	return nil
 }
 
-// fill sets the defaults of empty Syssn, PayType, TxCurrCd and SysDtm.
+// fill sets the defaults of empty Syssn, PayType, TxCurrCd and SysDtm (now,
+// in UTC+8).
 func (s *Sandbox) fill(t *Txn, now time.Time) {
 	if t.Syssn == "" {
 		t.Syssn = s.newSyssn(now)
@@ -97,7 +105,7 @@ func (s *Sandbox) fill(t *Txn, now time.Time) {
 		t.TxCurrCd = defaultCurr
 	}
 	if t.SysDtm == "" {
-		t.SysDtm = now.Format(dtmLayout)
+		t.SysDtm = sysdtm(now)
 	}
 }
 

@@ -7,7 +7,9 @@ package sandbox
 import (
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 )
 
 // query asks for one out_trade_no of mchid and returns the answer.
@@ -149,26 +151,36 @@ func TestScriptValidation(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		name string
-		rule Rule
-		txn  Txn
+		b    *Behavior // checked as a rule's and as a Txn's behaviour
+		txn  *Txn
 		want string // in the error; "" for valid
 	}{
-		{name: "record override", rule: Rule{Prefix: "A", Behavior: Behavior{RecordTxAmt: 1, RecordTxCurrCd: "USD"}}, txn: Txn{OutTradeNo: "A", RecordTxAmt: 99999999999, RecordTxCurrCd: "HKD"}},
-		{name: "negative record_txamt", rule: Rule{Prefix: "A", Behavior: Behavior{RecordTxAmt: -1}}, txn: Txn{OutTradeNo: "A", RecordTxAmt: -1}, want: "record_txamt"},
-		{name: "12-digit record_txamt", rule: Rule{Prefix: "A", Behavior: Behavior{RecordTxAmt: 100000000000}}, txn: Txn{OutTradeNo: "A", RecordTxAmt: 100000000000}, want: "record_txamt"},
-		{name: "lower-case record_txcurrcd", rule: Rule{Prefix: "A", Behavior: Behavior{RecordTxCurrCd: "usd"}}, txn: Txn{OutTradeNo: "A", RecordTxCurrCd: "usd"}, want: "record_txcurrcd"},
-		{name: "long record_txcurrcd", rule: Rule{Prefix: "A", Behavior: Behavior{RecordTxCurrCd: "USDT"}}, txn: Txn{OutTradeNo: "A", RecordTxCurrCd: "USDT"}, want: "record_txcurrcd"},
-		{name: "unknown respcd", rule: Rule{Prefix: "A", Behavior: Behavior{Respcd: "7777", FailRespcd: "2005"}}, txn: Txn{OutTradeNo: "A", State: StateInFlight, Respcd: "7777"}},
-		{name: "short respcd", rule: Rule{Prefix: "A", Behavior: Behavior{Respcd: "777"}}, txn: Txn{OutTradeNo: "A", Respcd: "777"}, want: "respcd"},
-		{name: "cancel_effect_codes", rule: Rule{Prefix: "A", Behavior: Behavior{CancelEffectCodes: []string{"9999", "0000"}, HideAfterCancel: true}},
-			txn: Txn{OutTradeNo: "A", Behavior: &Behavior{CancelEffectCodes: []string{"1260"}, HideAfterCancel: true}}},
-		{name: "short cancel_effect_codes entry", rule: Rule{Prefix: "A", Behavior: Behavior{CancelEffectCodes: []string{"99"}}},
-			txn: Txn{OutTradeNo: "A", Behavior: &Behavior{CancelEffectCodes: []string{"0000", "x999"}}}, want: "scripted respcd"},
-		{name: "partially_refunded", rule: Rule{Prefix: "A", Behavior: Behavior{InitialState: StatePartiallyRefunded}}, txn: Txn{OutTradeNo: "A", State: StatePartiallyRefunded}},
-		{name: "partly_refunded", rule: Rule{Prefix: "A", Behavior: Behavior{InitialState: "partly_refunded"}}, txn: Txn{OutTradeNo: "A", State: "partly_refunded"}, want: "not a state"},
+		{name: "record override", b: &Behavior{RecordTxAmt: 1, RecordTxCurrCd: "USD"}, txn: &Txn{RecordTxAmt: 99999999999, RecordTxCurrCd: "HKD"}},
+		{name: "negative record_txamt", b: &Behavior{RecordTxAmt: -1}, txn: &Txn{RecordTxAmt: -1}, want: "record_txamt"},
+		{name: "12-digit record_txamt", b: &Behavior{RecordTxAmt: 100000000000}, txn: &Txn{RecordTxAmt: 100000000000}, want: "record_txamt"},
+		{name: "lower-case record_txcurrcd", b: &Behavior{RecordTxCurrCd: "usd"}, txn: &Txn{RecordTxCurrCd: "usd"}, want: "record_txcurrcd"},
+		{name: "long record_txcurrcd", b: &Behavior{RecordTxCurrCd: "USDT"}, txn: &Txn{RecordTxCurrCd: "USDT"}, want: "record_txcurrcd"},
+		{name: "unknown respcd", b: &Behavior{Respcd: "7777", FailRespcd: "2005"}, txn: &Txn{State: StateInFlight, Respcd: "7777"}},
+		{name: "short respcd", b: &Behavior{Respcd: "777"}, txn: &Txn{Respcd: "777"}, want: "respcd"},
+		{name: "cancel_effect_codes", b: &Behavior{CancelEffectCodes: []string{"9999", "0000", "1260"}, HideAfterCancel: true}},
+		{name: "short cancel_effect_codes entry", b: &Behavior{CancelEffectCodes: []string{"0000", "99"}}, want: "scripted respcd"},
+		{name: "sysdtm", txn: &Txn{SysDtm: "2026-11-30 23:59:59"}},
+		{name: "sysdtm without time", txn: &Txn{SysDtm: "2026-11-30"}, want: "sysdtm"},
+		{name: "partially_refunded", b: &Behavior{InitialState: StatePartiallyRefunded}, txn: &Txn{State: StatePartiallyRefunded}},
+		{name: "partly_refunded", b: &Behavior{InitialState: "partly_refunded"}, txn: &Txn{State: "partly_refunded"}, want: "not a state"},
 	}
 	for _, tt := range tests {
-		for what, err := range map[string]error{"rule": tt.rule.validate(), "txn": tt.txn.validate()} {
+		errs := map[string]error{}
+		if tt.b != nil {
+			errs["rule"] = (&Rule{Prefix: "A", Behavior: *tt.b}).validate()
+			errs["txn behaviour"] = (&Txn{OutTradeNo: "A", Behavior: tt.b}).validate()
+		}
+		if tt.txn != nil {
+			tx := *tt.txn
+			tx.OutTradeNo = "A"
+			errs["txn"] = tx.validate()
+		}
+		for what, err := range errs {
 			switch {
 			case tt.want == "" && err != nil:
 				t.Errorf("%s: %s refused: %v", tt.name, what, err)
@@ -281,5 +293,106 @@ func TestHideAfterCancel(t *testing.T) {
 				t.Errorf("%s: query %v found %v, want seen=%t", tt.name, f, d, wantSeen)
 			}
 		}
+	}
+}
+
+func TestQueryRange(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	// 23:59:30 on 30 November in UTC+8, QFPay's zone.
+	now := time.Date(2026, 11, 30, 15, 59, 30, 0, time.UTC)
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	set := func(at time.Time) { mu.Lock(); now = at; mu.Unlock() }
+	strict, sbase := newServer(t, func(c *Config) { c.Now, c.AnyMonth, c.StrictRange = clock, false, true })
+	lenient, lbase := newServer(t, func(c *Config) { c.Now, c.AnyMonth = clock, false })
+	for _, sb := range []*Sandbox{strict, lenient} {
+		for _, tx := range []Txn{
+			{MchID: mchid, OutTradeNo: "NOV", State: StatePaid, SysDtm: "2026-11-30 23:59:00"},
+			{MchID: mchid, OutTradeNo: "OCT", State: StatePaid, TxDtm: "2026-10-31 23:59:59"}, // sysdtm from txdtm
+		} {
+			if err := sb.Put(tx); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := sb.Script("NOW", Behavior{InitialState: StatePaid}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// NOW is created by this first query: its sysdtm is the clock, in UTC+8.
+	if r := only(t, "NOW", query(t, sbase, "NOW", nil)); r["sysdtm"] != "2026-11-30 23:59:30" {
+		t.Fatalf("NOW: sysdtm %v, want the clock in UTC+8", r["sysdtm"])
+	}
+	query(t, lbase, "NOW", nil)
+	if tx, _ := strict.Get(mchid, "OCT"); tx.SysDtm != "2026-10-31 23:59:59" {
+		t.Fatalf("OCT: sysdtm %q, want its txdtm", tx.SysDtm)
+	}
+
+	nov30, dec1 := now, time.Date(2026, 11, 30, 16, 0, 30, 0, time.UTC) // 00:00:30 on 1 December in UTC+8
+	rng := func(from, to string) map[string]string { return map[string]string{"start_time": from, "end_time": to} }
+	with := func(f map[string]string, k, v string) map[string]string { f[k] = v; return f }
+	tests := []struct {
+		name    string
+		at      time.Time
+		lenient bool // ask the sandbox without StrictRange
+		otn     string
+		fields  map[string]string
+		respcd  string
+		found   bool
+	}{
+		{"default month", nov30, false, "NOV", nil, "0000", true},
+		{"default month leaves October out", nov30, false, "OCT", nil, "0000", false},
+		{"October range", nov30, false, "OCT", rng("2026-10-01 00:00:00", "2026-10-31 23:59:59"), "0000", true},
+		{"end is included", nov30, false, "NOV", rng("2026-11-01 00:00:00", "2026-11-30 23:59:00"), "0000", true},
+		{"end before sysdtm", nov30, false, "NOV", rng("2026-11-01 00:00:00", "2026-11-30 23:58:59"), "0000", false},
+		{"start only, open end", nov30, false, "OCT", map[string]string{"start_time": "2026-10-31 00:00:00"}, "0000", true},
+		{"crosses a month", nov30, false, "NOV", rng("2026-11-30 00:00:00", "2026-12-01 00:00:00"), "1150", false},
+		{"crosses a year", nov30, false, "NOV", rng("2025-12-31 00:00:00", "2026-01-01 00:00:00"), "1150", false},
+		{"starts after it ends", nov30, false, "NOV", rng("2026-11-30 23:59:59", "2026-11-30 00:00:00"), "1150", false},
+		{"same month in txzone -0500, two days in UTC+8", nov30, false, "NOV",
+			with(rng("2026-11-30 00:00:00", "2026-11-30 23:59:59"), "txzone", "-0500"), "0000", true},
+		{"crosses a month in txzone -0500", nov30, false, "NOV",
+			with(rng("2026-11-30 00:00:00", "2026-12-01 00:00:00"), "txzone", "-0500"), "1150", false},
+		{"txzone -0500 range reads in -0500", nov30, false, "NOV",
+			with(rng("2026-11-30 11:00:00", "2026-11-30 23:59:59"), "txzone", "-0500"), "0000", false},
+		{"a minute later it is December in UTC+8", dec1, false, "NOW", nil, "0000", false},
+		{"November range finds it", dec1, false, "NOW", rng("2026-11-01 00:00:00", "2026-11-30 23:59:59"), "0000", true},
+		{"still November in txzone +0000", dec1, false, "NOW", map[string]string{"txzone": "+0000"}, "0000", true},
+		{"lenient: a range across months", nov30, true, "NOV", rng("2026-11-30 00:00:00", "2026-12-01 00:00:00"), "0000", true},
+		{"lenient: start after end finds nothing", nov30, true, "NOV", rng("2026-11-30 23:59:59", "2026-11-30 00:00:00"), "0000", false},
+		{"lenient: default month", dec1, true, "NOW", nil, "0000", false},
+		{"bad txzone", nov30, false, "NOV", map[string]string{"txzone": "+08:00"}, "1104", false},
+		{"txzone out of range", nov30, false, "NOV", map[string]string{"txzone": "+1500"}, "1104", false},
+	}
+	for _, tt := range tests {
+		set(tt.at)
+		base := sbase
+		if tt.lenient {
+			base = lbase
+		}
+		a := query(t, base, tt.otn, tt.fields)
+		if a.status != 200 || a.str("respcd") != tt.respcd || (len(a.data()) == 1) != tt.found {
+			t.Errorf("%s: HTTP %d %v, want respcd %s found=%t", tt.name, a.status, a.body, tt.respcd, tt.found)
+		}
+		if tt.respcd == "1150" && (!strings.Contains(a.str("respmsg"), "query range") || a.body["data"] != nil) {
+			t.Errorf("%s: %v, want a respmsg about the range and no data", tt.name, a.body)
+		}
+	}
+	n := 0
+	for _, e := range strict.Ledger("NOV") {
+		if e.Respcd == "1150" {
+			n++
+			if e.Fault != "bad_range" {
+				t.Errorf("ledger %+v, want fault bad_range", e)
+			}
+		}
+	}
+	if n != 4 {
+		t.Errorf("%d queries answered 1150 in the ledger, want 4", n)
+	}
+	// The switch, at run time.
+	set(nov30)
+	strict.SetStrictRange(false)
+	if a := query(t, sbase, "NOV", rng("2026-11-30 00:00:00", "2026-12-01 00:00:00")); a.str("respcd") != "0000" || len(a.data()) != 1 {
+		t.Errorf("strict range off: %v", a.body)
 	}
 }

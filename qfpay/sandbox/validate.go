@@ -34,6 +34,9 @@ func invalidField(endpoint string, f map[string]string) (field, reason string) {
 				return name, "want YYYY-MM-DD hh:mm:ss"
 			}
 		}
+		if _, ok := parseZone(f["txzone"]); f["txzone"] != "" && !ok {
+			return "txzone", "want +hhmm or -hhmm, e.g. +0800"
+		}
 		return "", ""
 	}
 	if f["syssn"] == "" && f["out_trade_no"] == "" {
