@@ -20,7 +20,11 @@
 //     one); with Config.StrictRange, a range that crosses a month or starts
 //     after it ends answers 1150, as QFPay does;
 //   - limits calls per merchant (100/s, 400/min, then HTTP 429) when switched on;
-//   - keeps a ledger of every call per out_trade_no, readable from Go and as JSON.
+//   - keeps a ledger of every call per out_trade_no, readable from Go and as
+//     JSON, with the checks an end-to-end test needs: CancelCalls (reversal and
+//     close calls past authentication, faulted ones included), AcceptedCancels,
+//     and CheckInvariants (no cancel applied twice, a query before every
+//     cancel, no cancel sent to a payment already reversed or closed).
 //
 // What a test can script, per out_trade_no ([Sandbox.Script]) or by prefix
 // ([Rule], longest prefix wins, scripts beat rules): the state a transaction

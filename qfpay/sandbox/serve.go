@@ -157,18 +157,25 @@ func (s *Sandbox) validate(w http.ResponseWriter, c *call) bool {
 }
 
 // target finds the transaction the call is about: a single-order query names
-// one out_trade_no; a cancel names an out_trade_no or a known syssn.
+// one out_trade_no; a cancel names an out_trade_no or a known syssn, and the
+// ledger keeps the state it finds the transaction in.
 func (s *Sandbox) target(c *call) {
 	c.k, c.single = tkey{c.ent.MchID, c.ent.OutTradeNo}, true
 	if c.endpoint == epQuery {
 		c.single = c.ent.OutTradeNo != "" && c.ent.Syssn == "" && !strings.Contains(c.ent.OutTradeNo, ",")
-	} else if c.ent.OutTradeNo == "" {
+		return
+	}
+	if c.ent.OutTradeNo == "" {
 		if v, ok := s.syssnIdx.Load(c.ent.Syssn); ok && v.(tkey).mchid == c.ent.MchID {
 			c.k = v.(tkey)
 			c.ent.OutTradeNo = c.k.otn
 		} else {
 			c.single = false
+			return
 		}
+	}
+	if t, ok := s.Get(c.k.mchid, c.k.otn); ok {
+		c.ent.StateBefore = t.State
 	}
 }
 

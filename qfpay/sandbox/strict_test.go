@@ -6,6 +6,9 @@ package sandbox
 
 import (
 	"fmt"
+	"io"
+	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -394,5 +397,119 @@ func TestQueryRange(t *testing.T) {
 	strict.SetStrictRange(false)
 	if a := query(t, sbase, "NOV", rng("2026-11-30 00:00:00", "2026-12-01 00:00:00")); a.str("respcd") != "0000" || len(a.data()) != 1 {
 		t.Errorf("strict range off: %v", a.body)
+	}
+}
+
+// send posts fields to endpoint like post, signed with signKey, and returns
+// the HTTP status (0 when the connection was dropped).
+func send(t *testing.T, base, endpoint string, fields map[string]string, signKey string) int {
+	t.Helper()
+	form := url.Values{}
+	for k, v := range fields {
+		form.Set(k, v)
+	}
+	req, err := http.NewRequest(http.MethodPost, base+"/trade/v1/"+endpoint, strings.NewReader(form.Encode()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded; charset=UTF-8")
+	req.Header.Set("X-QF-APPCODE", appCode)
+	req.Header.Set("X-QF-SIGN", md5Sign(fields, signKey))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, resp.Body)
+	return resp.StatusCode
+}
+
+func TestLedgerChecks(t *testing.T) {
+	t.Parallel()
+	sb, base := newServer(t, nil)
+	tests := []struct {
+		name     string
+		b        Behavior
+		ops      []string // query, reversal, close, badsign (a reversal), invalid (a reversal), reput (in_flight again)
+		calls    int      // CancelCalls
+		accepted int
+		problems []string // the one violation CheckInvariants names for this out_trade_no, in parts; nil for none
+	}{
+		{"query then reversal", Behavior{}, []string{"query", "reversal"}, 1, 1, nil},
+		{"faulted cancels count", Behavior{Drop: 1, HTTP429: 1, HTTP5xx: 1, Endpoints: []string{"reversal"}},
+			[]string{"query", "reversal", "reversal", "reversal", "query", "reversal"}, 4, 1, nil},
+		{"bad signatures do not count, refused fields do", Behavior{},
+			[]string{"query", "badsign", "invalid", "reversal"}, 2, 1, nil},
+		{"in progress, then applied", Behavior{InProgress: 1}, []string{"query", "reversal", "query", "reversal"}, 2, 1, nil},
+		{"reversal after reversal", Behavior{}, []string{"query", "reversal", "query", "reversal"}, 2, 1,
+			[]string{"reversal (seq", "sent to a payment already reversed"}},
+		{"reversal after close", Behavior{}, []string{"query", "close", "reversal"}, 2, 1,
+			[]string{"reversal (seq", "sent to a payment already closed"}},
+		{"re-sent after an unknown answer that reversed", Behavior{CancelEffectCodes: []string{"9999"}},
+			[]string{"query", "reversal", "query", "reversal"}, 2, 1, []string{"already reversed"}},
+		{"re-sent after a lost answer", Behavior{DropAfter: 1, Endpoints: []string{"reversal"}},
+			[]string{"query", "reversal", "query", "reversal"}, 2, 1, []string{"already reversed"}},
+		{"re-sent while queries see nothing", Behavior{HideAfterCancel: true},
+			[]string{"query", "reversal", "query", "close"}, 2, 1, []string{"close (seq", "sent to a payment already reversed"}},
+		{"applied twice", Behavior{}, []string{"query", "reversal", "reput", "close"}, 2, 2, []string{"2 accepted cancels"}},
+		{"not preceded by a query", Behavior{}, []string{"reversal"}, 1, 1, []string{"not preceded by an answered query"}},
+	}
+	for i, tt := range tests {
+		otn := fmt.Sprintf("LC-%d", i)
+		put := func() {
+			b := tt.b
+			if err := sb.Put(Txn{MchID: mchid, OutTradeNo: otn, State: StateInFlight, TxAmt: 2500, TxDtm: txdtm, Behavior: &b}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		put()
+		for _, op := range tt.ops {
+			f, ep, k := cancelFields(otn), op, key
+			switch op {
+			case "query":
+				f = map[string]string{"mchid": mchid, "out_trade_no": otn}
+			case "badsign":
+				ep, k = "reversal", "wrong"
+			case "invalid":
+				ep, f["txamt"] = "reversal", "-1"
+			case "reput":
+				put()
+				continue
+			}
+			send(t, base, ep, f, k)
+		}
+		if n := sb.CancelCalls(otn); n != tt.calls {
+			t.Errorf("%s: CancelCalls = %d, want %d", tt.name, n, tt.calls)
+		}
+		if n := sb.AcceptedCancels(otn); n != tt.accepted {
+			t.Errorf("%s: AcceptedCancels = %d, want %d", tt.name, n, tt.accepted)
+		}
+		var got []string
+		if err := sb.CheckInvariants(); err != nil {
+			for line := range strings.SplitSeq(err.Error(), "\n") {
+				if strings.HasPrefix(line, otn+": ") {
+					got = append(got, line)
+				}
+			}
+		}
+		if (len(got) == 0) != (tt.problems == nil) || len(got) > 1 {
+			t.Errorf("%s: problems %q, want one naming %q", tt.name, got, tt.problems)
+			continue
+		}
+		for _, want := range tt.problems {
+			if !strings.Contains(got[0], want) {
+				t.Errorf("%s: problem %q, want it to say %q", tt.name, got[0], want)
+			}
+		}
+	}
+
+	// Rate-limited cancels never reached QFPay's handler.
+	rl, rbase := newServer(t, func(c *Config) { c.RateLimit, c.PerSecond = true, 1 })
+	send(t, rbase, "query", map[string]string{"mchid": mchid, "out_trade_no": "LC-RL"}, key)
+	if st := send(t, rbase, "reversal", cancelFields("LC-RL"), key); st != http.StatusTooManyRequests {
+		t.Fatalf("reversal over the limit: HTTP %d", st)
+	}
+	if n, all := rl.CancelCalls("LC-RL"), rl.Calls("LC-RL", "reversal"); n != 0 || all != 1 {
+		t.Errorf("rate limited: CancelCalls = %d of %d reversal calls, want 0 of 1", n, all)
 	}
 }
