@@ -513,3 +513,72 @@ func TestLedgerChecks(t *testing.T) {
 		t.Errorf("rate limited: CancelCalls = %d of %d reversal calls, want 0 of 1", n, all)
 	}
 }
+
+func TestAdminNewFields(t *testing.T) {
+	t.Parallel()
+	sb, base := newServer(t, nil)
+	do := func(method, path, body string) (int, string) {
+		req, _ := http.NewRequest(method, base+path, strings.NewReader(body))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	tests := []struct {
+		path, body string
+		status     int
+	}{
+		{"/_sandbox/rules", `{"out_trade_no":"AJ-1","initial_state":"in_flight","cancel_effect_codes":["9999"],"hide_after_cancel":true,"record_txamt":2400,"record_txcurrcd":"USD"}`, 200},
+		{"/_sandbox/txns", `{"mchid":"` + mchid + `","out_trade_no":"AJ-2","state":"partially_refunded","txamt":2500,"record_txcurrcd":"CNY","sysdtm":"2026-11-30 23:59:59"}`, 200},
+		{"/_sandbox/txns", `{"mchid":"` + mchid + `","out_trade_no":"AJ-3","state":"in_flight","respcd":"7777","behavior":{"cancel_effect_codes":["1260"]}}`, 200},
+		{"/_sandbox/rules", `{"prefix":"X","cancel_effect_codes":["9"]}`, 400},
+		{"/_sandbox/rules", `{"prefix":"X","record_txcurrcd":"usd"}`, 400},
+		{"/_sandbox/rules", `{"prefix":"X","record_txamt":-5}`, 400},
+		{"/_sandbox/rules", `{"prefix":"X","initial_state":"partly_refunded"}`, 400},
+		{"/_sandbox/txns", `{"out_trade_no":"X","respcd":"12"}`, 400},
+		{"/_sandbox/txns", `{"out_trade_no":"X","sysdtm":"today"}`, 400},
+		{"/_sandbox/txns", `{"out_trade_no":"X","behavior":{"hide_after_cancel":"yes"}}`, 400},
+		{"/_sandbox/strict_range?on=maybe", ``, 400},
+		{"/_sandbox/strict_range?on=true", ``, 200},
+	}
+	for _, tt := range tests {
+		if st, b := do("POST", tt.path, tt.body); st != tt.status {
+			t.Errorf("POST %s %s: %d %s, want %d", tt.path, tt.body, st, b, tt.status)
+		}
+	}
+	if !sb.strictRange.Load() {
+		t.Error("strict_range switch")
+	}
+	if _, b := do("GET", "/_sandbox/rules", ""); !strings.Contains(b, `"cancel_effect_codes":["9999"]`) || !strings.Contains(b, `"hide_after_cancel":true`) ||
+		!strings.Contains(b, `"record_txamt":2400`) || !strings.Contains(b, `"record_txcurrcd":"USD"`) {
+		t.Errorf("rules: %s", b)
+	}
+	if _, b := do("GET", "/_sandbox/txns?out_trade_no=AJ-2&mchid="+mchid, ""); !strings.Contains(b, `"state":"partially_refunded"`) || !strings.Contains(b, `"record_txcurrcd":"CNY"`) {
+		t.Errorf("txn: %s", b)
+	}
+	// What they script.
+	if r := only(t, "AJ-1", query(t, base, "AJ-1", nil)); fmt.Sprint(r["txamt"]) != "2400" || r["txcurrcd"] != "USD" {
+		t.Errorf("AJ-1 record %v, want 2400 USD", r)
+	}
+	if a := post(t, base, "reversal", cancelFields("AJ-1"), nil); a.str("respcd") != "9999" {
+		t.Errorf("AJ-1 reversal %v, want 9999", a.body)
+	}
+	if d := query(t, base, "AJ-1", nil).data(); len(d) != 0 {
+		t.Errorf("AJ-1 after the cancel: %v, want no record", d)
+	}
+	if r := only(t, "AJ-2", query(t, base, "AJ-2", map[string]string{"start_time": "2026-11-01 00:00:00", "end_time": "2026-11-30 23:59:59"})); r["cancel"] != "5" || r["txcurrcd"] != "CNY" {
+		t.Errorf("AJ-2 record %v, want cancel 5 in CNY", r)
+	}
+	if r := only(t, "AJ-3", query(t, base, "AJ-3", nil)); r["respcd"] != "7777" {
+		t.Errorf("AJ-3 record %v, want respcd 7777", r)
+	}
+	if a := post(t, base, "close", cancelFields("AJ-3"), nil); a.str("respcd") != "1260" {
+		t.Errorf("AJ-3 close %v, want 1260", a.body)
+	}
+	if _, b := do("GET", "/_sandbox/ledger?out_trade_no=AJ-3", ""); !strings.Contains(b, `"state_before":"in_flight"`) || !strings.Contains(b, `"state":"closed"`) {
+		t.Errorf("ledger: %s", b)
+	}
+}
