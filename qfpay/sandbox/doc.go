@@ -57,7 +57,7 @@
 //
 // Files by job: sandbox.go (Config, New, Reset), state.go (transactions,
 // shards, Put/Get/Txns), serve.go (the stages of a call: parse, limit,
-// authenticate, validate, fault, answer), query.go, cancel.go, validate.go
-// (field checks), script.go (Behavior, Rule, Txn), ledger.go, admin.go,
-// sign.go, start.go.
+// authenticate, validate, fault, answer), query.go, window.go (the query
+// range rule), cancel.go, validate.go (field checks), script.go (Behavior,
+// Rule, Txn), ledger.go, admin.go, sign.go, start.go.
 package sandbox

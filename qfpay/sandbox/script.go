@@ -93,8 +93,9 @@ func (l Latency) sample() time.Duration {
 // and the first queries answer QueryCodes.
 //
 // A reversal or close goes through, in this order:
-//  1. the faults above (drop, http_429, http_5xx; drop_after is played last,
-//     on the answer);
+//  1. the faults above: latency, drop, http_429, http_5xx (each ends the
+//     call); drop_after lets the call go through the steps below and loses
+//     the answer;
 //  2. unknown_for: no record, answer 1268, no effect;
 //  3. cancel_codes: the next entry is the answer, no effect;
 //  4. in_progress: answer 1143, no effect;
@@ -158,7 +159,8 @@ type Behavior struct {
 	// applied: the effect stays, the answer says the code. E.g. ["9999"]: an
 	// unknown answer while the payment was in fact reversed; ["1260"]: "paid,
 	// please confirm" while the cancel landed; ["0000"]: a success shape even
-	// when nothing changed. Calls past the list get the normal answer.
+	// when nothing changed. Calls past the list get the normal answer; a
+	// drop_after call uses its entry although its answer is lost.
 	CancelEffectCodes []string `json:"cancel_effect_codes,omitempty"`
 	// HideAfterCancel: once a cancel of this out_trade_no has been accepted
 	// (answered 0000, or applied whatever the answer), every later query finds
