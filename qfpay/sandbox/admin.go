@@ -82,6 +82,14 @@ func (s *Sandbox) serveAdmin(w http.ResponseWriter, r *http.Request) {
 		}
 		s.SetRateLimit(on)
 		writeJSON(w, http.StatusOK, map[string]bool{"rate_limit": on})
+	case "POST /_sandbox/strict_range":
+		on, err := strconv.ParseBool(q.Get("on"))
+		if err != nil {
+			writeJSON(w, http.StatusBadRequest, map[string]string{"error": "want ?on=true or ?on=false"})
+			return
+		}
+		s.SetStrictRange(on)
+		writeJSON(w, http.StatusOK, map[string]bool{"strict_range": on})
 	case "POST /_sandbox/reset":
 		s.Reset()
 		writeJSON(w, http.StatusOK, map[string]bool{"reset": true})

@@ -24,10 +24,15 @@ type Entry struct {
 	// Accepted: this cancel changed the transaction to reversed or closed.
 	Accepted bool `json:"accepted"`
 	// Fault names a scripted or protocol failure: drop, drop_after, 429, 5xx,
-	// rate_limit, bad_sign, invalid, shutdown.
+	// rate_limit, bad_sign, invalid, bad_range (a query answered 1150),
+	// shutdown.
 	Fault string `json:"fault,omitempty"`
 	// State of the transaction after the call ("unknown": no record).
 	State State `json:"state,omitempty"`
+	// StateBefore is, for a reversal or close that got past validation, the
+	// state of the transaction when the call arrived (before any scripted
+	// latency); empty when the sandbox did not know the transaction.
+	StateBefore State `json:"state_before,omitempty"`
 }
 
 func (e *Entry) isCancel() bool { return e.Endpoint == epReversal || e.Endpoint == epClose }
@@ -119,6 +124,20 @@ func (s *Sandbox) Calls(outTradeNo, endpoint string) int {
 	return n
 }
 
+// CancelCalls counts the reversal and close calls about outTradeNo that got
+// past authentication (app code and signature), whatever happened to them
+// next: refused fields, scripted faults (drop, 429, 5xx, drop_after) and
+// every answer count; rate-limited calls and bad signatures do not.
+func (s *Sandbox) CancelCalls(outTradeNo string) int {
+	n := 0
+	for _, e := range s.Ledger(outTradeNo) {
+		if e.isCancel() && e.Fault != "rate_limit" && e.Fault != "bad_sign" {
+			n++
+		}
+	}
+	return n
+}
+
 // AcceptedCancels counts the reversals and closes that changed outTradeNo to
 // reversed or closed. More than one is a bug in the caller... or here.
 func (s *Sandbox) AcceptedCancels(outTradeNo string) int {
@@ -131,10 +150,12 @@ func (s *Sandbox) AcceptedCancels(outTradeNo string) int {
 	return n
 }
 
-// CheckInvariants checks the ledger for what the daemon promises: at most one
-// accepted cancel per out_trade_no, and every cancel preceded by an answered
-// query (HTTP 200, respcd 0000) of the same out_trade_no. It names every
-// violation.
+// CheckInvariants checks the ledger for what the daemon promises, per
+// out_trade_no: at most one accepted cancel (a cancel applied twice is a
+// violation, whatever the answers said), every cancel preceded by an answered
+// query (HTTP 200, respcd 0000), and no cancel sent to a payment that was
+// already reversed or closed when the call arrived. It names every violation
+// with its out_trade_no.
 func (s *Sandbox) CheckInvariants() error {
 	s.ledger.mu.Lock()
 	defer s.ledger.mu.Unlock()
@@ -157,6 +178,9 @@ func (s *Sandbox) CheckInvariants() error {
 				}
 				if e.Accepted {
 					accepted++
+				}
+				if e.StateBefore == StateReversed || e.StateBefore == StateClosed {
+					errs = append(errs, fmt.Errorf("%s: %s (seq %d) sent to a payment already %s", otn, e.Endpoint, e.Seq, e.StateBefore))
 				}
 			}
 		}

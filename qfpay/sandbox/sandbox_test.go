@@ -219,6 +219,7 @@ func TestStatesAndCodes(t *testing.T) {
 		{StatePaid, []step{{"reversal", "1260", "0"}, {"close", "1260", "0"}}},
 		{StateFailed, []step{{"reversal", "1147", "0"}}},
 		{StateRefunded, []step{{"reversal", "1262", "3"}}},
+		{StatePartiallyRefunded, []step{{"reversal", "1262", "5"}, {"close", "1262", "5"}}},
 		{StateUnknown, []step{{"reversal", "1268", ""}, {"close", "1268", ""}}},
 	}
 	for i, tt := range tests {
