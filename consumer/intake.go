@@ -13,6 +13,7 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/reversald/reversald"
+	"github.com/reversald/reversald/internal/backoff"
 	"github.com/reversald/reversald/reversal"
 	"github.com/reversald/reversald/store"
 )
@@ -49,8 +50,10 @@ type IntakeConfig struct {
 	Logger *slog.Logger // nil: slog.Default()
 }
 
-// Validate lists every problem.
+// Validate lists every problem of the config as it will run: after defaults, so a RetryMin
+// above the default RetryMax is refused too.
 func (c IntakeConfig) Validate() error {
+	c = c.withDefaults()
 	errs := validateBrokers(c.Brokers)
 	if c.Topic == "" {
 		errs = append(errs, errors.New("input topic is required"))
@@ -217,7 +220,7 @@ func (in *Intake) Run(ctx context.Context) error {
 		default:
 			fetchFailures++
 			in.fetchErrs.Add(1)
-			d := backoff(fetchFailures, in.cfg.RetryMin, in.cfg.RetryMax)
+			d := backoff.Delay(fetchFailures, in.cfg.RetryMin, in.cfg.RetryMax)
 			log.Warn("fetch from input topic", "err", ferr, "retry_in", d)
 			sleep(ctx, d)
 		}
@@ -280,7 +283,7 @@ func (in *Intake) handle(ctx context.Context, r *kafka.Reader, dlq *DeadLetters,
 			return
 		}
 		in.retries.Add(1)
-		d := backoff(failures, in.cfg.RetryMin, in.cfg.RetryMax)
+		d := backoff.Delay(failures, in.cfg.RetryMin, in.cfg.RetryMax)
 		log.Warn("intake batch; retrying the same batch", "err", err, "messages", len(batch), "retry_in", d)
 		if !sleep(wctx, d) {
 			log.Warn("intake stopped before the batch was durable and committed; it will be redelivered",
@@ -395,5 +398,17 @@ func graceContext(parent context.Context, grace time.Duration) (context.Context,
 		}
 		mu.Unlock()
 		cancel()
+	}
+}
+
+// sleep waits d or until ctx is done; it reports whether the full wait happened.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
 	}
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/segmentio/kafka-go"
 
+	"github.com/reversald/reversald/internal/backoff"
 	"github.com/reversald/reversald/store"
 )
 
@@ -36,8 +37,10 @@ type PublisherConfig struct {
 	Logger             *slog.Logger // nil: slog.Default()
 }
 
-// Validate lists every problem.
+// Validate lists every problem of the config as it will run: after defaults, so a RetryMin
+// above the default RetryMax is refused too.
 func (c PublisherConfig) Validate() error {
+	c = c.withDefaults()
 	errs := validateBrokers(c.Brokers)
 	if c.Topic == "" {
 		errs = append(errs, errors.New("results topic is required"))
@@ -166,7 +169,7 @@ func (p *Publisher) Run(ctx context.Context) error {
 		default:
 			failures++
 			p.errs.Add(1)
-			next = backoff(failures, p.cfg.RetryMin, p.cfg.RetryMax)
+			next = backoff.Delay(failures, p.cfg.RetryMin, p.cfg.RetryMax)
 			p.cfg.Logger.Warn("publish outcomes", "err", err, "retry_in", next)
 		}
 		timer.Reset(next)
