@@ -200,7 +200,10 @@ func daemon(ctx context.Context, cfg Config, logw io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("listen on HTTP_ADDR %s: %w", cfg.HTTPAddr, err)
 	}
-	srv := &http.Server{Handler: handler(reg, st, cfg, sec), ReadHeaderTimeout: 5 * time.Second}
+	mux := http.NewServeMux()
+	handleHealth(mux, st, cfg.KafkaBrokers, sec)
+	mux.Handle("GET /metrics", m.handler())
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	log.Info("serving health and metrics", "addr", ln.Addr().String())
 
 	// Any part failing stops the others; the first error is returned.
