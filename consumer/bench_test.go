@@ -28,14 +28,11 @@ func BenchmarkIntake(b *testing.B) {
 				produce(b, brokers, in, msgs...)
 				cfg := intakeConfig(brokers, in, in+"-dlq", randomName("g"))
 				cfg.BatchSize = batch
-				it, err := NewIntake(cfg, db.st)
-				if err != nil {
-					b.Fatal(err)
-				}
+				it, counts := newCountedIntake(b, cfg, db.st)
 				b.StartTimer()
 				start := time.Now()
 				stop := runInBackground(b, it.Run)
-				waitFor(b, 5*time.Minute, "all events recorded", func() bool { return it.Stats().Messages == n })
+				waitFor(b, 5*time.Minute, "all events recorded", func() bool { return counts.stats().Messages == n })
 				total += time.Since(start)
 				b.StopTimer()
 				stop()

@@ -31,6 +31,8 @@ func TestConfigValidateListsEveryProblem(t *testing.T) {
 			"retry min 2s is above retry max 1s", `mechanism "X"`)
 		check(t, IntakeConfig{Brokers: []string{"k:9092"}, Topic: "a", GroupID: "g", DLQTopic: "a"}.Validate(),
 			"dead-letter topic must differ")
+		check(t, IntakeConfig{Brokers: []string{"k:9092"}, Topic: "a", GroupID: "g", DLQTopic: "a.dlq", RetryMin: 20 * time.Second}.Validate(),
+			"retry min 20s is above retry max 10s")
 		if err := (IntakeConfig{Brokers: []string{"k:9092"}, Topic: "a", GroupID: "g", DLQTopic: "a.dlq"}).Validate(); err != nil {
 			t.Fatalf("minimal config: %v", err)
 		}
@@ -39,6 +41,8 @@ func TestConfigValidateListsEveryProblem(t *testing.T) {
 		t.Parallel()
 		check(t, PublisherConfig{BatchSize: -1, PollInterval: -1}.Validate(),
 			"kafka brokers are required", "results topic is required", "batch size", "poll interval")
+		check(t, PublisherConfig{Brokers: []string{"k:9092"}, Topic: "r", RetryMin: 20 * time.Second}.Validate(),
+			"retry min 20s is above retry max 5s")
 		if err := (PublisherConfig{Brokers: []string{"[::1]:9092"}, Topic: "r"}).Validate(); err != nil {
 			t.Fatalf("minimal config: %v", err)
 		}
@@ -48,15 +52,4 @@ func TestConfigValidateListsEveryProblem(t *testing.T) {
 		check(t, DeadLetterConfig{MaxBytes: 10}.Validate(),
 			"kafka brokers are required", "dead-letter topic is required", "at least 1024")
 	})
-}
-
-func TestBackoffStaysInBounds(t *testing.T) {
-	t.Parallel()
-	lo, hi := 100*time.Millisecond, 2*time.Second
-	for attempt := 1; attempt < 100; attempt++ {
-		d := backoff(attempt, lo, hi)
-		if d < lo/2 || d > hi {
-			t.Fatalf("backoff(%d) = %s, outside [%s, %s]", attempt, d, lo/2, hi)
-		}
-	}
 }

@@ -42,8 +42,9 @@ type DeadLetterConfig struct {
 	WriteTimeout time.Duration
 }
 
-// Validate lists every problem.
+// Validate lists every problem of the config as it will run (after defaults).
 func (c DeadLetterConfig) Validate() error {
+	c = c.withDefaults()
 	errs := validateBrokers(c.Brokers)
 	if c.Topic == "" {
 		errs = append(errs, errors.New("dead-letter topic is required"))
@@ -58,6 +59,16 @@ func (c DeadLetterConfig) Validate() error {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
+}
+
+func (c DeadLetterConfig) withDefaults() DeadLetterConfig {
+	if c.MaxBytes == 0 {
+		c.MaxBytes = DefaultMaxDeadLetterBytes
+	}
+	if c.WriteTimeout == 0 {
+		c.WriteTimeout = defaultWriteTimeout
+	}
+	return c
 }
 
 // Letter is one refused input message and the reason it was refused.
@@ -80,12 +91,7 @@ func NewDeadLetters(cfg DeadLetterConfig) (*DeadLetters, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("dead-letter config: %w", err)
 	}
-	if cfg.MaxBytes == 0 {
-		cfg.MaxBytes = DefaultMaxDeadLetterBytes
-	}
-	if cfg.WriteTimeout == 0 {
-		cfg.WriteTimeout = defaultWriteTimeout
-	}
+	cfg = cfg.withDefaults()
 	tr, err := cfg.Security.Transport()
 	if err != nil {
 		return nil, err

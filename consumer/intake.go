@@ -7,12 +7,12 @@ import (
 	"io"
 	"log/slog"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/segmentio/kafka-go"
 
 	"github.com/reversald/reversald"
+	"github.com/reversald/reversald/internal/backoff"
 	"github.com/reversald/reversald/reversal"
 	"github.com/reversald/reversald/store"
 )
@@ -50,11 +50,55 @@ type IntakeConfig struct {
 	// OnNew receives the attempts a batch created, after its transaction committed and before
 	// its offsets are committed: the executor's fast path. It must not block for long. May be nil.
 	OnNew  func(attemptIDs []int64)
+	Hooks  IntakeHooks
 	Logger *slog.Logger // nil: slog.Default()
 }
 
-// Validate lists every problem.
+// IntakeHooks let the caller count what an Intake does (metrics). Any may be nil. They are
+// called synchronously from Run: they must be cheap and must not block.
+type IntakeHooks struct {
+	// Batch: a batch is done, durable and its offsets committed (or, after repeated commit
+	// failures, durable and left for redelivery).
+	Batch func(messages int)
+	// Recorded: the store transaction of a batch committed; one call per valid event, with
+	// what the store did with it. An EventRejected event is dead-lettered next.
+	Recorded func(status store.EventStatus)
+	// DeadLettered: n messages (invalid or rejected) were acknowledged by the dead-letter topic.
+	DeadLettered func(n int)
+	// Retry: a step of a batch (store, dead-letter write or commit) failed; the batch is retried.
+	Retry func()
+	// CommitError: an offset commit failed (the batch is durable; it is retried or redelivered).
+	CommitError func()
+	// FetchError: the consumer-group reader returned an error; fetching is retried.
+	FetchError func()
+}
+
+func (h IntakeHooks) withDefaults() IntakeHooks {
+	if h.Batch == nil {
+		h.Batch = func(int) {}
+	}
+	if h.Recorded == nil {
+		h.Recorded = func(store.EventStatus) {}
+	}
+	if h.DeadLettered == nil {
+		h.DeadLettered = func(int) {}
+	}
+	if h.Retry == nil {
+		h.Retry = func() {}
+	}
+	if h.CommitError == nil {
+		h.CommitError = func() {}
+	}
+	if h.FetchError == nil {
+		h.FetchError = func() {}
+	}
+	return h
+}
+
+// Validate lists every problem of the config as it will run: after defaults, so a RetryMin
+// above the default RetryMax is refused too.
 func (c IntakeConfig) Validate() error {
+	c = c.withDefaults()
 	errs := validateBrokers(c.Brokers)
 	if c.Topic == "" {
 		errs = append(errs, errors.New("input topic is required"))
@@ -103,6 +147,7 @@ func (c IntakeConfig) withDefaults() IntakeConfig {
 	if c.FinalTimeout == 0 {
 		c.FinalTimeout = 10 * time.Second
 	}
+	c.Hooks = c.Hooks.withDefaults()
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -112,28 +157,11 @@ func (c IntakeConfig) withDefaults() IntakeConfig {
 // maxCommitAttempts is how often a durable batch's commit is tried before moving on.
 const maxCommitAttempts = 5
 
-// IntakeStats are cumulative counters since NewIntake.
-type IntakeStats struct {
-	Batches      int64 // batches written and committed
-	Messages     int64 // messages in those batches
-	Invalid      int64 // messages dead-lettered
-	New          int64 // events that created an attempt
-	Attached     int64 // events that joined an existing attempt
-	Duplicates   int64 // events whose event_id was already recorded
-	Conflicts    int64 // events with the key of an attempt but another amount or time
-	Retries      int64 // failed batch writes (store or DLQ), each retried
-	CommitErrors int64 // offset commits that failed (the batch is durable; it will be redelivered)
-	FetchErrors  int64 // errors from the consumer-group reader
-}
-
 // Intake reads the input topic as a consumer group and records each batch in PostgreSQL
 // before committing its offsets. See the package documentation for its invariants.
 type Intake struct {
 	cfg    IntakeConfig
 	intake func(ctx context.Context, events []reversald.Event) (store.IntakeResult, error)
-
-	batches, messages, invalid, fresh, attached, dups, conflicts atomic.Int64
-	retries, commitErrs, fetchErrs                               atomic.Int64
 }
 
 // NewIntake returns an Intake recording into st. Start it with Run.
@@ -145,16 +173,6 @@ func NewIntake(cfg IntakeConfig, st *store.Store) (*Intake, error) {
 		return nil, errors.New("intake config: store is required")
 	}
 	return &Intake{cfg: cfg.withDefaults(), intake: st.Intake}, nil
-}
-
-// Stats returns the counters.
-func (in *Intake) Stats() IntakeStats {
-	return IntakeStats{
-		Batches: in.batches.Load(), Messages: in.messages.Load(), Invalid: in.invalid.Load(),
-		New: in.fresh.Load(), Attached: in.attached.Load(), Duplicates: in.dups.Load(),
-		Conflicts: in.conflicts.Load(), Retries: in.retries.Load(),
-		CommitErrors: in.commitErrs.Load(), FetchErrors: in.fetchErrs.Load(),
-	}
 }
 
 // Run consumes until ctx is cancelled. Then it stops fetching, finishes the batch in progress
@@ -220,8 +238,8 @@ func (in *Intake) Run(ctx context.Context) error {
 			return errors.New("intake reader closed unexpectedly")
 		default:
 			fetchFailures++
-			in.fetchErrs.Add(1)
-			d := backoff(fetchFailures, in.cfg.RetryMin, in.cfg.RetryMax)
+			in.cfg.Hooks.FetchError()
+			d := backoff.Delay(fetchFailures, in.cfg.RetryMin, in.cfg.RetryMax)
 			log.Warn("fetch from input topic", "err", ferr, "retry_in", d)
 			sleep(ctx, d)
 		}
@@ -267,8 +285,7 @@ func (in *Intake) handle(ctx context.Context, r *kafka.Reader, dlq *DeadLetters,
 	for {
 		err := in.step(wctx, r, dlq, batch, events, sources, &letters, &dlqDone, &storeDone)
 		if err == nil {
-			in.batches.Add(1)
-			in.messages.Add(int64(len(batch)))
+			in.cfg.Hooks.Batch(len(batch))
 			return
 		}
 		failures++
@@ -279,12 +296,11 @@ func (in *Intake) handle(ctx context.Context, r *kafka.Reader, dlq *DeadLetters,
 			// Durable but not committed: the next batch's commit covers these offsets, or they
 			// are redelivered and recorded as duplicates. Moving on beats stalling the partition.
 			log.Warn("giving up committing a durable batch; it may be redelivered", "err", err, "messages", len(batch))
-			in.batches.Add(1)
-			in.messages.Add(int64(len(batch)))
+			in.cfg.Hooks.Batch(len(batch))
 			return
 		}
-		in.retries.Add(1)
-		d := backoff(failures, in.cfg.RetryMin, in.cfg.RetryMax)
+		in.cfg.Hooks.Retry()
+		d := backoff.Delay(failures, in.cfg.RetryMin, in.cfg.RetryMax)
 		log.Warn("intake batch; retrying the same batch", "err", err, "messages", len(batch), "retry_in", d)
 		if !sleep(wctx, d) {
 			log.Warn("intake stopped before the batch was durable and committed; it will be redelivered",
@@ -308,10 +324,10 @@ func (in *Intake) step(ctx context.Context, r *kafka.Reader, dlq *DeadLetters, b
 			return fmt.Errorf("record %d events: %w", len(events), err)
 		}
 		*storeDone = true
-		in.count(res)
-		// Valid events the store refused (an event_id already used by another
-		// payment) are dead-lettered with the store's reason, like invalid ones.
 		for i, st := range res.Statuses {
+			in.cfg.Hooks.Recorded(st)
+			// Valid events the store refused (an event_id already used by another
+			// payment) are dead-lettered with the store's reason, like invalid ones.
 			if st == store.EventRejected {
 				*letters = append(*letters, Letter{Message: sources[i], Reason: res.Reasons[i]})
 				*dlqDone = false
@@ -326,33 +342,17 @@ func (in *Intake) step(ctx context.Context, r *kafka.Reader, dlq *DeadLetters, b
 			return err
 		}
 		*dlqDone = true
-		in.invalid.Add(int64(len(*letters)))
+		in.cfg.Hooks.DeadLettered(len(*letters))
 	}
 	cctx, cancel := context.WithTimeout(ctx, in.cfg.WriteTimeout)
 	defer cancel()
 	if err := r.CommitMessages(cctx, batch...); err != nil {
 		// The batch is durable; a commit that never lands only means redelivery, which intake
 		// absorbs (event_id is unique). Retrying keeps redelivery small after a transient error.
-		in.commitErrs.Add(1)
+		in.cfg.Hooks.CommitError()
 		return fmt.Errorf("commit offsets of %d messages: %w", len(batch), err)
 	}
 	return nil
-}
-
-func (in *Intake) count(res store.IntakeResult) {
-	for _, s := range res.Statuses {
-		switch s {
-		case store.EventNew:
-			in.fresh.Add(1)
-		case store.EventAttached:
-			in.attached.Add(1)
-		case store.EventDuplicate:
-			in.dups.Add(1)
-		case store.EventConflict:
-			in.conflicts.Add(1)
-		case store.EventRejected: // counted as invalid once dead-lettered
-		}
-	}
 }
 
 // decode splits a batch into valid events for the store (with the message
@@ -402,5 +402,17 @@ func graceContext(parent context.Context, grace time.Duration) (context.Context,
 		}
 		mu.Unlock()
 		cancel()
+	}
+}
+
+// sleep waits d or until ctx is done; it reports whether the full wait happened.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
 	}
 }

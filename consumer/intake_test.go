@@ -77,6 +77,60 @@ func intakeConfig(brokers []string, topic, dlq, group string) IntakeConfig {
 	}
 }
 
+// intakeStats is what an Intake reported through its hooks so far.
+type intakeStats struct {
+	Batches, Messages, Invalid, New, Attached, Duplicates, Conflicts, Retries int64
+}
+
+// intakeCounter adds up an Intake's hooks, as the daemon's metrics do.
+type intakeCounter struct {
+	mu sync.Mutex
+	s  intakeStats
+}
+
+func (c *intakeCounter) add(f func(*intakeStats)) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	f(&c.s)
+}
+
+func (c *intakeCounter) stats() intakeStats {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.s
+}
+
+// newCountedIntake is NewIntake with cfg's hooks counting into the returned counter.
+func newCountedIntake(t testing.TB, cfg IntakeConfig, st *store.Store) (*Intake, *intakeCounter) {
+	t.Helper()
+	c := &intakeCounter{}
+	cfg.Hooks = IntakeHooks{
+		Batch: func(n int) { c.add(func(s *intakeStats) { s.Batches++; s.Messages += int64(n) }) },
+		Recorded: func(status store.EventStatus) {
+			c.add(func(s *intakeStats) {
+				switch status {
+				case store.EventNew:
+					s.New++
+				case store.EventAttached:
+					s.Attached++
+				case store.EventDuplicate:
+					s.Duplicates++
+				case store.EventConflict:
+					s.Conflicts++
+				case store.EventRejected: // counted as invalid once dead-lettered
+				}
+			})
+		},
+		DeadLettered: func(n int) { c.add(func(s *intakeStats) { s.Invalid += int64(n) }) },
+		Retry:        func() { c.add(func(s *intakeStats) { s.Retries++ }) },
+	}
+	it, err := NewIntake(cfg, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return it, c
+}
+
 // assertAllCommitted checks that the group's committed offset of every partition is its high
 // watermark: a new member would get nothing.
 func assertAllCommitted(t *testing.T, brokers []string, group, topic string, partitions int) {
@@ -128,15 +182,12 @@ func TestIntakeRecordsValidAndDeadLettersInvalid(t *testing.T) {
 			handed[id] = true
 		}
 	}
-	it, err := NewIntake(cfg, db.st)
-	if err != nil {
-		t.Fatal(err)
-	}
+	it, counts := newCountedIntake(t, cfg, db.st)
 	stop := runInBackground(t, it.Run)
-	waitFor(t, 60*time.Second, "all messages taken in", func() bool { return it.Stats().Messages == int64(len(msgs)) })
+	waitFor(t, 60*time.Second, "all messages taken in", func() bool { return counts.stats().Messages == int64(len(msgs)) })
 	stop()
 
-	s := it.Stats()
+	s := counts.stats()
 	if s.New != valid || s.Duplicates != 1 || s.Invalid != int64(len(invalid)) || s.Attached != 0 || s.Conflicts != 0 {
 		t.Errorf("stats %+v: want %d new, 1 duplicate, %d invalid", s, valid, len(invalid))
 	}
@@ -212,10 +263,7 @@ func TestIntakeRetriesFailedBatchWithoutCommitting(t *testing.T) {
 	const n, failFirst = 20, 3
 	produce(t, brokers, in, validMessages(n)...)
 
-	it, err := NewIntake(intakeConfig(brokers, in, dlq, group), db.st)
-	if err != nil {
-		t.Fatal(err)
-	}
+	it, counts := newCountedIntake(t, intakeConfig(brokers, in, dlq, group), db.st)
 	var mu sync.Mutex
 	calls := 0
 	var committedDuringFailures []map[int]int64
@@ -237,10 +285,10 @@ func TestIntakeRetriesFailedBatchWithoutCommitting(t *testing.T) {
 		return db.st.Intake(ctx, events)
 	}
 	stop := runInBackground(t, it.Run)
-	waitFor(t, 60*time.Second, "all messages taken in", func() bool { return it.Stats().Messages == n })
+	waitFor(t, 60*time.Second, "all messages taken in", func() bool { return counts.stats().Messages == n })
 	stop()
 
-	s := it.Stats()
+	s := counts.stats()
 	if s.Retries < failFirst || s.New != n {
 		t.Errorf("stats %+v: want >= %d retries and %d new", s, failFirst, n)
 	}
@@ -311,14 +359,11 @@ func TestIntakeRedeliveryAfterCrashBeforeCommit(t *testing.T) {
 	}
 
 	// Second life.
-	second, err := NewIntake(intakeConfig(brokers, in, dlq, group), db.st)
-	if err != nil {
-		t.Fatal(err)
-	}
+	second, counts := newCountedIntake(t, intakeConfig(brokers, in, dlq, group), db.st)
 	stop := runInBackground(t, second.Run)
-	waitFor(t, 60*time.Second, "all messages taken in again", func() bool { return second.Stats().Messages == n })
+	waitFor(t, 60*time.Second, "all messages taken in again", func() bool { return counts.stats().Messages == n })
 	stop()
-	s := second.Stats()
+	s := counts.stats()
 	if s.Duplicates != int64(stored) || s.New != int64(n-stored) {
 		t.Errorf("second life stats %+v: want %d duplicates, %d new", s, stored, n-stored)
 	}
@@ -340,15 +385,12 @@ func TestIntakeStopsPromptlyWhenIdle(t *testing.T) {
 	db := newTestDB(t)
 	in := newTopic(t, brokers, "in", 1)
 	group := randomName("g")
-	it, err := NewIntake(intakeConfig(brokers, in, in+"-dlq", group), db.st)
-	if err != nil {
-		t.Fatal(err)
-	}
+	it, counts := newCountedIntake(t, intakeConfig(brokers, in, in+"-dlq", group), db.st)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- it.Run(ctx) }()
 	produce(t, brokers, in, kafka.Message{Key: []byte("T00001"), Value: validValueN(1)})
-	waitFor(t, 60*time.Second, "the message read and committed", func() bool { return it.Stats().Batches == 1 })
+	waitFor(t, 60*time.Second, "the message read and committed", func() bool { return counts.stats().Batches == 1 })
 	start := time.Now()
 	cancel()
 	select {
@@ -382,23 +424,19 @@ func TestIntakeRebalanceLosesNothing(t *testing.T) {
 		}
 		return msgs
 	}
-	newIntake := func() *Intake {
+	newIntake := func() (*Intake, *intakeCounter) {
 		cfg := intakeConfig(brokers, in, dlq, group)
 		cfg.BatchSize = 40
-		it, err := NewIntake(cfg, db.st)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return it
+		return newCountedIntake(t, cfg, db.st)
 	}
 	recorded := func() int { return db.count(t, "events") }
 
-	a := newIntake()
+	a, countsA := newIntake()
 	stopA := runInBackground(t, a.Run)
 	produce(t, brokers, in, wave(0)...)
 	waitFor(t, 60*time.Second, "wave 0 recorded", func() bool { return recorded() == perWave })
 
-	b := newIntake() // joins: rebalance while A works
+	b, countsB := newIntake() // joins: rebalance while A works
 	stopB := runInBackground(t, b.Run)
 	waitMembers(t, brokers, group, in, 2)
 	produce(t, brokers, in, wave(1)...)
@@ -426,7 +464,7 @@ func TestIntakeRebalanceLosesNothing(t *testing.T) {
 	if got := db.count(t, "attempts"); got != waves*perWave {
 		t.Errorf("attempts table has %d rows, want %d", got, waves*perWave)
 	}
-	sa, sb := a.Stats(), b.Stats()
+	sa, sb := countsA.stats(), countsB.stats()
 	if sa.New+sb.New != waves*perWave {
 		t.Errorf("new events: A %d + B %d, want %d in all", sa.New, sb.New, waves*perWave)
 	}
@@ -455,12 +493,9 @@ func TestIntakeRetriesWhenDeadLetterTopicIsMissing(t *testing.T) {
 	)
 	cfg := intakeConfig(brokers, in, dlq, group)
 	cfg.WriteTimeout = 2 * time.Second
-	it, err := NewIntake(cfg, db.st)
-	if err != nil {
-		t.Fatal(err)
-	}
+	it, counts := newCountedIntake(t, cfg, db.st)
 	stop := runInBackground(t, it.Run)
-	waitFor(t, 60*time.Second, "failed DLQ writes", func() bool { return it.Stats().Retries >= 2 })
+	waitFor(t, 60*time.Second, "failed DLQ writes", func() bool { return counts.stats().Retries >= 2 })
 	offs, err := committedOffsets(t.Context(), brokers, group, in, 1)
 	if err != nil {
 		t.Fatal(err)
@@ -478,7 +513,7 @@ func TestIntakeRetriesWhenDeadLetterTopicIsMissing(t *testing.T) {
 	if err := EnsureTopics(ctx, brokers, Security{}, []TopicSpec{{Name: dlq, Partitions: 1, ReplicationFactor: 1}}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 60*time.Second, "the batch to go through", func() bool { return it.Stats().Messages == 3 })
+	waitFor(t, 60*time.Second, "the batch to go through", func() bool { return counts.stats().Messages == 3 })
 	stop()
 	if n := db.count(t, "events"); n != 2 {
 		t.Fatalf("events recorded = %d, want 2", n)

@@ -6,11 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync/atomic"
 	"time"
 
 	"github.com/segmentio/kafka-go"
 
+	"github.com/reversald/reversald/internal/backoff"
 	"github.com/reversald/reversald/store"
 )
 
@@ -33,11 +33,33 @@ type PublisherConfig struct {
 	FlushTimeout time.Duration
 	// RetryMin and RetryMax bound the backoff after a failed round; 0 means 100ms and 5s.
 	RetryMin, RetryMax time.Duration
+	Hooks              PublisherHooks
 	Logger             *slog.Logger // nil: slog.Default()
 }
 
-// Validate lists every problem.
+// PublisherHooks let the caller count what a Publisher does (metrics). Any may be nil. They
+// are called synchronously from Run: they must be cheap and must not block.
+type PublisherHooks struct {
+	// Published: n outcomes were acknowledged by Kafka and marked published.
+	Published func(n int)
+	// Error: a round (or the final flush) failed; its outcomes stay in the outbox.
+	Error func()
+}
+
+func (h PublisherHooks) withDefaults() PublisherHooks {
+	if h.Published == nil {
+		h.Published = func(int) {}
+	}
+	if h.Error == nil {
+		h.Error = func() {}
+	}
+	return h
+}
+
+// Validate lists every problem of the config as it will run: after defaults, so a RetryMin
+// above the default RetryMax is refused too.
 func (c PublisherConfig) Validate() error {
+	c = c.withDefaults()
 	errs := validateBrokers(c.Brokers)
 	if c.Topic == "" {
 		errs = append(errs, errors.New("results topic is required"))
@@ -73,17 +95,11 @@ func (c PublisherConfig) withDefaults() PublisherConfig {
 	if c.RetryMax == 0 {
 		c.RetryMax = 5 * time.Second
 	}
+	c.Hooks = c.Hooks.withDefaults()
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
 	return c
-}
-
-// PublisherStats are cumulative counters since NewPublisher.
-type PublisherStats struct {
-	Published int64 // outcome messages acknowledged and marked published
-	Batches   int64 // successful WriteMessages calls
-	Errors    int64 // failed rounds (store or Kafka), each retried
 }
 
 // Publisher moves outcomes from the PostgreSQL outbox to the results topic. A row is marked
@@ -94,8 +110,6 @@ type Publisher struct {
 	cfg     PublisherConfig
 	wake    chan struct{}
 	publish func(ctx context.Context, limit int, fn func(context.Context, []store.OutboxRecord) error) (int, error)
-
-	published, batches, errs atomic.Int64
 }
 
 // NewPublisher returns a Publisher reading st's outbox. Start it with Run.
@@ -119,11 +133,6 @@ func (p *Publisher) Wake() {
 	case p.wake <- struct{}{}:
 	default:
 	}
-}
-
-// Stats returns the counters.
-func (p *Publisher) Stats() PublisherStats {
-	return PublisherStats{Published: p.published.Load(), Batches: p.batches.Load(), Errors: p.errs.Load()}
 }
 
 // Run publishes until ctx is cancelled, then flushes what is pending once more within
@@ -165,8 +174,8 @@ func (p *Publisher) Run(ctx context.Context) error {
 			continue // the flush above handles it
 		default:
 			failures++
-			p.errs.Add(1)
-			next = backoff(failures, p.cfg.RetryMin, p.cfg.RetryMax)
+			p.cfg.Hooks.Error()
+			next = backoff.Delay(failures, p.cfg.RetryMin, p.cfg.RetryMax)
 			p.cfg.Logger.Warn("publish outcomes", "err", err, "retry_in", next)
 		}
 		timer.Reset(next)
@@ -178,7 +187,7 @@ func (p *Publisher) flush(ctx context.Context, w *kafka.Writer) {
 	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.cfg.FlushTimeout)
 	defer cancel()
 	if err := p.drain(fctx, w); err != nil {
-		p.errs.Add(1)
+		p.cfg.Hooks.Error()
 		p.cfg.Logger.Warn("final publish of outcomes; they stay in the outbox", "err", err)
 	}
 }
@@ -192,7 +201,9 @@ func (p *Publisher) drain(ctx context.Context, w *kafka.Writer) error {
 		if err != nil {
 			return err
 		}
-		p.published.Add(int64(n))
+		if n > 0 {
+			p.cfg.Hooks.Published(n)
+		}
 		if n < p.cfg.BatchSize {
 			return nil
 		}
@@ -222,6 +233,5 @@ func (p *Publisher) write(ctx context.Context, w *kafka.Writer, recs []store.Out
 	if err := w.WriteMessages(ctx, msgs...); err != nil {
 		return fmt.Errorf("write %d outcomes to %s: %w", len(msgs), p.cfg.Topic, writeError(err))
 	}
-	p.batches.Add(1)
 	return nil
 }

@@ -7,17 +7,6 @@ import (
 	"unicode/utf8"
 )
 
-// Field limits from QFPAY.md §2.
-const (
-	maxMchID      = 16
-	maxSyssn      = 40
-	maxOutTradeNo = 128
-	maxUdid       = 40
-	maxTxAmt      = 99_999_999_999 // Int(11)
-	// TxDtmLayout is the time layout of txdtm, start_time and end_time.
-	TxDtmLayout = "2006-01-02 15:04:05"
-)
-
 // QueryRequest asks for the state of one or more transactions. OutTradeNo and
 // Syssn may each be comma-separated lists; at least one must be set. MchID
 // defaults to Config.MchID. StartTime/EndTime ("YYYY-MM-DD hh:mm:ss") widen
@@ -71,14 +60,14 @@ func (r QueryRequest) Validate() error {
 	}
 	if r.OutTradeNo != "" {
 		for v := range strings.SplitSeq(r.OutTradeNo, ",") {
-			if err := checkText("out_trade_no", v, maxOutTradeNo, true); err != nil {
+			if err := checkText("out_trade_no", v, MaxOutTradeNoBytes, true); err != nil {
 				return err
 			}
 		}
 	}
 	if r.Syssn != "" {
 		for v := range strings.SplitSeq(r.Syssn, ",") {
-			if err := checkText("syssn", v, maxSyssn, true); err != nil {
+			if err := checkText("syssn", v, MaxSyssnBytes, true); err != nil {
 				return err
 			}
 		}
@@ -107,20 +96,20 @@ func (r CancelRequest) Validate() error {
 		return &ValidationError{Field: "out_trade_no", Reason: "syssn or out_trade_no is required"}
 	}
 	if r.Syssn != "" {
-		if err := checkText("syssn", r.Syssn, maxSyssn, false); err != nil {
+		if err := checkText("syssn", r.Syssn, MaxSyssnBytes, false); err != nil {
 			return err
 		}
 	}
 	if r.OutTradeNo != "" {
-		if err := checkText("out_trade_no", r.OutTradeNo, maxOutTradeNo, false); err != nil {
+		if err := checkText("out_trade_no", r.OutTradeNo, MaxOutTradeNoBytes, false); err != nil {
 			return err
 		}
 	}
 	if r.TxAmt <= 0 {
 		return &ValidationError{Field: "txamt", Reason: "must be a positive amount in minor units"}
 	}
-	if r.TxAmt > maxTxAmt {
-		return &ValidationError{Field: "txamt", Reason: "must have at most 11 digits"}
+	if r.TxAmt > MaxTxAmt {
+		return &ValidationError{Field: "txamt", Reason: "must have at most " + strconv.Itoa(MaxTxAmtDigits) + " digits"}
 	}
 	if r.TxDtm == "" {
 		return &ValidationError{Field: "txdtm", Reason: "is required"}
@@ -129,7 +118,7 @@ func (r CancelRequest) Validate() error {
 		return &ValidationError{Field: "txdtm", Reason: "must be YYYY-MM-DD hh:mm:ss"}
 	}
 	if r.Udid != "" {
-		if err := checkText("udid", r.Udid, maxUdid, false); err != nil {
+		if err := checkText("udid", r.Udid, MaxUdidBytes, false); err != nil {
 			return err
 		}
 	}
@@ -140,8 +129,8 @@ func checkMchID(s string) error {
 	if s == "" {
 		return nil
 	}
-	if len(s) > maxMchID {
-		return &ValidationError{Field: "mchid", Reason: "longer than 16 characters"}
+	if len(s) > MaxMchIDBytes {
+		return &ValidationError{Field: "mchid", Reason: "longer than " + strconv.Itoa(MaxMchIDBytes) + " characters"}
 	}
 	for i := 0; i < len(s); i++ {
 		if !isAlnum(s[i]) {

@@ -41,7 +41,7 @@ func benchExecutor(b *testing.B, workers int) {
 	}
 	b.Cleanup(gw.CloseIdleConnections)
 	ctx := context.Background()
-	txdtm := time.Now().Add(-time.Minute).Format(time.DateTime)
+	txdtm := time.Now().Add(-time.Minute).Format(qfpay.TxDtmLayout)
 	var ids []int64
 	for lo := 0; lo < b.N; lo += 500 {
 		var batch []reversald.Event

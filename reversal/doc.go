@@ -9,8 +9,9 @@
 //     input contract in DESIGN.md or an *InvalidEventError that names every violation. It never
 //     panics (fuzzed by FuzzDecodeEvent), and an accepted Event re-encoded with encoding/json
 //     decodes to the same Event.
-//   - Length limits are counted in bytes, as QFPay's String(N) fields are: a value we accept
-//     is never rejected by the gateway for its length.
+//   - Length limits are counted in bytes, as QFPay's String(N) fields are, and the fields bound
+//     for QFPay use qfpay's own limits and txdtm layout: a value we accept is never rejected
+//     by the gateway for its length.
 //   - An Event's EventID is never empty: when the producer sends none, the caller's fallback
 //     (topic/partition/offset) is used, so the same Kafka message always gets the same id and
 //     redelivery is idempotent.

@@ -11,14 +11,12 @@ import (
 	"unicode/utf8"
 
 	"github.com/reversald/reversald"
+	"github.com/reversald/reversald/qfpay"
 )
 
 // MaxEventBytes is the largest Kafka value DecodeEvent accepts. Real events are a few hundred
 // bytes; anything near this is a producer bug, and the bound keeps a poison message cheap.
 const MaxEventBytes = 64 << 10
-
-// TxDtmLayout is the layout of Event.TxDtm, QFPay's transaction time.
-const TxDtmLayout = "2006-01-02 15:04:05"
 
 // Known values of Event.Reason. Other short strings are accepted as given.
 const (
@@ -27,18 +25,15 @@ const (
 	ReasonNetworkError   = "network_error"
 )
 
-// Field limits. They count bytes, not characters, because QFPay's String(N) fields are byte
-// limits: an out_trade_no of 128 multi-byte characters would be rejected by the gateway.
+// Field limits of our own. The fields bound for QFPay (out_trade_no, syssn, txamt, txdtm,
+// mchid, udid) are checked against qfpay's limits (qfpay.MaxOutTradeNoBytes and the rest)
+// instead, so that an event accepted here is never refused by the gateway for its shape.
+// Limits count bytes, not characters, as QFPay's String(N) fields do.
 const (
-	maxEventIDBytes    = 128
-	maxOutTradeNoBytes = 128
-	maxSyssnBytes      = 40
-	maxMchIDBytes      = 16
-	maxUdidBytes       = 40
-	maxReasonBytes     = 64
-	maxTxAmtDigits     = 11
-	maxQuotedBytes     = 40            // how much of an offending value a problem message echoes
-	noLimit            = MaxEventBytes // for fields whose exact format check says more
+	maxEventIDBytes = 128
+	maxReasonBytes  = 64
+	maxQuotedBytes  = 40            // how much of an offending value a problem message echoes
+	noLimit         = MaxEventBytes // for fields whose exact format check says more
 	// Times before minYear are producer bugs, and years past maxYear do not survive
 	// encoding/json or PostgreSQL; accepting them would wedge a partition downstream.
 	minYear = 1970
@@ -86,8 +81,8 @@ func DecodeEvent(value []byte, fallbackID string) (reversald.Event, error) {
 	if ev.EventID == "" {
 		ev.EventID = fallbackID
 	}
-	ev.OutTradeNo = d.text("out_trade_no", maxOutTradeNoBytes, true, true)
-	ev.Syssn = d.text("syssn", maxSyssnBytes, false, true)
+	ev.OutTradeNo = d.text("out_trade_no", qfpay.MaxOutTradeNoBytes, true, true)
+	ev.Syssn = d.text("syssn", qfpay.MaxSyssnBytes, false, true)
 	ev.TxAmt = d.txAmt()
 	ev.TxCurrCd = d.text("txcurrcd", noLimit, false, false)
 	if ev.TxCurrCd != "" && !isUpperAlpha3(ev.TxCurrCd) {
@@ -98,8 +93,8 @@ func DecodeEvent(value []byte, fallbackID string) (reversald.Event, error) {
 	if ev.PayType != "" && !isDigits(ev.PayType, 6) {
 		d.problemf("pay_type must be exactly 6 digits, got %s", quote(ev.PayType))
 	}
-	ev.MchID = d.text("mchid", maxMchIDBytes, false, true)
-	ev.Udid = d.text("udid", maxUdidBytes, false, true)
+	ev.MchID = d.text("mchid", qfpay.MaxMchIDBytes, false, true)
+	ev.Udid = d.text("udid", qfpay.MaxUdidBytes, false, true)
 	ev.Reason = d.text("reason", maxReasonBytes, false, true)
 	ev.OccurredAt = d.occurredAt()
 
@@ -181,8 +176,11 @@ func (d *decoder) text(name string, maxBytes int, required, noControl bool) stri
 	return s
 }
 
+// txAmtProblem is the problem named for any txamt outside the contract.
+var txAmtProblem = fmt.Sprintf("txamt must be a positive integer of at most %d digits", qfpay.MaxTxAmtDigits)
+
 func (d *decoder) txAmt() int64 {
-	const want = "txamt must be a positive integer of at most 11 digits"
+	want := txAmtProblem
 	r := d.raw("txamt")
 	if r == nil {
 		d.problemf("txamt is required")
@@ -212,7 +210,7 @@ func (d *decoder) txAmt() int64 {
 		return 0
 	}
 	n, err := strconv.ParseInt(digits, 10, 64)
-	if err != nil { // unreachable: at most 11 digits
+	if err != nil { // unreachable: at most qfpay.MaxTxAmtDigits digits
 		d.problemf("%s, got %s", want, quote(digits))
 		return 0
 	}
@@ -233,8 +231,8 @@ func (d *decoder) txDtm() string {
 	}
 	// time.Parse accepts one-digit hours and the like; the round trip insists on the exact form
 	// and rejects dates that do not exist (2023-02-29, 24:00:00).
-	t, err := time.Parse(TxDtmLayout, s)
-	if err != nil || t.Format(TxDtmLayout) != s || t.Year() < minYear {
+	t, err := time.Parse(qfpay.TxDtmLayout, s)
+	if err != nil || t.Format(qfpay.TxDtmLayout) != s || t.Year() < minYear {
 		d.problemf("txdtm must be a real time as YYYY-MM-DD hh:mm:ss, got %s", quote(s))
 		return ""
 	}
@@ -294,7 +292,7 @@ func isRFC3339(s string) bool {
 
 // isAmount reports whether s is 1..11 ASCII digits with no leading zero (so not zero either).
 func isAmount(s string) bool {
-	return len(s) >= 1 && len(s) <= maxTxAmtDigits && s[0] != '0' && isDigits(s, len(s))
+	return len(s) >= 1 && len(s) <= qfpay.MaxTxAmtDigits && s[0] != '0' && isDigits(s, len(s))
 }
 
 func isDigits(s string, n int) bool {

@@ -102,7 +102,7 @@ func (r *rig) intake(events ...reversald.Event) store.IntakeResult {
 
 func (r *rig) event(otn, payType string) reversald.Event {
 	return reversald.Event{EventID: "ev-" + otn, MchID: testMchID, OutTradeNo: otn, TxAmt: 2500, TxCurrCd: "HKD",
-		TxDtm: r.clock.Now().Add(-time.Minute).Format(time.DateTime), PayType: payType}
+		TxDtm: r.clock.Now().Add(-time.Minute).Format(qfpay.TxDtmLayout), PayType: payType}
 }
 
 // waitFinal polls until every attempt is final, moving the clock on so that

@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
-	"net"
 	"net/http"
 	"time"
 
@@ -18,13 +16,22 @@ import (
 	"github.com/reversald/reversald/store"
 )
 
+// metrics counts what intake, executor and publisher report through their hooks, and asks
+// PostgreSQL for the backlogs at scrape time. It only counts; no part of the daemon depends
+// on it (the publisher's wake-up is wired in daemon).
 type metrics struct {
-	reg      *prometheus.Registry
+	reg *prometheus.Registry
+
 	calls    *prometheus.CounterVec
 	callTime *prometheus.HistogramVec
 	steps    *prometheus.HistogramVec
 	claims   prometheus.Histogram
 	finals   *prometheus.CounterVec
+
+	eventsIn                                     *prometheus.CounterVec
+	dlq, batches, retries, commitErrs, fetchErrs prometheus.Counter
+
+	published, publishErrs prometheus.Counter
 }
 
 func newMetrics(reg *prometheus.Registry, st *store.Store) *metrics {
@@ -48,8 +55,24 @@ func newMetrics(reg *prometheus.Registry, st *store.Store) *metrics {
 		finals: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "reversald_attempts_final_total", Help: "Attempts decided by this instance, by outcome status.",
 		}, []string{"status"}),
+
+		eventsIn: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "reversald_events_in_total", Help: "Input events recorded, by what intake did with them.",
+		}, []string{"result"}),
+		dlq:        counter("reversald_dlq_total", "Invalid events written to the dead-letter topic."),
+		batches:    counter("reversald_intake_batches_total", "Intake batches recorded and committed."),
+		retries:    counter("reversald_intake_retries_total", "Intake batch writes that failed and were retried."),
+		commitErrs: counter("reversald_intake_commit_errors_total", "Offset commits that failed (the batch is durable and will be redelivered)."),
+		fetchErrs:  counter("reversald_intake_fetch_errors_total", "Errors from the consumer-group reader (broker unreachable, rebalances)."),
+
+		published:   counter("reversald_outcomes_published_total", "Outcome messages acknowledged by Kafka."),
+		publishErrs: counter("reversald_publish_errors_total", "Publisher rounds that failed and were retried."),
+	}
+	for _, r := range []string{"new", "attached", "duplicate", "conflict", "invalid"} {
+		m.eventsIn.WithLabelValues(r) // every result is exported from the start, at 0
 	}
 	reg.MustRegister(m.calls, m.callTime, m.steps, m.claims, m.finals,
+		m.eventsIn, m.dlq, m.batches, m.retries, m.commitErrs, m.fetchErrs, m.published, m.publishErrs,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	reg.MustRegister(backlogCollector{st: st,
 		pending: prometheus.NewDesc("reversald_attempts_pending", "Attempts not yet final (all instances).", nil, nil),
@@ -58,7 +81,11 @@ func newMetrics(reg *prometheus.Registry, st *store.Store) *metrics {
 	return m
 }
 
-func (m *metrics) executorHooks(wake func()) reversal.Hooks {
+func counter(name, help string) prometheus.Counter {
+	return prometheus.NewCounter(prometheus.CounterOpts{Name: name, Help: help})
+}
+
+func (m *metrics) executorHooks() reversal.Hooks {
 	return reversal.Hooks{
 		Call: func(endpoint string, class qfpay.Class, d time.Duration) {
 			m.calls.WithLabelValues(endpoint, class.String()).Inc()
@@ -66,51 +93,44 @@ func (m *metrics) executorHooks(wake func()) reversal.Hooks {
 		},
 		Step:    func(step reversald.Step, d time.Duration) { m.steps.WithLabelValues(string(step)).Observe(d.Seconds()) },
 		Claimed: func(_ int, d time.Duration) { m.claims.Observe(d.Seconds()) },
-		Final: func(status reversald.Status) {
-			m.finals.WithLabelValues(string(status)).Inc()
-			wake()
+		Final:   func(status reversald.Status) { m.finals.WithLabelValues(string(status)).Inc() },
+	}
+}
+
+func (m *metrics) intakeHooks() consumer.IntakeHooks {
+	// store.EventRejected is not among them: it is counted as invalid once dead-lettered.
+	results := map[store.EventStatus]prometheus.Counter{
+		store.EventNew:       m.eventsIn.WithLabelValues("new"),
+		store.EventAttached:  m.eventsIn.WithLabelValues("attached"),
+		store.EventDuplicate: m.eventsIn.WithLabelValues("duplicate"),
+		store.EventConflict:  m.eventsIn.WithLabelValues("conflict"),
+	}
+	invalid := m.eventsIn.WithLabelValues("invalid")
+	return consumer.IntakeHooks{
+		Batch: func(int) { m.batches.Inc() },
+		Recorded: func(st store.EventStatus) {
+			if c, ok := results[st]; ok {
+				c.Inc()
+			}
 		},
+		DeadLettered: func(n int) { invalid.Add(float64(n)); m.dlq.Add(float64(n)) },
+		Retry:        m.retries.Inc,
+		CommitError:  m.commitErrs.Inc,
+		FetchError:   m.fetchErrs.Inc,
 	}
 }
 
-func (m *metrics) intake(in *consumer.Intake) {
-	counter := func(name, help string, f func(consumer.IntakeStats) int64) {
-		m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help},
-			func() float64 { return float64(f(in.Stats())) }))
+func (m *metrics) publisherHooks() consumer.PublisherHooks {
+	return consumer.PublisherHooks{
+		Published: func(n int) { m.published.Add(float64(n)) },
+		Error:     m.publishErrs.Inc,
 	}
-	events := prometheus.NewDesc("reversald_events_in_total", "Input events recorded, by what intake did with them.", []string{"result"}, nil)
-	m.reg.MustRegister(funcCollector{desc: events, collect: func(ch chan<- prometheus.Metric) {
-		s := in.Stats()
-		for _, r := range []struct {
-			name string
-			v    int64
-		}{{"new", s.New}, {"attached", s.Attached}, {"duplicate", s.Duplicates}, {"conflict", s.Conflicts}, {"invalid", s.Invalid}} {
-			ch <- prometheus.MustNewConstMetric(events, prometheus.CounterValue, float64(r.v), r.name)
-		}
-	}})
-	counter("reversald_dlq_total", "Invalid events written to the dead-letter topic.", func(s consumer.IntakeStats) int64 { return s.Invalid })
-	counter("reversald_intake_batches_total", "Intake batches recorded and committed.", func(s consumer.IntakeStats) int64 { return s.Batches })
-	counter("reversald_intake_retries_total", "Intake batch writes that failed and were retried.", func(s consumer.IntakeStats) int64 { return s.Retries })
-	counter("reversald_intake_commit_errors_total", "Offset commits that failed (the batch is durable and will be redelivered).", func(s consumer.IntakeStats) int64 { return s.CommitErrors })
-	counter("reversald_intake_fetch_errors_total", "Errors from the consumer-group reader (broker unreachable, rebalances).", func(s consumer.IntakeStats) int64 { return s.FetchErrors })
 }
 
-func (m *metrics) publisher(p *consumer.Publisher) {
-	counter := func(name, help string, f func(consumer.PublisherStats) int64) {
-		m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help},
-			func() float64 { return float64(f(p.Stats())) }))
-	}
-	counter("reversald_outcomes_published_total", "Outcome messages acknowledged by Kafka.", func(s consumer.PublisherStats) int64 { return s.Published })
-	counter("reversald_publish_errors_total", "Publisher rounds that failed and were retried.", func(s consumer.PublisherStats) int64 { return s.Errors })
+// handler serves the registry in the Prometheus text format.
+func (m *metrics) handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
 }
-
-type funcCollector struct {
-	desc    *prometheus.Desc
-	collect func(chan<- prometheus.Metric)
-}
-
-func (c funcCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
-func (c funcCollector) Collect(ch chan<- prometheus.Metric) { c.collect(ch) }
 
 // backlogCollector asks PostgreSQL at scrape time; both counts walk partial
 // indexes, so a scrape stays cheap with millions of final rows.
@@ -131,56 +151,4 @@ func (c backlogCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(c.pending, prometheus.GaugeValue, float64(b.Pending))
 	ch <- prometheus.MustNewConstMetric(c.outbox, prometheus.GaugeValue, float64(b.Outbox))
-}
-
-// handler serves /healthz (the process answers), /readyz (PostgreSQL and a
-// Kafka broker answer) and /metrics.
-func handler(reg *prometheus.Registry, st *store.Store, cfg Config, sec consumer.Security) http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
-	})
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
-		defer cancel()
-		checks := map[string]string{"postgres": "ok", "kafka": "ok"}
-		code := http.StatusOK
-		if err := st.Ping(ctx); err != nil {
-			checks["postgres"], code = err.Error(), http.StatusServiceUnavailable
-		}
-		if err := kafkaReachable(ctx, cfg.KafkaBrokers, sec); err != nil {
-			checks["kafka"], code = err.Error(), http.StatusServiceUnavailable
-		}
-		writeJSON(w, code, checks)
-	})
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
-	return mux
-}
-
-// kafkaReachable succeeds when any broker accepts a connection (with TLS and
-// SASL as configured).
-func kafkaReachable(ctx context.Context, brokers []string, sec consumer.Security) error {
-	d, err := sec.Dialer()
-	if err != nil {
-		return err
-	}
-	var last error
-	for _, b := range brokers {
-		conn, err := d.DialContext(ctx, "tcp", b)
-		if err == nil {
-			_ = conn.Close() // a probe: only the dial mattered
-			return nil
-		}
-		last = err
-	}
-	if last == nil {
-		last = &net.AddrError{Err: "no brokers configured"}
-	}
-	return last
-}
-
-func writeJSON(w http.ResponseWriter, code int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(code)
-	_ = json.NewEncoder(w).Encode(v)
 }

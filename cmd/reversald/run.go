@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sethvargo/go-envconfig"
 
+	"github.com/reversald/reversald"
 	"github.com/reversald/reversald/consumer"
 	"github.com/reversald/reversald/reversal"
 	"github.com/reversald/reversald/store"
@@ -158,14 +159,21 @@ func daemon(ctx context.Context, cfg Config, logw io.Writer) error {
 
 	pub, err := consumer.NewPublisher(consumer.PublisherConfig{
 		Brokers: cfg.KafkaBrokers, Topic: cfg.ResultsTopic, Security: sec,
-		BatchSize: cfg.PublishBatch, PollInterval: cfg.PublishInterval, Logger: log.With("component", "publisher"),
+		BatchSize: cfg.PublishBatch, PollInterval: cfg.PublishInterval,
 		FlushTimeout: cfg.ShutdownTimeout / 4,
+		Hooks:        m.publisherHooks(), Logger: log.With("component", "publisher"),
 	}, st)
 	if err != nil {
 		return err
 	}
-	m.publisher(pub)
 
+	// Each attempt the executor decides wakes the publisher, so its outcomes
+	// go out at once instead of at the next poll. The executor takes one
+	// Final callback today: the hand-off and the metrics' count share it.
+	onFinal := func(reversald.Status) { pub.Wake() }
+	exHooks := m.executorHooks()
+	countFinal := exHooks.Final
+	exHooks.Final = func(s reversald.Status) { countFinal(s); onFinal(s) }
 	ex, err := reversal.NewExecutor(reversal.ExecutorConfig{
 		Owner: cfg.InstanceID, Workers: cfg.Workers, Lease: cfg.Lease, PollInterval: cfg.PollInterval,
 		BackoffBase: cfg.BackoffBase, BackoffMax: cfg.BackoffMax, MerchantRate: cfg.MerchantRate,
@@ -176,7 +184,7 @@ func daemon(ctx context.Context, cfg Config, logw io.Writer) error {
 		},
 		TxZone: txZoneParam(cfg.QFPayTxZone),
 		Log:    log.With("component", "executor"),
-		Hooks:  m.executorHooks(pub.Wake),
+		Hooks:  exHooks,
 	}, st, gw)
 	if err != nil {
 		return err
@@ -185,19 +193,21 @@ func daemon(ctx context.Context, cfg Config, logw io.Writer) error {
 	in, err := consumer.NewIntake(consumer.IntakeConfig{
 		Brokers: cfg.KafkaBrokers, Topic: cfg.InputTopic, GroupID: cfg.GroupID, DLQTopic: cfg.DLQTopic,
 		Security: sec, BatchSize: cfg.IntakeBatch, BatchLinger: cfg.IntakeLinger,
-		OnNew: ex.Notify, Logger: log.With("component", "intake"), DefaultMchID: cfg.QFPayMchID,
-		FinalTimeout: cfg.ShutdownTimeout / 2,
+		FinalTimeout: cfg.ShutdownTimeout / 2, DefaultMchID: cfg.QFPayMchID,
+		OnNew: ex.Notify, Hooks: m.intakeHooks(), Logger: log.With("component", "intake"),
 	}, st)
 	if err != nil {
 		return err
 	}
-	m.intake(in)
 
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
 		return fmt.Errorf("listen on HTTP_ADDR %s: %w", cfg.HTTPAddr, err)
 	}
-	srv := &http.Server{Handler: handler(reg, st, cfg, sec), ReadHeaderTimeout: 5 * time.Second}
+	mux := http.NewServeMux()
+	handleHealth(mux, st, cfg.KafkaBrokers, sec)
+	mux.Handle("GET /metrics", m.handler())
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	log.Info("serving health and metrics", "addr", ln.Addr().String())
 
 	// Any part failing stops the others; the first error is returned.

@@ -1,0 +1,61 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/reversald/reversald/consumer"
+	"github.com/reversald/reversald/store"
+)
+
+// handleHealth serves /healthz (the process answers) and /readyz (PostgreSQL
+// and a Kafka broker answer) on mux.
+func handleHealth(mux *http.ServeMux, st *store.Store, brokers []string, sec consumer.Security) {
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		checks := map[string]string{"postgres": "ok", "kafka": "ok"}
+		code := http.StatusOK
+		if err := st.Ping(ctx); err != nil {
+			checks["postgres"], code = err.Error(), http.StatusServiceUnavailable
+		}
+		if err := kafkaReachable(ctx, brokers, sec); err != nil {
+			checks["kafka"], code = err.Error(), http.StatusServiceUnavailable
+		}
+		writeJSON(w, code, checks)
+	})
+}
+
+// kafkaReachable succeeds when any broker accepts a connection (with TLS and
+// SASL as configured).
+func kafkaReachable(ctx context.Context, brokers []string, sec consumer.Security) error {
+	d, err := sec.Dialer()
+	if err != nil {
+		return err
+	}
+	var last error
+	for _, b := range brokers {
+		conn, err := d.DialContext(ctx, "tcp", b)
+		if err == nil {
+			_ = conn.Close() // a probe: only the dial mattered
+			return nil
+		}
+		last = err
+	}
+	if last == nil {
+		last = &net.AddrError{Err: "no brokers configured"}
+	}
+	return last
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(v)
+}
