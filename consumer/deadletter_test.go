@@ -8,6 +8,9 @@ import (
 	"time"
 
 	"github.com/segmentio/kafka-go"
+
+	"github.com/reversald/reversald/internal/kafkatest"
+	"github.com/reversald/reversald/internal/testenv"
 )
 
 func TestDeadLetterMessage(t *testing.T) {
@@ -30,11 +33,11 @@ func TestDeadLetterMessage(t *testing.T) {
 		HeaderDLQPartition: "2", HeaderDLQOffset: "41", HeaderDLQAt: "2024-05-01T04:30:00Z",
 	}
 	for k, v := range want {
-		if got, ok := header(m, k); !ok || got != v {
+		if got, ok := kafkatest.Header(m, k); !ok || got != v {
 			t.Errorf("header %s = %q (present %v), want %q", k, got, ok, v)
 		}
 	}
-	if _, ok := header(m, HeaderDLQTruncated); ok {
+	if _, ok := kafkatest.Header(m, HeaderDLQTruncated); ok {
 		t.Error("small value marked truncated")
 	}
 }
@@ -44,7 +47,7 @@ func TestDeadLetterMessageTruncatesHugeValue(t *testing.T) {
 	d := &DeadLetters{cfg: DeadLetterConfig{MaxBytes: DefaultMaxDeadLetterBytes}}
 	value := bytes.Repeat([]byte("v"), 2<<20)
 	m := d.message(Letter{Message: kafka.Message{Topic: "in", Key: []byte("k"), Value: value}, Reason: "too big"}, "now")
-	if got, _ := header(m, HeaderDLQTruncated); got != strconv.Itoa(len(value)) {
+	if got, _ := kafkatest.Header(m, HeaderDLQTruncated); got != strconv.Itoa(len(value)) {
 		t.Fatalf("x-dlq-truncated = %q, want %d", got, len(value))
 	}
 	if size := letterSize(m.Key, m.Value, m.Headers); size > DefaultMaxDeadLetterBytes {
@@ -59,8 +62,8 @@ func TestDeadLetterMessageTruncatesHugeValue(t *testing.T) {
 // limit) to a real DLQ topic and reads both back.
 func TestDeadLettersOnKafka(t *testing.T) {
 	t.Parallel()
-	brokers := kafkaBrokers(t)
-	topic := newTopic(t, brokers, "dlq", 1)
+	brokers := testenv.KafkaBrokers(t)
+	topic := kafkatest.NewTopic(t, brokers, "dlq", 1)
 	d, err := NewDeadLetters(DeadLetterConfig{Brokers: brokers, Topic: topic})
 	if err != nil {
 		t.Fatal(err)
@@ -80,13 +83,13 @@ func TestDeadLettersOnKafka(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Write: %v", err)
 	}
-	got := readAll(t, brokers, topic, 1)
+	got := kafkatest.ReadAll(t, brokers, topic)
 	if len(got) != 2 {
 		t.Fatalf("read %d dead letters, want 2", len(got))
 	}
 	byOffset := map[string]kafka.Message{}
 	for _, m := range got {
-		off, _ := header(m, HeaderDLQOffset)
+		off, _ := kafkatest.Header(m, HeaderDLQOffset)
 		byOffset[off] = m
 	}
 	small, big := byOffset["7"], byOffset["9"]
@@ -95,11 +98,11 @@ func TestDeadLettersOnKafka(t *testing.T) {
 	}
 	for k, v := range map[string]string{"trace": "t-1", HeaderDLQError: "invalid event: value is not valid JSON",
 		HeaderDLQTopic: "in", HeaderDLQPartition: "1", HeaderDLQAt: "2024-05-01T04:30:00Z"} {
-		if h, _ := header(small, k); h != v {
+		if h, _ := kafkatest.Header(small, k); h != v {
 			t.Errorf("small letter header %s = %q, want %q", k, h, v)
 		}
 	}
-	if h, _ := header(big, HeaderDLQTruncated); h != "2097152" {
+	if h, _ := kafkatest.Header(big, HeaderDLQTruncated); h != "2097152" {
 		t.Errorf("big letter x-dlq-truncated = %q", h)
 	}
 	if len(big.Value) == 0 || len(big.Value) > DefaultMaxDeadLetterBytes || !bytes.Equal(big.Value, huge[:len(big.Value)]) {

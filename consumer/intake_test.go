@@ -13,6 +13,8 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/reversald/reversald"
+	"github.com/reversald/reversald/internal/kafkatest"
+	"github.com/reversald/reversald/internal/testenv"
 	"github.com/reversald/reversald/reversal"
 	"github.com/reversald/reversald/store"
 	"github.com/reversald/reversald/store/storetest"
@@ -135,8 +137,8 @@ func newCountedIntake(t testing.TB, cfg IntakeConfig, st *store.Store) (*Intake,
 // watermark: a new member would get nothing.
 func assertAllCommitted(t *testing.T, brokers []string, group, topic string, partitions int) {
 	t.Helper()
-	hw := highWatermarks(t, brokers, topic, partitions)
-	got, err := committedOffsets(t.Context(), brokers, group, topic, partitions)
+	hw := kafkatest.HighWatermarks(t, brokers, topic)
+	got, err := kafkatest.Cluster{Brokers: brokers}.CommittedOffsets(t.Context(), group, topic)
 	if err != nil {
 		t.Fatalf("committed offsets: %v", err)
 	}
@@ -149,11 +151,11 @@ func assertAllCommitted(t *testing.T, brokers []string, group, topic string, par
 
 func TestIntakeRecordsValidAndDeadLettersInvalid(t *testing.T) {
 	t.Parallel()
-	brokers := kafkaBrokers(t)
+	brokers := testenv.KafkaBrokers(t)
 	db := newTestDB(t)
-	in := newTopic(t, brokers, "in", 3)
-	dlq := newTopic(t, brokers, "in-dlq", 1)
-	group := randomName("g")
+	in := kafkatest.NewTopic(t, brokers, "in", 3)
+	dlq := kafkatest.NewTopic(t, brokers, "in-dlq", 1)
+	group := kafkatest.RandomName("g")
 
 	const valid = 60
 	msgs := validMessages(valid)
@@ -166,7 +168,7 @@ func TestIntakeRecordsValidAndDeadLettersInvalid(t *testing.T) {
 		{Key: []byte("X4"), Value: append(append([]byte(`{"pad":"`), make([]byte, reversal.MaxEventBytes)...), `"}`...)},
 	}
 	msgs = append(msgs, invalid...)
-	produce(t, brokers, in, msgs...)
+	kafkatest.Produce(t, brokers, in, msgs...)
 
 	var mu sync.Mutex
 	handed := map[int64]bool{}
@@ -184,7 +186,7 @@ func TestIntakeRecordsValidAndDeadLettersInvalid(t *testing.T) {
 	}
 	it, counts := newCountedIntake(t, cfg, db.st)
 	stop := runInBackground(t, it.Run)
-	waitFor(t, 60*time.Second, "all messages taken in", func() bool { return counts.stats().Messages == int64(len(msgs)) })
+	kafkatest.WaitFor(t, 60*time.Second, func() bool { return counts.stats().Messages == int64(len(msgs)) }, "all messages taken in")
 	stop()
 
 	s := counts.stats()
@@ -206,34 +208,34 @@ func TestIntakeRecordsValidAndDeadLettersInvalid(t *testing.T) {
 
 	// Every invalid message is in the DLQ with its origin and reason.
 	originals := map[string]kafka.Message{}
-	for _, m := range readAll(t, brokers, in, 3) {
+	for _, m := range kafkatest.ReadAll(t, brokers, in) {
 		originals[fmt.Sprintf("%d/%d", m.Partition, m.Offset)] = m
 	}
-	letters := readAll(t, brokers, dlq, 1)
+	letters := kafkatest.ReadAll(t, brokers, dlq)
 	if len(letters) != len(invalid) {
 		t.Fatalf("DLQ has %d messages, want %d", len(letters), len(invalid))
 	}
 	for _, l := range letters {
-		p, _ := header(l, HeaderDLQPartition)
-		o, _ := header(l, HeaderDLQOffset)
+		p, _ := kafkatest.Header(l, HeaderDLQPartition)
+		o, _ := kafkatest.Header(l, HeaderDLQOffset)
 		orig, ok := originals[p+"/"+o]
 		if !ok {
 			t.Fatalf("dead letter names %s/%s, not an input message", p, o)
 		}
-		if topic, _ := header(l, HeaderDLQTopic); topic != in {
+		if topic, _ := kafkatest.Header(l, HeaderDLQTopic); topic != in {
 			t.Errorf("x-dlq-topic = %q, want %q", topic, in)
 		}
-		if reason, _ := header(l, HeaderDLQError); !strings.HasPrefix(reason, "invalid event: ") {
+		if reason, _ := kafkatest.Header(l, HeaderDLQError); !strings.HasPrefix(reason, "invalid event: ") {
 			t.Errorf("x-dlq-error = %q", reason)
 		}
-		if at, _ := header(l, HeaderDLQAt); at == "" {
+		if at, _ := kafkatest.Header(l, HeaderDLQAt); at == "" {
 			t.Error("x-dlq-at missing")
 		}
 		if string(l.Key) != string(orig.Key) || string(l.Value) != string(orig.Value) {
 			t.Errorf("dead letter %s/%s: key/value differ from the original", p, o)
 		}
 		for _, h := range orig.Headers {
-			if v, _ := header(l, h.Key); v != string(h.Value) {
+			if v, _ := kafkatest.Header(l, h.Key); v != string(h.Value) {
 				t.Errorf("dead letter %s/%s lost header %s", p, o, h.Key)
 			}
 		}
@@ -255,13 +257,13 @@ func TestIntakeRecordsValidAndDeadLettersInvalid(t *testing.T) {
 // retried as it is, nothing is lost, and no offset is committed before the store succeeded.
 func TestIntakeRetriesFailedBatchWithoutCommitting(t *testing.T) {
 	t.Parallel()
-	brokers := kafkaBrokers(t)
+	brokers := testenv.KafkaBrokers(t)
 	db := newTestDB(t)
-	in := newTopic(t, brokers, "in", 2)
-	dlq := newTopic(t, brokers, "in-dlq", 1)
-	group := randomName("g")
+	in := kafkatest.NewTopic(t, brokers, "in", 2)
+	dlq := kafkatest.NewTopic(t, brokers, "in-dlq", 1)
+	group := kafkatest.RandomName("g")
 	const n, failFirst = 20, 3
-	produce(t, brokers, in, validMessages(n)...)
+	kafkatest.Produce(t, brokers, in, validMessages(n)...)
 
 	it, counts := newCountedIntake(t, intakeConfig(brokers, in, dlq, group), db.st)
 	var mu sync.Mutex
@@ -273,7 +275,7 @@ func TestIntakeRetriesFailedBatchWithoutCommitting(t *testing.T) {
 		c := calls
 		mu.Unlock()
 		if c <= failFirst {
-			got, err := committedOffsets(ctx, brokers, group, in, 2)
+			got, err := kafkatest.Cluster{Brokers: brokers}.CommittedOffsets(ctx, group, in)
 			if err != nil {
 				return store.IntakeResult{}, fmt.Errorf("test: offsets: %w", err)
 			}
@@ -285,7 +287,7 @@ func TestIntakeRetriesFailedBatchWithoutCommitting(t *testing.T) {
 		return db.st.Intake(ctx, events)
 	}
 	stop := runInBackground(t, it.Run)
-	waitFor(t, 60*time.Second, "all messages taken in", func() bool { return counts.stats().Messages == n })
+	kafkatest.WaitFor(t, 60*time.Second, func() bool { return counts.stats().Messages == n }, "all messages taken in")
 	stop()
 
 	s := counts.stats()
@@ -315,13 +317,13 @@ func TestIntakeRetriesFailedBatchWithoutCommitting(t *testing.T) {
 // every event as a duplicate: nothing doubled, nothing lost.
 func TestIntakeRedeliveryAfterCrashBeforeCommit(t *testing.T) {
 	t.Parallel()
-	brokers := kafkaBrokers(t)
+	brokers := testenv.KafkaBrokers(t)
 	db := newTestDB(t)
-	in := newTopic(t, brokers, "in", 1)
-	dlq := newTopic(t, brokers, "in-dlq", 1)
-	group := randomName("g")
+	in := kafkatest.NewTopic(t, brokers, "in", 1)
+	dlq := kafkatest.NewTopic(t, brokers, "in-dlq", 1)
+	group := kafkatest.RandomName("g")
 	const n = 30
-	produce(t, brokers, in, validMessages(n)...)
+	kafkatest.Produce(t, brokers, in, validMessages(n)...)
 
 	// First life: store commits, then the process "dies" (Run cancelled, no grace for the commit).
 	cfg := intakeConfig(brokers, in, dlq, group)
@@ -350,7 +352,7 @@ func TestIntakeRedeliveryAfterCrashBeforeCommit(t *testing.T) {
 	if stored == 0 {
 		t.Fatal("first life stored nothing")
 	}
-	offs, err := committedOffsets(t.Context(), brokers, group, in, 1)
+	offs, err := kafkatest.Cluster{Brokers: brokers}.CommittedOffsets(t.Context(), group, in)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -361,7 +363,7 @@ func TestIntakeRedeliveryAfterCrashBeforeCommit(t *testing.T) {
 	// Second life.
 	second, counts := newCountedIntake(t, intakeConfig(brokers, in, dlq, group), db.st)
 	stop := runInBackground(t, second.Run)
-	waitFor(t, 60*time.Second, "all messages taken in again", func() bool { return counts.stats().Messages == n })
+	kafkatest.WaitFor(t, 60*time.Second, func() bool { return counts.stats().Messages == n }, "all messages taken in again")
 	stop()
 	s := counts.stats()
 	if s.Duplicates != int64(stored) || s.New != int64(n-stored) {
@@ -381,16 +383,16 @@ func TestIntakeRedeliveryAfterCrashBeforeCommit(t *testing.T) {
 // uncommitted.
 func TestIntakeStopsPromptlyWhenIdle(t *testing.T) {
 	t.Parallel()
-	brokers := kafkaBrokers(t)
+	brokers := testenv.KafkaBrokers(t)
 	db := newTestDB(t)
-	in := newTopic(t, brokers, "in", 1)
-	group := randomName("g")
+	in := kafkatest.NewTopic(t, brokers, "in", 1)
+	group := kafkatest.RandomName("g")
 	it, counts := newCountedIntake(t, intakeConfig(brokers, in, in+"-dlq", group), db.st)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- it.Run(ctx) }()
-	produce(t, brokers, in, kafka.Message{Key: []byte("T00001"), Value: validValueN(1)})
-	waitFor(t, 60*time.Second, "the message read and committed", func() bool { return counts.stats().Batches == 1 })
+	kafkatest.Produce(t, brokers, in, kafka.Message{Key: []byte("T00001"), Value: validValueN(1)})
+	kafkatest.WaitFor(t, 60*time.Second, func() bool { return counts.stats().Batches == 1 }, "the message read and committed")
 	start := time.Now()
 	cancel()
 	select {
@@ -409,12 +411,12 @@ func TestIntakeStopsPromptlyWhenIdle(t *testing.T) {
 // mid-stream; every event ends up recorded exactly once and all offsets are committed.
 func TestIntakeRebalanceLosesNothing(t *testing.T) {
 	t.Parallel()
-	brokers := kafkaBrokers(t)
+	brokers := testenv.KafkaBrokers(t)
 	db := newTestDB(t)
 	const partitions, waves, perWave = 4, 4, 150
-	in := newTopic(t, brokers, "in", partitions)
-	dlq := newTopic(t, brokers, "in-dlq", 1)
-	group := randomName("g")
+	in := kafkatest.NewTopic(t, brokers, "in", partitions)
+	dlq := kafkatest.NewTopic(t, brokers, "in-dlq", 1)
+	group := kafkatest.RandomName("g")
 
 	wave := func(w int) []kafka.Message {
 		msgs := make([]kafka.Message, perWave)
@@ -433,22 +435,22 @@ func TestIntakeRebalanceLosesNothing(t *testing.T) {
 
 	a, countsA := newIntake()
 	stopA := runInBackground(t, a.Run)
-	produce(t, brokers, in, wave(0)...)
-	waitFor(t, 60*time.Second, "wave 0 recorded", func() bool { return recorded() == perWave })
+	kafkatest.Produce(t, brokers, in, wave(0)...)
+	kafkatest.WaitFor(t, 60*time.Second, func() bool { return recorded() == perWave }, "wave 0 recorded")
 
 	b, countsB := newIntake() // joins: rebalance while A works
 	stopB := runInBackground(t, b.Run)
-	waitMembers(t, brokers, group, in, 2)
-	produce(t, brokers, in, wave(1)...)
-	produce(t, brokers, in, wave(2)...)
+	kafkatest.WaitMembers(t, brokers, group, in, 2)
+	kafkatest.Produce(t, brokers, in, wave(1)...)
+	kafkatest.Produce(t, brokers, in, wave(2)...)
 	stopA() // leaves mid-stream: its partitions move to B
-	produce(t, brokers, in, wave(3)...)
-	waitFor(t, 60*time.Second, "every wave recorded", func() bool { return recorded() == waves*perWave })
+	kafkatest.Produce(t, brokers, in, wave(3)...)
+	kafkatest.WaitFor(t, 60*time.Second, func() bool { return recorded() == waves*perWave }, "every wave recorded")
 
 	// B may still be committing its last batch; wait until the group has caught up.
-	hw := highWatermarks(t, brokers, in, partitions)
-	waitFor(t, 30*time.Second, "offsets committed", func() bool {
-		got, err := committedOffsets(t.Context(), brokers, group, in, partitions)
+	hw := kafkatest.HighWatermarks(t, brokers, in)
+	kafkatest.WaitFor(t, 30*time.Second, func() bool {
+		got, err := kafkatest.Cluster{Brokers: brokers}.CommittedOffsets(t.Context(), group, in)
 		if err != nil {
 			return false
 		}
@@ -458,7 +460,7 @@ func TestIntakeRebalanceLosesNothing(t *testing.T) {
 			}
 		}
 		return true
-	})
+	}, "offsets committed")
 	stopB()
 
 	if got := db.count(t, "attempts"); got != waves*perWave {
@@ -481,12 +483,12 @@ func validValueN(k int) []byte {
 // yet), while the batch's valid events are already recorded and handed on.
 func TestIntakeRetriesWhenDeadLetterTopicIsMissing(t *testing.T) {
 	t.Parallel()
-	brokers := kafkaBrokers(t)
+	brokers := testenv.KafkaBrokers(t)
 	db := newTestDB(t)
-	in := newTopic(t, brokers, "in", 1)
-	dlq := randomName("in-dlq") // created later
-	group := randomName("g")
-	produce(t, brokers, in,
+	in := kafkatest.NewTopic(t, brokers, "in", 1)
+	dlq := kafkatest.RandomName("in-dlq") // created later
+	group := kafkatest.RandomName("g")
+	kafkatest.Produce(t, brokers, in,
 		kafka.Message{Key: []byte("T1"), Value: validValueN(1)},
 		kafka.Message{Key: []byte("X"), Value: []byte(`{"out_trade_no":"X"}`)},
 		kafka.Message{Key: []byte("T2"), Value: validValueN(2)},
@@ -495,8 +497,8 @@ func TestIntakeRetriesWhenDeadLetterTopicIsMissing(t *testing.T) {
 	cfg.WriteTimeout = 2 * time.Second
 	it, counts := newCountedIntake(t, cfg, db.st)
 	stop := runInBackground(t, it.Run)
-	waitFor(t, 60*time.Second, "failed DLQ writes", func() bool { return counts.stats().Retries >= 2 })
-	offs, err := committedOffsets(t.Context(), brokers, group, in, 1)
+	kafkatest.WaitFor(t, 60*time.Second, func() bool { return counts.stats().Retries >= 2 }, "failed DLQ writes")
+	offs, err := kafkatest.Cluster{Brokers: brokers}.CommittedOffsets(t.Context(), group, in)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -513,12 +515,12 @@ func TestIntakeRetriesWhenDeadLetterTopicIsMissing(t *testing.T) {
 	if err := EnsureTopics(ctx, brokers, Security{}, []TopicSpec{{Name: dlq, Partitions: 1, ReplicationFactor: 1}}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 60*time.Second, "the batch to go through", func() bool { return counts.stats().Messages == 3 })
+	kafkatest.WaitFor(t, 60*time.Second, func() bool { return counts.stats().Messages == 3 }, "the batch to go through")
 	stop()
 	if n := db.count(t, "events"); n != 2 {
 		t.Fatalf("events recorded = %d, want 2", n)
 	}
-	if letters := readAll(t, brokers, dlq, 1); len(letters) < 1 {
+	if letters := kafkatest.ReadAll(t, brokers, dlq); len(letters) < 1 {
 		t.Fatal("dead letter missing")
 	}
 	assertAllCommitted(t, brokers, group, in, 1)

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/reversald/reversald"
+	"github.com/reversald/reversald/internal/kafkatest"
+	"github.com/reversald/reversald/internal/testenv"
 	"github.com/reversald/reversald/store"
 	"github.com/reversald/reversald/store/storetest"
 )
@@ -70,7 +72,7 @@ func TestPublisherKeepsRowsUntilAcked(t *testing.T) {
 		t.Fatal(err)
 	}
 	stop := runInBackground(t, p.Run)
-	waitFor(t, 30*time.Second, "two failed publish rounds", func() bool { return counts.errors.Load() >= 2 })
+	kafkatest.WaitFor(t, 30*time.Second, func() bool { return counts.errors.Load() >= 2 }, "two failed publish rounds")
 	stop()
 	if n := backlog(t, st); n != 2 {
 		t.Fatalf("backlog after failed publishing = %d, want 2 (rows marked without an ack)", n)
@@ -82,9 +84,9 @@ func TestPublisherKeepsRowsUntilAcked(t *testing.T) {
 
 func TestPublisherWritesOutcomes(t *testing.T) {
 	t.Parallel()
-	brokers := kafkaBrokers(t)
+	brokers := testenv.KafkaBrokers(t)
 	st := storetest.New(t)
-	topic := newTopic(t, brokers, "results", 2)
+	topic := kafkatest.NewTopic(t, brokers, "results", 2)
 	seedOutbox(t, st)
 
 	var counts publisherCounter
@@ -94,7 +96,7 @@ func TestPublisherWritesOutcomes(t *testing.T) {
 	}
 	stop := runInBackground(t, p.Run)
 	// The first round runs at start; a Wake must also work with an hour-long poll interval.
-	waitFor(t, 30*time.Second, "two published outcomes", func() bool { return counts.published.Load() == 2 })
+	kafkatest.WaitFor(t, 30*time.Second, func() bool { return counts.published.Load() == 2 }, "two published outcomes")
 	if n := backlog(t, st); n != 0 {
 		t.Fatalf("backlog after publishing = %d, want 0", n)
 	}
@@ -102,10 +104,10 @@ func TestPublisherWritesOutcomes(t *testing.T) {
 		t.Fatal(err)
 	}
 	p.Wake()
-	waitFor(t, 30*time.Second, "the woken round", func() bool { return counts.published.Load() == 3 })
+	kafkatest.WaitFor(t, 30*time.Second, func() bool { return counts.published.Load() == 3 }, "the woken round")
 	stop()
 
-	msgs := readAll(t, brokers, topic, 2)
+	msgs := kafkatest.ReadAll(t, brokers, topic)
 	if len(msgs) != 3 {
 		t.Fatalf("results topic has %d messages, want 3", len(msgs))
 	}
@@ -115,7 +117,7 @@ func TestPublisherWritesOutcomes(t *testing.T) {
 		if err := json.Unmarshal(m.Value, &o); err != nil {
 			t.Fatalf("outcome %s is not JSON: %v", m.Value, err)
 		}
-		if h, _ := header(m, HeaderEventID); h != o.EventID {
+		if h, _ := kafkatest.Header(m, HeaderEventID); h != o.EventID {
 			t.Errorf("header event_id %q != value event_id %q", h, o.EventID)
 		}
 		if string(m.Key) != o.OutTradeNo {
@@ -147,9 +149,9 @@ func TestPublisherWritesOutcomes(t *testing.T) {
 // TestPublisherFlushesOnStop: rows queued just before the cancel are still published.
 func TestPublisherFlushesOnStop(t *testing.T) {
 	t.Parallel()
-	brokers := kafkaBrokers(t)
+	brokers := testenv.KafkaBrokers(t)
 	st := storetest.New(t)
-	topic := newTopic(t, brokers, "results", 1)
+	topic := kafkatest.NewTopic(t, brokers, "results", 1)
 	p, err := NewPublisher(PublisherConfig{Brokers: brokers, Topic: topic, PollInterval: time.Hour}, st)
 	if err != nil {
 		t.Fatal(err)
@@ -167,7 +169,7 @@ func TestPublisherFlushesOnStop(t *testing.T) {
 	if n := backlog(t, st); n != 0 {
 		t.Fatalf("backlog after stop = %d, want 0 (no final flush)", n)
 	}
-	if got := len(readAll(t, brokers, topic, 1)); got != 2 {
+	if got := len(kafkatest.ReadAll(t, brokers, topic)); got != 2 {
 		t.Fatalf("results topic has %d messages, want 2", got)
 	}
 }
