@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/reversald/reversald"
+	"github.com/reversald/reversald/internal/testclock"
 	"github.com/reversald/reversald/qfpay"
 	"github.com/reversald/reversald/qfpay/sandbox"
 	"github.com/reversald/reversald/store"
@@ -25,7 +26,7 @@ const (
 
 type rig struct {
 	t     *testing.T
-	clock *storetest.Clock
+	clock *testclock.Clock
 	sb    *sandbox.Sandbox
 	url   string
 	dbURL string
@@ -34,7 +35,7 @@ type rig struct {
 
 func newRig(t *testing.T) *rig {
 	t.Helper()
-	clk := storetest.NewClock(time.Date(2026, 11, 22, 10, 0, 0, 0, time.Local))
+	clk := testclock.New(time.Date(2026, 11, 22, 10, 0, 0, 0, time.Local))
 	sb, url, stop, err := sandbox.Start(sandbox.Config{AppCode: testAppCode, Key: testKey, Now: clk.Now})
 	if err != nil {
 		t.Fatal(err)

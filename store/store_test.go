@@ -11,13 +11,14 @@ import (
 	"unicode/utf8"
 
 	"github.com/reversald/reversald"
+	"github.com/reversald/reversald/internal/testclock"
 	"github.com/reversald/reversald/store"
 	"github.com/reversald/reversald/store/storetest"
 )
 
-func newStore(t *testing.T) (*store.Store, *storetest.Clock) {
+func newStore(t *testing.T) (*store.Store, *testclock.Clock) {
 	t.Helper()
-	c := storetest.NewClock(time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC))
+	c := testclock.New(time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC))
 	return storetest.New(t, store.Options{Now: c.Now}), c
 }
 
