@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"sort"
@@ -80,14 +81,12 @@ func benchEndToEnd(b *testing.B, latency time.Duration, workers, rate int) {
 			sent[string(m.Key)] = at
 		}
 	}
-	deadline := time.Now().Add(10 * time.Minute)
-	for out.count() < b.N {
-		if time.Now().After(deadline) {
-			b.Fatalf("%d of %d outcomes after 10 minutes", out.count(), b.N)
-		}
-		time.Sleep(5 * time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	if _, err := out.Wait(ctx, b.N); err != nil {
+		b.Fatalf("outcomes after 10 minutes: %v", err)
 	}
-	arrived := out.arrivals()
+	arrived := out.Arrivals()
 	last := start
 	for _, at := range arrived {
 		if at.After(last) {
