@@ -28,6 +28,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/segmentio/kafka-go"
+
+	"github.com/reversald/reversald/internal/kafkatest"
 )
 
 const (
@@ -177,15 +179,16 @@ func run(ctx context.Context) error {
 		wantStatus[s.ev.EventID], whatOf[s.ev.EventID] = s.want, s.what
 	}
 	say(fmt.Sprintf("producing %d POS events (one of each outcome, a duplicate, a conflicting duplicate, an invalid one)", len(msgs)))
-	w := &kafka.Writer{Addr: kafka.TCP(strings.Split(brokers, ",")...), Topic: topics["KAFKA_INPUT_TOPIC"],
-		Balancer: &kafka.Hash{}, RequiredAcks: kafka.RequireAll, Transport: &kafka.Transport{}}
-	defer w.Close()
-	if err := writeRetry(ctx, w, msgs); err != nil {
+	kc := kafkatest.Cluster{Brokers: strings.Split(brokers, ",")}
+	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	err = kc.Write(wctx, topics["KAFKA_INPUT_TOPIC"], msgs...)
+	cancel()
+	if err != nil {
 		return err
 	}
 
 	say("waiting for the outcomes")
-	outcomes, letters, err := collect(ctx, strings.Split(brokers, ","), topics["KAFKA_RESULTS_TOPIC"], topics["KAFKA_DLQ_TOPIC"], len(wantStatus), 1)
+	outcomes, letters, err := collect(ctx, kc, topics["KAFKA_RESULTS_TOPIC"], topics["KAFKA_DLQ_TOPIC"], len(wantStatus), 1)
 	if err != nil {
 		return fmt.Errorf("%w\n%s", err, d.tail())
 	}
@@ -207,10 +210,7 @@ func run(ctx context.Context) error {
 	tw = tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "KEY\tFROM\tERROR")
 	for _, l := range letters {
-		h := map[string]string{}
-		for _, x := range l.Headers {
-			h[x.Key] = string(x.Value)
-		}
+		h := kafkatest.Headers(l)
 		fmt.Fprintf(tw, "%s\t%s[%s]@%s\t%s\n", l.Key, h["x-dlq-topic"], h["x-dlq-partition"], h["x-dlq-offset"], h["x-dlq-error"])
 	}
 	tw.Flush()
@@ -244,18 +244,6 @@ func message(e posEvent) kafka.Message {
 	return kafka.Message{Key: []byte(e.OutTradeNo), Value: v, Headers: []kafka.Header{{Key: "source", Value: []byte(e.Udid)}}}
 }
 
-func writeRetry(ctx context.Context, w *kafka.Writer, msgs []kafka.Message) error {
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	for {
-		err := w.WriteMessages(ctx, msgs...)
-		if err == nil || !errors.Is(err, kafka.UnknownTopicOrPartition) || ctx.Err() != nil {
-			return err
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-}
-
 type outcome struct {
 	EventID      string `json:"event_id"`
 	OutTradeNo   string `json:"out_trade_no"`
@@ -269,55 +257,40 @@ type outcome struct {
 
 // collect reads the results and DLQ topics until it has the expected counts,
 // for at most a minute.
-func collect(ctx context.Context, brokers []string, results, dlq string, nOut, nDLQ int) ([]outcome, []kafka.Message, error) {
+func collect(ctx context.Context, kc kafkatest.Cluster, results, dlq string, nOut, nDLQ int) ([]outcome, []kafka.Message, error) {
 	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
-	var (
-		mu      sync.Mutex
-		outs    = map[string]outcome{}
-		letters []kafka.Message
-		wg      sync.WaitGroup
-	)
-	read := func(topic string, on func(kafka.Message)) {
-		r := kafka.NewReader(kafka.ReaderConfig{Brokers: brokers, Topic: topic, GroupID: "demo-reader-" + topic, StartOffset: kafka.FirstOffset, MaxWait: 200 * time.Millisecond})
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer r.Close()
-			for {
-				m, err := r.ReadMessage(ctx)
-				if err != nil {
-					return
-				}
-				mu.Lock()
-				on(m)
-				mu.Unlock()
+	outCol, err := kc.Collect(ctx, results)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer outCol.Close()
+	dlqCol, err := kc.Collect(ctx, dlq)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer dlqCol.Close()
+	// By event_id: an outcome delivered twice counts once.
+	outcomes := func() map[string]outcome {
+		outs := map[string]outcome{}
+		for _, m := range outCol.Messages() {
+			var o outcome
+			if json.Unmarshal(m.Value, &o) == nil {
+				outs[o.EventID] = o
 			}
-		}()
-	}
-	read(results, func(m kafka.Message) {
-		var o outcome
-		if json.Unmarshal(m.Value, &o) == nil {
-			outs[o.EventID] = o
 		}
-	})
-	read(dlq, func(m kafka.Message) { letters = append(letters, m) })
-	for {
-		mu.Lock()
-		done := len(outs) >= nOut && len(letters) >= nDLQ
-		mu.Unlock()
-		if done || ctx.Err() != nil {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
+		return outs
 	}
+	// A deadline leaves short counts, reported below.
+	_ = kafkatest.Poll(ctx, func() bool { return len(outcomes()) >= nOut && dlqCol.Len() >= nDLQ })
 	time.Sleep(300 * time.Millisecond) // anything unexpected shows up too
-	cancel()
-	wg.Wait()
+	outCol.Close()
+	dlqCol.Close()
 	var list []outcome
-	for _, o := range outs {
+	for _, o := range outcomes() {
 		list = append(list, o)
 	}
+	letters := dlqCol.Messages()
 	if len(list) < nOut || len(letters) < nDLQ {
 		return list, letters, fmt.Errorf("got %d outcomes and %d dead letters within a minute, expected %d and %d", len(list), len(letters), nOut, nDLQ)
 	}
