@@ -10,204 +10,124 @@ import (
 	"github.com/reversald/reversald"
 )
 
-type attemptKey struct{ mchid, outTradeNo string }
-
 // Intake records a batch of events in one transaction and returns only after
 // it committed. Within the batch and across batches: an event_id already seen
-// is a duplicate; the first event for a key creates its attempt; a later event
-// with the same key and the same txamt and txdtm joins it; one with a different
-// txamt or txdtm is a conflict, kept with a needs_review outcome.
+// is a duplicate, or rejected if it names another payment; the first event for
+// a key creates its attempt; a later event with the same key and the same
+// txamt and txdtm joins it; one with a different txamt or txdtm is a conflict,
+// kept with a needs_review outcome. What is the same payment, and the reasons
+// given, are the domain's (reversald.Conflict, reversald.ReusedEventID).
+//
+// The phases, in this order, over one intakeBatch (the common path, where no
+// event_id was recorded before, is four statements):
+//
+//	newIntakeBatch     which events repeat an event_id, which keys (no I/O)
+//	-- one transaction --
+//	insertAttempts     create the attempts that do not exist yet
+//	lockAttempts       read and share-lock every key's attempt
+//	matchAttempts      each event's attempt, and whether it conflicts with it (no I/O)
+//	writeEvents        a row per event_id, unless it is recorded already
+//	lookUpRecorded     what the event_ids that were not written stand for (only if any)
+//	dropOrphanAttempts attempts created here but left without events (only if any)
+//	queueOutcomes      the outcomes already known: conflicts, events of final attempts
+//	-- committed --
+//	judge              each event's status, decided once from the above (no I/O)
 func (s *Store) Intake(ctx context.Context, events []reversald.Event) (IntakeResult, error) {
-	res := IntakeResult{Statuses: make([]EventStatus, len(events)), Reasons: make([]string, len(events))}
 	if len(events) == 0 {
-		return res, nil
+		return IntakeResult{Statuses: make([]EventStatus, 0), Reasons: make([]string, 0)}, nil
 	}
-	now := s.now()
-
+	b := newIntakeBatch(events, s.now(), s.deadline)
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		// In-batch repeats of an event_id: the first one counts; a repeat is
-		// a duplicate if it names the same payment and refused if not.
-		// (Event_ids recorded by earlier batches are told apart below, once
-		// the insert has shown which ones they are.)
-		firstOfID := make(map[string]int, len(events))
-		var (
-			keys    []attemptKey
-			repeats []int // judged once it is known what their id stands for
-		)
-		firstOfKey := make(map[attemptKey]int, len(events))
-		for i, e := range events {
-			if _, dup := firstOfID[e.EventID]; dup {
-				res.Statuses[i] = EventDuplicate // for now: see repeats below
-				repeats = append(repeats, i)
-				continue
-			}
-			firstOfID[e.EventID] = i
-			k := attemptKey{e.MchID, e.OutTradeNo}
-			if _, dup := firstOfKey[k]; !dup {
-				firstOfKey[k] = i
-				keys = append(keys, k)
-			}
-		}
-		created, err := s.insertAttempts(ctx, tx, events, keys, firstOfKey, now)
-		if err != nil {
+		if err := b.insertAttempts(ctx, tx); err != nil {
 			return err
 		}
-		known, err := lockAttempts(ctx, tx, keys)
-		if err != nil {
+		if err := b.lockAttempts(ctx, tx); err != nil {
 			return err
 		}
-		rows := eventRows{}
-		for i, e := range events {
-			if res.Statuses[i] == EventDuplicate || res.Statuses[i] == EventRejected {
-				continue
-			}
-			k := attemptKey{e.MchID, e.OutTradeNo}
-			a, ok := known[k]
-			if !ok {
-				return fmt.Errorf("intake event %s: attempt for %s/%s vanished", e.EventID, e.MchID, e.OutTradeNo)
-			}
-			st := EventAttached
-			switch {
-			case created[k] && firstOfKey[k] == i:
-				st = EventNew
-			case a.txamt != e.TxAmt || a.txdtm != e.TxDtm:
-				st = EventConflict
-			}
-			res.Statuses[i] = st
-			rows.add(e, a.id, st == EventConflict, conflictReason(a, e), now)
-		}
-		inserted, err := rows.insert(ctx, tx)
-		if err != nil {
+		if err := b.matchAttempts(); err != nil {
 			return err
 		}
-		// An event_id recorded before (by an earlier or a concurrent batch):
-		// a redelivery if it names the same payment, and a producer's mistake
-		// if it names another, which is refused (dead-lettered) rather than
-		// dropped. Only these cost a look-up.
-		var lost []reversald.Event
-		for i, e := range events {
-			if st := res.Statuses[i]; st != EventDuplicate && st != EventRejected && !inserted[e.EventID] {
-				lost = append(lost, e)
-			}
+		if err := b.writeEvents(ctx, tx); err != nil {
+			return err
 		}
-		recorded := map[string]recordedEvent{}
-		if len(lost) > 0 {
-			if recorded, err = recordedEvents(ctx, tx, lost); err != nil {
-				return err
-			}
-			for i, e := range events {
-				if st := res.Statuses[i]; st == EventDuplicate || st == EventRejected || inserted[e.EventID] {
-					continue
-				}
-				res.Statuses[i], res.Reasons[i] = judgeRecorded(e, recorded[e.EventID])
-			}
-			// An attempt this batch created is never left without an event
-			// (its only event_id may have been recorded before, for another
-			// payment).
-			var createdIDs []int64
-			for k := range created {
-				createdIDs = append(createdIDs, known[k].id)
-			}
-			if _, err := tx.Exec(ctx, `
-				DELETE FROM attempts a WHERE a.id = ANY($1)
-				  AND NOT EXISTS (SELECT 1 FROM events e WHERE e.attempt_id = a.id)`, createdIDs); err != nil {
-				return fmt.Errorf("drop attempts left without events: %w", err)
-			}
+		if err := b.lookUpRecorded(ctx, tx); err != nil {
+			return err
 		}
-		// A repeat within the batch answers to what its id stands for: the
-		// earlier record if there was one, else the batch's first event.
-		for _, i := range repeats {
-			e := events[i]
-			prev, ok := recorded[e.EventID]
-			if !ok {
-				first := events[firstOfID[e.EventID]]
-				prev = recordedEvent{first.MchID, first.OutTradeNo, first.TxDtm, first.TxAmt}
-			}
-			res.Statuses[i], res.Reasons[i] = judgeRecorded(e, prev)
+		if err := b.dropOrphanAttempts(ctx, tx); err != nil {
+			return err
 		}
-		// Outcomes that are already known: conflicts, and events joining an
-		// attempt that is final.
-		_, err = tx.Exec(ctx, `
-			INSERT INTO outbox (event_id, attempt_id, status, method, syssn, cancel_syssn, respcd,
-			                    resperr, respmsg, reason, gateway_calls, decided_at)
-			SELECT e.event_id, a.id,
-			       CASE WHEN e.conflict THEN 'needs_review' ELSE a.status END,
-			       CASE WHEN e.conflict THEN 'none' ELSE a.method END,
-			       CASE WHEN e.conflict THEN e.syssn ELSE a.syssn END,
-			       CASE WHEN e.conflict THEN '' ELSE a.cancel_syssn END,
-			       CASE WHEN e.conflict THEN '' ELSE a.respcd END,
-			       CASE WHEN e.conflict THEN '' ELSE a.resperr END,
-			       CASE WHEN e.conflict THEN '' ELSE a.respmsg END,
-			       CASE WHEN e.conflict THEN e.conflict_reason ELSE a.reason END,
-			       CASE WHEN e.conflict THEN 0 ELSE a.gateway_calls END,
-			       CASE WHEN e.conflict THEN $2 ELSE a.decided_at END
-			FROM events e JOIN attempts a ON a.id = e.attempt_id
-			WHERE e.event_id = ANY($1) AND (e.conflict OR a.status <> 'pending')`,
-			rows.newIDs(inserted), now)
-		if err != nil {
-			return fmt.Errorf("queue known outcomes: %w", err)
-		}
-		for k, i := range firstOfKey {
-			if created[k] && res.Statuses[i] == EventNew && inserted[events[i].EventID] {
-				res.NewAttempts = append(res.NewAttempts, known[k].id)
-			}
-		}
-		return nil
+		return b.queueOutcomes(ctx, tx)
 	})
 	if err != nil {
 		return IntakeResult{}, fmt.Errorf("intake batch of %d events: %w", len(events), err)
 	}
-	return res, nil
+	return b.judge(), nil
 }
 
-type recordedEvent struct {
-	mchid, outTradeNo, txdtm string
-	txamt                    int64
+type attemptKey struct{ mchid, outTradeNo string }
+
+// intakeBatch is one Intake call: its events and what the phases learn about
+// them, in the order they learn it.
+type intakeBatch struct {
+	now      time.Time
+	deadline time.Duration
+	events   []reversald.Event
+
+	// newIntakeBatch: an event_id's first event in the batch counts; a later
+	// one is a repeat, judged against what its event_id stands for. Keys come
+	// from the events that are not repeats.
+	firstOfID  map[string]int     // event_id → its first event
+	keys       []attemptKey       // one per key, in batch order
+	firstOfKey map[attemptKey]int // key → its first event that is not a repeat
+
+	created  map[attemptKey]bool          // insertAttempts: the keys whose attempt it created
+	attempts map[attemptKey]lockedAttempt // lockAttempts: every key's attempt
+
+	// matchAttempts, per event (repeats excepted): its attempt, and why it
+	// conflicts with the attempt's payment ("" when it does not).
+	attemptOf []int64
+	conflict  []string
+
+	// writeEvents: the event_ids whose row it wrote, and those it found
+	// recorded already (by an earlier batch or a concurrent one).
+	written   map[string]bool
+	unwritten []string
+
+	recorded map[string]reversald.Payment // lookUpRecorded: what the unwritten event_ids stand for
 }
 
-// judgeRecorded tells a redelivery (the same payment) from a producer's
-// reuse of an event_id for another payment.
-func judgeRecorded(e reversald.Event, prev recordedEvent) (EventStatus, string) {
-	if prev == (recordedEvent{e.MchID, e.OutTradeNo, e.TxDtm, e.TxAmt}) {
-		return EventDuplicate, ""
+func newIntakeBatch(events []reversald.Event, now time.Time, deadline time.Duration) *intakeBatch {
+	b := &intakeBatch{
+		now: now, deadline: deadline, events: events,
+		firstOfID:  make(map[string]int, len(events)),
+		firstOfKey: make(map[attemptKey]int, len(events)),
+		recorded:   map[string]reversald.Payment{},
 	}
-	return EventRejected, fmt.Sprintf("event_id %q is already recorded for another payment (%s/%s, txamt %d, txdtm %q)",
-		e.EventID, prev.mchid, prev.outTradeNo, prev.txamt, prev.txdtm)
-}
-
-// recordedEvents returns what is already recorded for the batch's event_ids.
-func recordedEvents(ctx context.Context, tx pgx.Tx, events []reversald.Event) (map[string]recordedEvent, error) {
-	ids := make([]string, len(events))
 	for i, e := range events {
-		ids[i] = e.EventID
+		if _, repeat := b.firstOfID[e.EventID]; repeat {
+			continue
+		}
+		b.firstOfID[e.EventID] = i
+		k := attemptKey{e.MchID, e.OutTradeNo}
+		if _, seen := b.firstOfKey[k]; !seen {
+			b.firstOfKey[k] = i
+			b.keys = append(b.keys, k)
+		}
 	}
-	rows, err := tx.Query(ctx, `SELECT event_id, mchid, out_trade_no, txamt, txdtm FROM events WHERE event_id = ANY($1)`, ids)
-	if err != nil {
-		return nil, fmt.Errorf("look up recorded events: %w", err)
-	}
-	seen := map[string]recordedEvent{}
-	var (
-		id string
-		r  recordedEvent
-	)
-	_, err = pgx.ForEachRow(rows, []any{&id, &r.mchid, &r.outTradeNo, &r.txamt, &r.txdtm}, func() error {
-		seen[id] = r
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("look up recorded events: %w", err)
-	}
-	return seen, nil
+	return b
 }
+
+// repeat reports whether event i repeats an event_id met earlier in the batch.
+func (b *intakeBatch) repeat(i int) bool { return b.firstOfID[b.events[i].EventID] != i }
 
 // insertAttempts creates the attempts for keys that have none, from the first
-// event of each key, and reports which keys it created.
-func (s *Store) insertAttempts(ctx context.Context, tx pgx.Tx, events []reversald.Event, keys []attemptKey, firstOfKey map[attemptKey]int, now time.Time) (map[attemptKey]bool, error) {
-	n := len(keys)
+// event of each key.
+func (b *intakeBatch) insertAttempts(ctx context.Context, tx pgx.Tx) error {
+	n := len(b.keys)
 	mchid, otn, syssn, currcd, dtm, ptype, udid := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 	amt := make([]int64, n)
-	for j, k := range keys {
-		e := events[firstOfKey[k]]
+	for j, k := range b.keys {
+		e := b.events[b.firstOfKey[k]]
 		mchid[j], otn[j], syssn[j], amt[j], currcd[j], dtm[j], ptype[j], udid[j] =
 			e.MchID, e.OutTradeNo, e.Syssn, e.TxAmt, e.TxCurrCd, e.TxDtm, e.PayType, e.Udid
 	}
@@ -220,20 +140,20 @@ func (s *Store) insertAttempts(ctx context.Context, tx pgx.Tx, events []reversal
 		ORDER BY k.mchid, k.out_trade_no
 		ON CONFLICT (mchid, out_trade_no) DO NOTHING
 		RETURNING mchid, out_trade_no`,
-		mchid, otn, syssn, amt, currcd, dtm, ptype, udid, now, s.deadline)
+		mchid, otn, syssn, amt, currcd, dtm, ptype, udid, b.now, b.deadline)
 	if err != nil {
-		return nil, fmt.Errorf("insert attempts: %w", err)
+		return fmt.Errorf("insert attempts: %w", err)
 	}
-	created := make(map[attemptKey]bool, n)
+	b.created = make(map[attemptKey]bool, n)
 	var k attemptKey
 	_, err = pgx.ForEachRow(rows, []any{&k.mchid, &k.outTradeNo}, func() error {
-		created[k] = true
+		b.created[k] = true
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("insert attempts: %w", err)
+		return fmt.Errorf("insert attempts: %w", err)
 	}
-	return created, nil
+	return nil
 }
 
 type lockedAttempt struct {
@@ -242,13 +162,13 @@ type lockedAttempt struct {
 	txdtm string
 }
 
-// lockAttempts reads the attempts for keys and holds a share lock on them
-// until commit, so that an attempt cannot become final between this read and
-// the outbox decision made from it (the executor's final write waits for us,
-// or we wait for it and read its result).
-func lockAttempts(ctx context.Context, tx pgx.Tx, keys []attemptKey) (map[attemptKey]lockedAttempt, error) {
-	mchid, otn := make([]string, len(keys)), make([]string, len(keys))
-	for j, k := range keys {
+// lockAttempts reads the attempts of the batch's keys and holds a share lock
+// on them until commit, so that an attempt cannot become final between this
+// read and the outbox decision made from it (the executor's final write waits
+// for us, or we wait for it and read its result).
+func (b *intakeBatch) lockAttempts(ctx context.Context, tx pgx.Tx) error {
+	mchid, otn := make([]string, len(b.keys)), make([]string, len(b.keys))
+	for j, k := range b.keys {
 		mchid[j], otn[j] = k.mchid, k.outTradeNo
 	}
 	rows, err := tx.Query(ctx, `
@@ -259,33 +179,186 @@ func lockAttempts(ctx context.Context, tx pgx.Tx, keys []attemptKey) (map[attemp
 		ORDER BY a.id
 		FOR SHARE OF a`, mchid, otn)
 	if err != nil {
-		return nil, fmt.Errorf("lock attempts: %w", err)
+		return fmt.Errorf("lock attempts: %w", err)
 	}
-	known := make(map[attemptKey]lockedAttempt, len(keys))
+	b.attempts = make(map[attemptKey]lockedAttempt, len(b.keys))
 	var (
 		k attemptKey
 		a lockedAttempt
 	)
 	_, err = pgx.ForEachRow(rows, []any{&a.id, &k.mchid, &k.outTradeNo, &a.txamt, &a.txdtm}, func() error {
-		known[k] = a
+		b.attempts[k] = a
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("lock attempts: %w", err)
+		return fmt.Errorf("lock attempts: %w", err)
 	}
-	return known, nil
+	return nil
 }
 
-func conflictReason(a lockedAttempt, e reversald.Event) string {
-	switch {
-	case a.txamt != e.TxAmt && a.txdtm != e.TxDtm:
-		return fmt.Sprintf("conflicting duplicate: txamt %d and txdtm %q differ from the first event's %d and %q", e.TxAmt, e.TxDtm, a.txamt, a.txdtm)
-	case a.txamt != e.TxAmt:
-		return fmt.Sprintf("conflicting duplicate: txamt %d differs from the first event's %d", e.TxAmt, a.txamt)
-	case a.txdtm != e.TxDtm:
-		return fmt.Sprintf("conflicting duplicate: txdtm %q differs from the first event's %q", e.TxDtm, a.txdtm)
+// matchAttempts finds each event's attempt and asks the domain whether the
+// event is about the attempt's payment.
+func (b *intakeBatch) matchAttempts() error {
+	b.attemptOf, b.conflict = make([]int64, len(b.events)), make([]string, len(b.events))
+	for i, e := range b.events {
+		if b.repeat(i) {
+			continue
+		}
+		k := attemptKey{e.MchID, e.OutTradeNo}
+		a, ok := b.attempts[k]
+		if !ok {
+			return fmt.Errorf("intake event %s: attempt for %s/%s vanished", e.EventID, e.MchID, e.OutTradeNo)
+		}
+		b.attemptOf[i] = a.id
+		b.conflict[i], _ = reversald.Conflict(reversald.Payment{MchID: k.mchid, OutTradeNo: k.outTradeNo, TxAmt: a.txamt, TxDtm: a.txdtm}, e)
 	}
-	return ""
+	return nil
+}
+
+// writeEvents writes a row per event that is not a repeat, skipping event_ids
+// recorded already, and keeps the event_ids it wrote.
+func (b *intakeBatch) writeEvents(ctx context.Context, tx pgx.Tx) error {
+	rows := eventRows{}
+	for i, e := range b.events {
+		if !b.repeat(i) {
+			rows.add(e, b.attemptOf[i], b.conflict[i], b.now)
+		}
+	}
+	var err error
+	if b.written, err = rows.insert(ctx, tx); err != nil {
+		return err
+	}
+	for _, id := range rows.id {
+		if !b.written[id] {
+			b.unwritten = append(b.unwritten, id)
+		}
+	}
+	return nil
+}
+
+// lookUpRecorded reads what the event_ids that writeEvents did not write were
+// recorded for. Only these cost a look-up; on the common path there are none.
+func (b *intakeBatch) lookUpRecorded(ctx context.Context, tx pgx.Tx) error {
+	if len(b.unwritten) == 0 {
+		return nil
+	}
+	rows, err := tx.Query(ctx, `SELECT event_id, mchid, out_trade_no, txamt, txdtm FROM events WHERE event_id = ANY($1)`, b.unwritten)
+	if err != nil {
+		return fmt.Errorf("look up recorded events: %w", err)
+	}
+	var (
+		id string
+		p  reversald.Payment
+	)
+	_, err = pgx.ForEachRow(rows, []any{&id, &p.MchID, &p.OutTradeNo, &p.TxAmt, &p.TxDtm}, func() error {
+		b.recorded[id] = p
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("look up recorded events: %w", err)
+	}
+	return nil
+}
+
+// dropOrphanAttempts deletes the attempts this batch created that are left
+// without an event (their only event_id was recorded before, for another
+// payment). Only needed when some event_id was not written.
+func (b *intakeBatch) dropOrphanAttempts(ctx context.Context, tx pgx.Tx) error {
+	if len(b.unwritten) == 0 {
+		return nil
+	}
+	var createdIDs []int64
+	for k := range b.created {
+		createdIDs = append(createdIDs, b.attempts[k].id)
+	}
+	if _, err := tx.Exec(ctx, `
+		DELETE FROM attempts a WHERE a.id = ANY($1)
+		  AND NOT EXISTS (SELECT 1 FROM events e WHERE e.attempt_id = a.id)`, createdIDs); err != nil {
+		return fmt.Errorf("drop attempts left without events: %w", err)
+	}
+	return nil
+}
+
+// queueOutcomes writes the outcomes that are already known for the events
+// written: a conflict's (needs_review, with its reason), and that of an
+// attempt already final for an event joining it.
+func (b *intakeBatch) queueOutcomes(ctx context.Context, tx pgx.Tx) error {
+	ids := make([]string, 0, len(b.written))
+	for i, e := range b.events {
+		if !b.repeat(i) && b.written[e.EventID] {
+			ids = append(ids, e.EventID)
+		}
+	}
+	_, err := tx.Exec(ctx, `
+		INSERT INTO outbox (event_id, attempt_id, status, method, syssn, cancel_syssn, respcd,
+		                    resperr, respmsg, reason, gateway_calls, decided_at)
+		SELECT e.event_id, a.id,
+		       CASE WHEN e.conflict THEN 'needs_review' ELSE a.status END,
+		       CASE WHEN e.conflict THEN 'none' ELSE a.method END,
+		       CASE WHEN e.conflict THEN e.syssn ELSE a.syssn END,
+		       CASE WHEN e.conflict THEN '' ELSE a.cancel_syssn END,
+		       CASE WHEN e.conflict THEN '' ELSE a.respcd END,
+		       CASE WHEN e.conflict THEN '' ELSE a.resperr END,
+		       CASE WHEN e.conflict THEN '' ELSE a.respmsg END,
+		       CASE WHEN e.conflict THEN e.conflict_reason ELSE a.reason END,
+		       CASE WHEN e.conflict THEN 0 ELSE a.gateway_calls END,
+		       CASE WHEN e.conflict THEN $2 ELSE a.decided_at END
+		FROM events e JOIN attempts a ON a.id = e.attempt_id
+		WHERE e.event_id = ANY($1) AND (e.conflict OR a.status <> 'pending')`,
+		ids, b.now)
+	if err != nil {
+		return fmt.Errorf("queue known outcomes: %w", err)
+	}
+	return nil
+}
+
+// judge decides each event's status, once, from what the phases found, and
+// lists the attempts the batch created for the executor's fast path.
+func (b *intakeBatch) judge() IntakeResult {
+	res := IntakeResult{Statuses: make([]EventStatus, len(b.events)), Reasons: make([]string, len(b.events))}
+	for i, e := range b.events {
+		k := attemptKey{e.MchID, e.OutTradeNo}
+		prev, recorded := b.standsFor(i)
+		switch {
+		case recorded:
+			if reason, reused := reversald.ReusedEventID(prev, e); reused {
+				res.Statuses[i], res.Reasons[i] = EventRejected, reason
+			} else {
+				res.Statuses[i] = EventDuplicate
+			}
+		case b.created[k] && b.firstOfKey[k] == i:
+			res.Statuses[i] = EventNew
+		case b.conflict[i] != "":
+			res.Statuses[i] = EventConflict
+		default:
+			res.Statuses[i] = EventAttached
+		}
+	}
+	for _, k := range b.keys {
+		if i := b.firstOfKey[k]; b.created[k] && res.Statuses[i] == EventNew {
+			res.NewAttempts = append(res.NewAttempts, b.attempts[k].id)
+		}
+	}
+	return res
+}
+
+// standsFor returns the payment event i's event_id stood for before event i
+// came, if any: the record of an earlier batch (or a concurrent one) if there
+// is one, else, for a repeat, the batch's first event with that id. An event
+// that was not written yet whose record could not be read gets the zero
+// Payment: it is refused rather than taken for a duplicate.
+func (b *intakeBatch) standsFor(i int) (reversald.Payment, bool) {
+	id := b.events[i].EventID
+	if p, ok := b.recorded[id]; ok {
+		return p, true
+	}
+	if first := b.firstOfID[id]; first != i {
+		return b.events[first].Payment(), true
+	}
+	if !b.written[id] {
+		return reversald.Payment{}, true
+	}
+	return reversald.Payment{}, false
 }
 
 // eventRows gathers the columns of the events table for one unnest insert.
@@ -298,10 +371,9 @@ type eventRows struct {
 	payload                                                                  [][]byte
 }
 
-func (r *eventRows) add(e reversald.Event, attemptID int64, conflict bool, reason string, now time.Time) {
-	if !conflict {
-		reason = ""
-	}
+// add appends e's row; conflictReason is "" when e does not conflict with its
+// attempt.
+func (r *eventRows) add(e reversald.Event, attemptID int64, conflictReason string, now time.Time) {
 	var occ *time.Time
 	if !e.OccurredAt.IsZero() {
 		t := e.OccurredAt
@@ -321,8 +393,8 @@ func (r *eventRows) add(e reversald.Event, attemptID int64, conflict bool, reaso
 	r.topic = append(r.topic, e.Source.Topic)
 	r.partition = append(r.partition, int32(e.Source.Partition)) //nolint:gosec // a Kafka partition is an int32 on the wire
 	r.offset = append(r.offset, e.Source.Offset)
-	r.conflict = append(r.conflict, conflict)
-	r.conflictReason = append(r.conflictReason, reason)
+	r.conflict = append(r.conflict, conflictReason != "")
+	r.conflictReason = append(r.conflictReason, conflictReason)
 	r.payload = append(r.payload, e.Source.Payload)
 	r.received = append(r.received, &now)
 }
@@ -357,14 +429,4 @@ func (r *eventRows) insert(ctx context.Context, tx pgx.Tx) (map[string]bool, err
 		return nil, fmt.Errorf("insert events: %w", err)
 	}
 	return inserted, nil
-}
-
-func (r *eventRows) newIDs(inserted map[string]bool) []string {
-	ids := make([]string, 0, len(inserted))
-	for _, id := range r.id {
-		if inserted[id] {
-			ids = append(ids, id)
-		}
-	}
-	return ids
 }
