@@ -62,6 +62,6 @@ func scanOutbox(row pgx.CollectableRow) (OutboxRecord, error) {
 	err := row.Scan(&r.ID, &r.EventID, &r.OutTradeNo, &r.MchID, &r.Syssn, &r.CancelSyssn, &r.Status, &r.Method,
 		&r.Respcd, &r.Resperr, &r.Respmsg, &r.TxAmt, &r.TxCurrCd, &r.GatewayCalls, &r.FirstSeenAt,
 		&r.DecidedAt, &r.Reason, &r.QFPayTxAmt, &r.QFPayTxCurrCd)
-	r.Outcome = r.Outcome.Published()
+	r.Outcome = r.Published()
 	return r, err
 }

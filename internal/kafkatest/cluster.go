@@ -65,7 +65,10 @@ func (c Cluster) CreateTopic(ctx context.Context, name string, partitions int) e
 		return false
 	}
 	if err := Poll(ctx, ready); err != nil {
-		return fmt.Errorf("topic %s not ready: %w (last: %v)", name, err, last)
+		if last == nil {
+			return fmt.Errorf("topic %s not ready: %w", name, err)
+		}
+		return fmt.Errorf("topic %s not ready: %w (last: %w)", name, err, last)
 	}
 	return nil
 }
@@ -145,7 +148,7 @@ func (c Cluster) Write(ctx context.Context, topic string, msgs ...kafka.Message)
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return fmt.Errorf("produce %d messages to %s: %w (last: %v)", len(msgs), topic, ctx.Err(), err)
+			return fmt.Errorf("produce %d messages to %s: %w (last: %w)", len(msgs), topic, ctx.Err(), err)
 		case <-t.C:
 		}
 	}

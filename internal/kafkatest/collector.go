@@ -33,7 +33,8 @@ func (c Cluster) Collect(ctx context.Context, topic string) (*Collector, error) 
 	if err != nil {
 		return nil, fmt.Errorf("collect %s: %w", topic, err)
 	}
-	reading, cancel := context.WithCancel(context.Background())
+	// The reading outlives ctx on purpose: it goes on until Close.
+	reading, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	col := &Collector{topic: topic, brokers: c.Brokers, cancel: cancel, next: make(map[int]int64, len(ids))}
 	for _, p := range ids {
 		r := kafka.NewReader(kafka.ReaderConfig{
