@@ -62,7 +62,7 @@ func benchExecutor(b *testing.B, workers int) {
 	finals := make(chan struct{}, b.N)
 	ex, err := NewExecutor(ExecutorConfig{
 		Owner: "bench", Workers: workers, PollInterval: 20 * time.Millisecond, MerchantRate: -1, Policy: DefaultPolicy,
-		Hooks: Hooks{Final: func(reversald.Status) { finals <- struct{}{} }},
+		Hooks: ExecutorHooks{Final: func(reversald.Status) { finals <- struct{}{} }},
 	}, st, gw)
 	if err != nil {
 		b.Fatal(err)

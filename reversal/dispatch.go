@@ -99,7 +99,7 @@ func (e *Executor) Run(ctx context.Context) error {
 
 func (e *Executor) logClaimError(ctx context.Context, err error) {
 	if err != nil && ctx.Err() == nil {
-		e.cfg.Log.Error("claim attempts", "error", err)
+		e.cfg.Logger.Error("claim attempts", "error", err)
 	}
 }
 
@@ -115,7 +115,7 @@ func (e *Executor) stop(stopping chan struct{}, wg *sync.WaitGroup, cancelWork c
 	select {
 	case <-done:
 	case <-time.After(e.cfg.StopTimeout):
-		e.cfg.Log.Warn("executor stop timeout: cancelling in-flight steps", "timeout", e.cfg.StopTimeout)
+		e.cfg.Logger.Warn("executor stop timeout: cancelling in-flight steps", "timeout", e.cfg.StopTimeout)
 		cancelWork()
 		<-done
 	}
@@ -139,9 +139,7 @@ func (e *Executor) dispatch(ctx, workCtx context.Context, stopping <-chan struct
 	if err != nil {
 		return 0, false, err
 	}
-	if e.cfg.Hooks.Claimed != nil {
-		e.cfg.Hooks.Claimed(len(got), time.Since(start))
-	}
+	e.cfg.Hooks.Claimed(len(got), time.Since(start))
 	for _, a := range got {
 		e.slots <- struct{}{}
 		wg.Add(1)

@@ -47,7 +47,7 @@ type run struct {
 // drive runs one claimed attempt's steps until it is final, scheduled for
 // later, or its lease is lost.
 func (e *Executor) drive(ctx context.Context, stopping <-chan struct{}, a reversald.Attempt) {
-	r := &run{e: e, a: a, log: e.cfg.Log.With("attempt", a.ID, "mchid", a.MchID, "out_trade_no", a.OutTradeNo)}
+	r := &run{e: e, a: a, log: e.cfg.Logger.With("attempt", a.ID, "mchid", a.MchID, "out_trade_no", a.OutTradeNo)}
 	// A cancel whose answer was never written may have happened (its worker
 	// died, or the answer was lost): find out by query, never re-send.
 	if r.a.Step == reversald.StepCancel && r.a.CancelPending {
@@ -70,9 +70,7 @@ func (e *Executor) drive(ctx context.Context, stopping <-chan struct{}, a revers
 		}
 		var sched Schedule
 		r.a, sched = Decide(r.a, obs, e.cfg.Policy)
-		if e.cfg.Hooks.Step != nil {
-			e.cfg.Hooks.Step(step, time.Since(started))
-		}
+		e.cfg.Hooks.Step(step, time.Since(started))
 		switch sched {
 		case Final:
 			r.write(ctx, false)
@@ -208,9 +206,7 @@ func (r *run) record(c qfpay.Call, err error) {
 	}
 	r.a.GatewayCalls++
 	r.a.BudgetCalls++
-	if r.e.cfg.Hooks.Call != nil {
-		r.e.cfg.Hooks.Call(c.Endpoint, qfpay.Classify(err), c.Latency)
-	}
+	r.e.cfg.Hooks.Call(c.Endpoint, qfpay.Classify(err), c.Latency)
 	sc := reversald.Call{
 		Step: r.a.Step, Endpoint: c.Endpoint, Request: c.Request, HTTPStatus: c.HTTPStatus,
 		Respcd: c.Respcd, Response: c.Raw, Latency: c.Latency, At: r.e.cfg.Now(),
@@ -244,9 +240,8 @@ func (r *run) write(ctx context.Context, keep bool) bool {
 	}
 	if a.Final() {
 		r.log.Info("attempt final", "status", a.Status, "reason", a.Reason, "gateway_calls", a.GatewayCalls)
-		if e.cfg.Hooks.Final != nil {
-			e.cfg.Hooks.Final(a.Status)
-		}
+		e.cfg.Hooks.Final(a.Status)
+		e.cfg.OnFinal(a.Status)
 	}
 	return true
 }

@@ -31,19 +31,42 @@ type ExecutorConfig struct {
 	// MaxGatewayCalls takes DefaultPolicy's.
 	Policy Policy
 	Now    func() time.Time // the clock; time.Now when nil
-	Log    *slog.Logger
-	Hooks  Hooks
+	Logger *slog.Logger     // nil: slog.Default()
+	// OnFinal receives the status of each attempt this executor decided,
+	// after the write that made it final committed (its outcomes are in the
+	// outbox): the publisher's fast path. It must not block for long. May be
+	// nil.
+	OnFinal func(status reversald.Status)
+	Hooks   ExecutorHooks
 }
 
-// Hooks let the caller count what the executor does (metrics). Any may be nil.
-type Hooks struct {
+// ExecutorHooks let the caller count what the executor does (metrics). Any
+// may be nil. They are called from the worker goroutines: they must be safe
+// for concurrent use, cheap, and must not block.
+type ExecutorHooks struct {
 	Call    func(endpoint string, class qfpay.Class, latency time.Duration)
 	Step    func(step reversald.Step, d time.Duration)
 	Claimed func(n int, d time.Duration)
-	Final   func(status reversald.Status) // an attempt reached its outcome (wake the publisher)
+	Final   func(status reversald.Status) // an attempt reached its outcome
 }
 
-func (c *ExecutorConfig) withDefaults() {
+func (h ExecutorHooks) withDefaults() ExecutorHooks {
+	if h.Call == nil {
+		h.Call = func(string, qfpay.Class, time.Duration) {}
+	}
+	if h.Step == nil {
+		h.Step = func(reversald.Step, time.Duration) {}
+	}
+	if h.Claimed == nil {
+		h.Claimed = func(int, time.Duration) {}
+	}
+	if h.Final == nil {
+		h.Final = func(reversald.Status) {}
+	}
+	return h
+}
+
+func (c ExecutorConfig) withDefaults() ExecutorConfig {
 	def := func(d *time.Duration, v time.Duration) {
 		if *d == 0 {
 			*d = v
@@ -69,14 +92,19 @@ func (c *ExecutorConfig) withDefaults() {
 	if c.Policy.MaxGatewayCalls == 0 {
 		c.Policy.MaxGatewayCalls = DefaultPolicy.MaxGatewayCalls
 	}
-	if c.Log == nil {
-		c.Log = slog.New(slog.DiscardHandler)
+	if c.Logger == nil {
+		c.Logger = slog.Default()
 	}
+	if c.OnFinal == nil {
+		c.OnFinal = func(reversald.Status) {}
+	}
+	c.Hooks = c.Hooks.withDefaults()
+	return c
 }
 
 // Validate reports every problem with c (after defaults).
 func (c ExecutorConfig) Validate() error {
-	c.withDefaults()
+	c = c.withDefaults()
 	var errs []error
 	if c.Owner == "" {
 		errs = append(errs, errors.New("owner is required"))
@@ -130,7 +158,7 @@ func NewExecutor(cfg ExecutorConfig, st *store.Store, gw *qfpay.Client) (*Execut
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("executor config: %w", err)
 	}
-	cfg.withDefaults()
+	cfg = cfg.withDefaults()
 	var p Pacer = unpaced{}
 	if cfg.MerchantRate > 0 {
 		p = newLocalPacer(cfg.MerchantRate)

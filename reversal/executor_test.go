@@ -414,7 +414,7 @@ func TestExecutorBacksOffWhenTheDatabaseFails(t *testing.T) {
 	var errs atomic.Int64
 	ex := r.run(dead, r.client(testKey), func(c *ExecutorConfig) {
 		c.PollInterval = 100 * time.Millisecond
-		c.Log = slog.New(countingHandler{msg: "claim attempts", n: &errs})
+		c.Logger = slog.New(countingHandler{msg: "claim attempts", n: &errs})
 	})
 	ex.Notify([]int64{1, 2, 3})
 	time.Sleep(500 * time.Millisecond) // the bound being measured is a rate over time

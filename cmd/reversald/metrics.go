@@ -85,8 +85,8 @@ func counter(name, help string) prometheus.Counter {
 	return prometheus.NewCounter(prometheus.CounterOpts{Name: name, Help: help})
 }
 
-func (m *metrics) executorHooks() reversal.Hooks {
-	return reversal.Hooks{
+func (m *metrics) executorHooks() reversal.ExecutorHooks {
+	return reversal.ExecutorHooks{
 		Call: func(endpoint string, class qfpay.Class, d time.Duration) {
 			m.calls.WithLabelValues(endpoint, class.String()).Inc()
 			m.callTime.WithLabelValues(endpoint).Observe(d.Seconds())

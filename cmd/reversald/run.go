@@ -167,13 +167,6 @@ func daemon(ctx context.Context, cfg Config, logw io.Writer) error {
 		return err
 	}
 
-	// Each attempt the executor decides wakes the publisher, so its outcomes
-	// go out at once instead of at the next poll. The executor takes one
-	// Final callback today: the hand-off and the metrics' count share it.
-	onFinal := func(reversald.Status) { pub.Wake() }
-	exHooks := m.executorHooks()
-	countFinal := exHooks.Final
-	exHooks.Final = func(s reversald.Status) { countFinal(s); onFinal(s) }
 	ex, err := reversal.NewExecutor(reversal.ExecutorConfig{
 		Owner: cfg.InstanceID, Workers: cfg.Workers, Lease: cfg.Lease, PollInterval: cfg.PollInterval,
 		BackoffBase: cfg.BackoffBase, BackoffMax: cfg.BackoffMax, MerchantRate: cfg.MerchantRate,
@@ -183,8 +176,11 @@ func daemon(ctx context.Context, cfg Config, logw io.Writer) error {
 			CancelMaxCalls: cfg.CancelMaxCalls, MaxGatewayCalls: cfg.GatewayMaxCalls,
 		},
 		TxZone: txZoneParam(cfg.QFPayTxZone),
-		Log:    log.With("component", "executor"),
-		Hooks:  exHooks,
+		Logger: log.With("component", "executor"),
+		// Each attempt the executor decides wakes the publisher, so its
+		// outcomes go out at once instead of at the next poll.
+		OnFinal: func(reversald.Status) { pub.Wake() },
+		Hooks:   m.executorHooks(),
 	}, st, gw)
 	if err != nil {
 		return err
