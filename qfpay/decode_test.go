@@ -234,3 +234,26 @@ func FuzzDecodeRecord(f *testing.F) {
 		}
 	})
 }
+
+// TestDecodeGarbledPayType: a pay_type QFPay sends that is not 6 digits is
+// caught here, kept only in Extra, and read as unknown, so it can never reach
+// the store and wedge an attempt in a failing write.
+func TestDecodeGarbledPayType(t *testing.T) {
+	t.Parallel()
+	for _, pt := range []string{`"80010"`, `"8001011"`, `"80A101"`, `"` + strings.Repeat("9", 500) + `"`, `800101.5`} {
+		r, err := decodeRecord([]byte(`{"respcd":"0000","cancel":"0","pay_type":` + pt + `}`))
+		if err != nil {
+			t.Fatalf("pay_type %s: %v", pt, err)
+		}
+		if r.PayType != "" {
+			t.Errorf("pay_type %s read as %q, want unknown", pt, r.PayType)
+		}
+		if _, ok := r.Extra["pay_type"]; !ok {
+			t.Errorf("pay_type %s not kept in Extra", pt)
+		}
+	}
+	r, err := decodeRecord([]byte(`{"respcd":"0000","pay_type":800208}`))
+	if err != nil || r.PayType != "800208" {
+		t.Errorf("a numeric 6-digit pay_type: %q, %v", r.PayType, err)
+	}
+}

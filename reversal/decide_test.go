@@ -111,6 +111,8 @@ func TestDecide(t *testing.T) {
 		{"reached: closed", sent("confirm", 0, 1, "1143", true), queryOK(rec("0000", "2")), "closed", "done", Final, 0},
 		{"reached: failed", sent("confirm", 0, 1, "1147", true), queryOK(rec("1147", "0")), "not_paid", "done", Final, 0},
 		{"reached: partially refunded", sent("confirm", 0, 1, "1262", true), queryOK(rec("0000", "5")), "partially_refunded", "done", Final, 0},
+		{"after an operator retry: paid is not final", sent("query", 0, 1, "", true), queryOK(rec("0000", "0")), "pending", "confirm", Later, 1},
+		{"after an operator retry: in flight is not a blind re-cancel", sent("query", 0, 1, "", true), queryOK(rec("1143", "0")), "pending", "confirm", Later, 1},
 		{"reached: paid is not final", sent("confirm", 0, 1, "0000", true), queryOK(rec("0000", "0")), "pending", "confirm", Later, 1},
 		{"reached: in flight is not a re-cancel", sent("confirm", 0, 1, "", true), queryOK(rec("1143", "0")), "pending", "confirm", Later, 1},
 		{"reached: no record is not a re-cancel", sent("confirm", 1, 1, "0000", true), queryOK(), "pending", "confirm", Later, 2},
