@@ -135,3 +135,31 @@ func TestRunRefusesBadConfigAndUnknownCommands(t *testing.T) {
 		t.Errorf("version: %q, %v", out.String(), err)
 	}
 }
+
+// TestConfigRefusesUnverifiableResponseSignatures: QFPay documents response
+// signatures only over a data object, which none of the answers reversald
+// reads has; switching verification on must stop start-up with the reason,
+// not verify against a guessed scheme. The money-truth bounds are checked
+// with the rest.
+func TestConfigRefusesUnverifiableResponseSignatures(t *testing.T) {
+	t.Parallel()
+	env := validEnv()
+	env["QFPAY_VERIFY_RESPONSES"] = "true"
+	env["CANCEL_MAX_CALLS"] = "0"
+	env["GATEWAY_MAX_CALLS"] = "1"
+	env["QFPAY_TXZONE"] = "UTC+8"
+	_, err := loadConfig(context.Background(), envconfig.MapLookuper(env))
+	if err == nil {
+		t.Fatal("accepted")
+	}
+	for _, want := range []string{"QFPAY_VERIFY_RESPONSES", "data object", "CANCEL_MAX_CALLS", "GATEWAY_MAX_CALLS", "QFPAY_TXZONE"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("problem list does not name %q:\n%s", want, err)
+		}
+	}
+	env = validEnv()
+	env["QFPAY_TXZONE"] = "-0500"
+	if _, err := loadConfig(context.Background(), envconfig.MapLookuper(env)); err != nil {
+		t.Errorf("a valid configuration with another txzone refused: %v", err)
+	}
+}
