@@ -276,20 +276,19 @@ func (in *Intake) fetchBatch(ctx context.Context, r *kafka.Reader) ([]kafka.Mess
 // It retries with backoff until done; after ctx is cancelled it keeps trying for FinalTimeout
 // and then gives up, leaving the offsets uncommitted (the batch is redelivered: idempotent).
 func (in *Intake) handle(ctx context.Context, r *kafka.Reader, dlq *DeadLetters, batch []kafka.Message, log *slog.Logger) {
-	events, sources, letters := in.decode(batch)
+	w := in.decode(batch)
 	wctx, done := graceContext(ctx, in.cfg.FinalTimeout)
 	defer done()
 
-	dlqDone, storeDone := len(letters) == 0, len(events) == 0
 	failures, commitFailures := 0, 0
 	for {
-		err := in.step(wctx, r, dlq, batch, events, sources, &letters, &dlqDone, &storeDone)
+		err := in.step(wctx, r, dlq, w)
 		if err == nil {
 			in.cfg.Hooks.Batch(len(batch))
 			return
 		}
 		failures++
-		if dlqDone && storeDone {
+		if w.durable() {
 			commitFailures++ // only the commit is left
 		}
 		if commitFailures >= maxCommitAttempts {
@@ -304,8 +303,36 @@ func (in *Intake) handle(ctx context.Context, r *kafka.Reader, dlq *DeadLetters,
 		log.Warn("intake batch; retrying the same batch", "err", err, "messages", len(batch), "retry_in", d)
 		if !sleep(wctx, d) {
 			log.Warn("intake stopped before the batch was durable and committed; it will be redelivered",
-				"messages", len(batch), "dlq_written", dlqDone, "stored", storeDone)
+				"messages", len(batch), "dlq_written", w.deadLettered, "stored", w.stored)
 			return
+		}
+	}
+}
+
+// batchWork is one batch on its way to being durable and committed: what goes where, and which
+// steps are done. handle retries it until step returns nil; a step done is not run again.
+type batchWork struct {
+	messages []kafka.Message   // the whole batch, in fetch order: committed last
+	events   []reversald.Event // the valid messages, for the store
+	sources  []kafka.Message   // the message each event came from
+	letters  []Letter          // for the DLQ: invalid messages, then the events the store rejected
+
+	stored       bool // the store transaction committed and OnNew ran (true when there are no events)
+	deadLettered bool // the DLQ acknowledged letters (true while there are none)
+}
+
+// durable reports whether every message is durable (stored or dead-lettered): only the commit
+// is left.
+func (w *batchWork) durable() bool { return w.stored && w.deadLettered }
+
+// recorded notes the store transaction done. Valid events the store refused (an event_id
+// already used by another payment) are dead-lettered with the store's reason, like invalid ones.
+func (w *batchWork) recorded(res store.IntakeResult) {
+	w.stored = true
+	for i, st := range res.Statuses {
+		if st == store.EventRejected {
+			w.letters = append(w.letters, Letter{Message: w.sources[i], Reason: res.Reasons[i]})
+			w.deadLettered = false
 		}
 	}
 }
@@ -313,70 +340,68 @@ func (in *Intake) handle(ctx context.Context, r *kafka.Reader, dlq *DeadLetters,
 // step runs what is left of one batch: store, DLQ, commit. The store goes first so that valid
 // events reach the executor even while the dead-letter topic is unavailable: cancelling an
 // uncertain payment is time-critical, parking a malformed message is not.
-func (in *Intake) step(ctx context.Context, r *kafka.Reader, dlq *DeadLetters, batch []kafka.Message,
-	events []reversald.Event, sources []kafka.Message, letters *[]Letter, dlqDone, storeDone *bool,
-) error {
-	if !*storeDone {
-		sctx, cancel := context.WithTimeout(ctx, in.cfg.WriteTimeout)
-		res, err := in.intake(sctx, events)
-		cancel()
-		if err != nil {
-			return fmt.Errorf("record %d events: %w", len(events), err)
-		}
-		*storeDone = true
-		for i, st := range res.Statuses {
-			in.cfg.Hooks.Recorded(st)
-			// Valid events the store refused (an event_id already used by another
-			// payment) are dead-lettered with the store's reason, like invalid ones.
-			if st == store.EventRejected {
-				*letters = append(*letters, Letter{Message: sources[i], Reason: res.Reasons[i]})
-				*dlqDone = false
-			}
-		}
-		if len(res.NewAttempts) > 0 && in.cfg.OnNew != nil {
-			in.cfg.OnNew(res.NewAttempts)
-		}
-	}
-	if !*dlqDone {
-		if err := dlq.Write(ctx, *letters...); err != nil {
+func (in *Intake) step(ctx context.Context, r *kafka.Reader, dlq *DeadLetters, w *batchWork) error {
+	if !w.stored {
+		if err := in.record(ctx, w); err != nil {
 			return err
 		}
-		*dlqDone = true
-		in.cfg.Hooks.DeadLettered(len(*letters))
+	}
+	if !w.deadLettered {
+		if err := dlq.Write(ctx, w.letters...); err != nil {
+			return err
+		}
+		w.deadLettered = true
+		in.cfg.Hooks.DeadLettered(len(w.letters))
 	}
 	cctx, cancel := context.WithTimeout(ctx, in.cfg.WriteTimeout)
 	defer cancel()
-	if err := r.CommitMessages(cctx, batch...); err != nil {
+	if err := r.CommitMessages(cctx, w.messages...); err != nil {
 		// The batch is durable; a commit that never lands only means redelivery, which intake
 		// absorbs (event_id is unique). Retrying keeps redelivery small after a transient error.
 		in.cfg.Hooks.CommitError()
-		return fmt.Errorf("commit offsets of %d messages: %w", len(batch), err)
+		return fmt.Errorf("commit offsets of %d messages: %w", len(w.messages), err)
 	}
 	return nil
 }
 
-// decode splits a batch into valid events for the store (with the message
-// each came from) and letters for the DLQ.
-func (in *Intake) decode(batch []kafka.Message) ([]reversald.Event, []kafka.Message, []Letter) {
-	var (
-		events  []reversald.Event
-		sources []kafka.Message
-		letters []Letter
-	)
+// record runs the batch's store transaction, then hands the attempts it created to OnNew.
+func (in *Intake) record(ctx context.Context, w *batchWork) error {
+	sctx, cancel := context.WithTimeout(ctx, in.cfg.WriteTimeout)
+	res, err := in.intake(sctx, w.events)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("record %d events: %w", len(w.events), err)
+	}
+	w.recorded(res)
+	for _, st := range res.Statuses {
+		in.cfg.Hooks.Recorded(st)
+	}
+	if len(res.NewAttempts) > 0 && in.cfg.OnNew != nil {
+		in.cfg.OnNew(res.NewAttempts)
+	}
+	return nil
+}
+
+// decode splits a batch into valid events for the store (with the message each came from) and
+// letters for the DLQ. A batch with no letters has nothing to dead-letter; one with no valid
+// events has nothing to store.
+func (in *Intake) decode(batch []kafka.Message) *batchWork {
+	w := &batchWork{messages: batch}
 	for _, m := range batch {
 		ev, err := reversal.DecodeEvent(m.Value, fmt.Sprintf("%s/%d/%d", m.Topic, m.Partition, m.Offset))
 		if err != nil {
-			letters = append(letters, Letter{Message: m, Reason: err.Error()})
+			w.letters = append(w.letters, Letter{Message: m, Reason: err.Error()})
 			continue
 		}
 		if ev.MchID == "" {
 			ev.MchID = in.cfg.DefaultMchID
 		}
 		ev.Source = reversald.Source{Topic: m.Topic, Partition: m.Partition, Offset: m.Offset, Payload: m.Value}
-		events = append(events, ev)
-		sources = append(sources, m)
+		w.events = append(w.events, ev)
+		w.sources = append(w.sources, m)
 	}
-	return events, sources, letters
+	w.stored, w.deadLettered = len(w.events) == 0, len(w.letters) == 0
+	return w
 }
 
 // graceContext returns a context that outlives parent by grace: it is cancelled grace after

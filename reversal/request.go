@@ -7,9 +7,6 @@ import (
 	"github.com/reversald/reversald/qfpay"
 )
 
-// txDtmLayout is QFPay's transaction-time layout.
-const txDtmLayout = time.DateTime
-
 // queryRequests asks QFPay for the attempt's payment. QFPay filters by its
 // own system time, defaults to the current month, and requires a range to
 // stay inside one calendar month (QFPAY.md §3): the window around txdtm
@@ -19,7 +16,7 @@ const txDtmLayout = time.DateTime
 // as it is.
 func queryRequests(a reversald.Attempt, txZone string) []qfpay.QueryRequest {
 	base := qfpay.QueryRequest{MchID: a.MchID, OutTradeNo: a.OutTradeNo, TxZone: txZone}
-	t, err := time.Parse(txDtmLayout, a.TxDtm)
+	t, err := time.Parse(qfpay.TxDtmLayout, a.TxDtm)
 	if err != nil {
 		return []qfpay.QueryRequest{base} // validated at intake; QFPay's default range
 	}
@@ -32,7 +29,7 @@ func queryRequests(a reversald.Attempt, txZone string) []qfpay.QueryRequest {
 			end = monthEnd
 		}
 		q := base
-		q.StartTime, q.EndTime = start.Format(txDtmLayout), end.Format(txDtmLayout)
+		q.StartTime, q.EndTime = start.Format(qfpay.TxDtmLayout), end.Format(qfpay.TxDtmLayout)
 		out = append(out, q)
 		start = monthEnd.Add(time.Second)
 	}

@@ -155,13 +155,7 @@ func (s *Store) WriteStep(ctx context.Context, st Step) error {
 		return err
 	}
 	if a.Final() {
-		b.Queue(`
-			INSERT INTO outbox (event_id, attempt_id, status, method, syssn, cancel_syssn, respcd,
-			                    resperr, respmsg, reason, gateway_calls, decided_at, record_txamt, record_txcurrcd)
-			SELECT e.event_id, a.id, a.status, a.method, a.syssn, a.cancel_syssn, a.respcd,
-			       a.resperr, a.respmsg, a.reason, a.gateway_calls, a.decided_at, a.record_txamt, a.record_txcurrcd
-			FROM events e JOIN attempts a ON a.id = e.attempt_id
-			WHERE a.id = $1 AND a.token = $2 AND NOT e.conflict`, a.ID, a.Token)
+		b.Queue(queueFinalOutcomes, a.ID, a.Token)
 	}
 	if err := s.pool.SendBatch(ctx, b).Close(); err != nil {
 		return fmt.Errorf("write step of attempt %d (token %d): %w", a.ID, a.Token, err)
@@ -175,6 +169,11 @@ func (s *Store) WriteStep(ctx context.Context, st Step) error {
 	}
 	return nil
 }
+
+// queueFinalOutcomes queues the outcome of attempt $1, final now, for each of
+// its events that does not conflict with it (a conflict got its outcome at
+// intake), while the attempt still has token $2.
+const queueFinalOutcomes = insertOutcomes + `a.id = $1 AND a.token = $2 AND NOT e.conflict`
 
 func (s *Store) recordFencedCalls(ctx context.Context, a reversald.Attempt, calls []reversald.Call) error {
 	if len(calls) == 0 {

@@ -13,6 +13,8 @@
 //     attempt gets its outbox row in the intake transaction. Intake locks the
 //     attempts it attaches to (FOR SHARE), so an event is never attached to an
 //     attempt being finalised without one of the two writing its outbox row.
+//     Both write it with the one statement insertOutcomes, so an outcome has the
+//     same columns (QFPay's last-read amount included) whichever path wrote it.
 //
 // The store knows nothing of QFPay, Kafka, or the decision table: it stores
 // what it is told, atomically, and refuses stale writers. pgx errors do not

@@ -289,28 +289,17 @@ func (b *intakeBatch) queueOutcomes(ctx context.Context, tx pgx.Tx) error {
 			ids = append(ids, e.EventID)
 		}
 	}
-	_, err := tx.Exec(ctx, `
-		INSERT INTO outbox (event_id, attempt_id, status, method, syssn, cancel_syssn, respcd,
-		                    resperr, respmsg, reason, gateway_calls, decided_at)
-		SELECT e.event_id, a.id,
-		       CASE WHEN e.conflict THEN 'needs_review' ELSE a.status END,
-		       CASE WHEN e.conflict THEN 'none' ELSE a.method END,
-		       CASE WHEN e.conflict THEN e.syssn ELSE a.syssn END,
-		       CASE WHEN e.conflict THEN '' ELSE a.cancel_syssn END,
-		       CASE WHEN e.conflict THEN '' ELSE a.respcd END,
-		       CASE WHEN e.conflict THEN '' ELSE a.resperr END,
-		       CASE WHEN e.conflict THEN '' ELSE a.respmsg END,
-		       CASE WHEN e.conflict THEN e.conflict_reason ELSE a.reason END,
-		       CASE WHEN e.conflict THEN 0 ELSE a.gateway_calls END,
-		       CASE WHEN e.conflict THEN $2 ELSE a.decided_at END
-		FROM events e JOIN attempts a ON a.id = e.attempt_id
-		WHERE e.event_id = ANY($1) AND (e.conflict OR a.status <> 'pending')`,
-		ids, b.now)
-	if err != nil {
+	// A conflict's outcome is decided at e.received_at: b.now, as writeEvents
+	// wrote every one of these events.
+	if _, err := tx.Exec(ctx, queueKnownOutcomes, ids); err != nil {
 		return fmt.Errorf("queue known outcomes: %w", err)
 	}
 	return nil
 }
+
+// queueKnownOutcomes queues the outcomes of the events $1 that are known at
+// intake: conflicts, and events of attempts already final.
+const queueKnownOutcomes = insertOutcomes + `e.event_id = ANY($1) AND (e.conflict OR a.status <> 'pending')`
 
 // judge decides each event's status, once, from what the phases found, and
 // lists the attempts the batch created for the executor's fast path.

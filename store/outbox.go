@@ -51,6 +51,31 @@ func (s *Store) PublishOutbox(ctx context.Context, limit int, publish func(ctx c
 	return n, nil
 }
 
+// insertOutcomes is the one statement that queues outcomes: the caller
+// appends the WHERE clause that picks the events (e) and their attempts (a).
+// Each picked event gets a row with its attempt's outcome, unless it conflicts
+// with its attempt: then needs_review with the conflict's reason, decided when
+// the event was received (the intake that wrote it, in the same transaction).
+// Both carry QFPay's amount and currency as last read for the attempt (0 and
+// "" before a record was read).
+const insertOutcomes = `
+	INSERT INTO outbox (event_id, attempt_id, status, method, syssn, cancel_syssn, respcd,
+	                    resperr, respmsg, reason, gateway_calls, decided_at, record_txamt, record_txcurrcd)
+	SELECT e.event_id, a.id,
+	       CASE WHEN e.conflict THEN 'needs_review' ELSE a.status END,
+	       CASE WHEN e.conflict THEN 'none' ELSE a.method END,
+	       CASE WHEN e.conflict THEN e.syssn ELSE a.syssn END,
+	       CASE WHEN e.conflict THEN '' ELSE a.cancel_syssn END,
+	       CASE WHEN e.conflict THEN '' ELSE a.respcd END,
+	       CASE WHEN e.conflict THEN '' ELSE a.resperr END,
+	       CASE WHEN e.conflict THEN '' ELSE a.respmsg END,
+	       CASE WHEN e.conflict THEN e.conflict_reason ELSE a.reason END,
+	       CASE WHEN e.conflict THEN 0 ELSE a.gateway_calls END,
+	       CASE WHEN e.conflict THEN e.received_at ELSE a.decided_at END,
+	       a.record_txamt, a.record_txcurrcd
+	FROM events e JOIN attempts a ON a.id = e.attempt_id
+	WHERE `
+
 // outboxColumns are what scanOutbox reads: an outbox row joined (as o)
 // with its event (as e).
 const outboxColumns = `o.id, o.event_id, e.out_trade_no, e.mchid, o.syssn, o.cancel_syssn, o.status, o.method,

@@ -33,7 +33,7 @@ func event(id, otn string, amt int64) reversald.Event {
 func TestIntakeTellsNewAttachedDuplicateAndConflict(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	s, _ := newStore(t)
+	s, clk := newStore(t)
 
 	res, err := s.Intake(ctx, []reversald.Event{
 		event("e1", "A", 2500),
@@ -81,6 +81,10 @@ func TestIntakeTellsNewAttachedDuplicateAndConflict(t *testing.T) {
 	}
 	if recs[0].Reason == "" {
 		t.Error("conflict outcome has no reason")
+	}
+	if !recs[0].DecidedAt.Equal(clk.Now()) || recs[0].QFPayTxAmt != 0 || recs[0].QFPayTxCurrCd != "" {
+		t.Errorf("conflict outcome decided %v with QFPay's %d %q; want decided at intake (%v), no record read",
+			recs[0].DecidedAt, recs[0].QFPayTxAmt, recs[0].QFPayTxCurrCd, clk.Now())
 	}
 }
 
@@ -220,7 +224,7 @@ func TestClaimByIDWaitsForDue(t *testing.T) {
 func TestFinalStepQueuesOneOutcomePerEvent(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	s, _ := newStore(t)
+	s, clk := newStore(t)
 	if _, err := s.Intake(ctx, []reversald.Event{event("e1", "A", 2500), event("e2", "A", 2500), event("e3", "A", 1)}); err != nil {
 		t.Fatal(err)
 	}
@@ -231,6 +235,7 @@ func TestFinalStepQueuesOneOutcomePerEvent(t *testing.T) {
 	}
 	a := got[0]
 	a.Status, a.Step, a.Method, a.CancelSyssn, a.Respcd = reversald.StatusClosed, reversald.StepDone, "close", "CSN1", "0000"
+	a.RecordTxAmt, a.RecordTxCurrCd = 2500, "HKD" // the payment record the query read
 	calls := []reversald.Call{{Step: "query", Endpoint: "query"}, {Step: "cancel", Endpoint: "close", Respcd: "0000"}}
 	a.GatewayCalls += len(calls) // the executor counts the calls it makes
 	if err := s.WriteStep(ctx, store.Step{Attempt: a, Calls: calls}); err != nil {
@@ -241,17 +246,30 @@ func TestFinalStepQueuesOneOutcomePerEvent(t *testing.T) {
 		t.Fatalf("outcomes = %d, want 2 (one per non-conflicting event)", len(recs))
 	}
 	for _, r := range recs {
-		if r.Status != reversald.StatusClosed || r.CancelSyssn != "CSN1" || r.GatewayCalls != 2 || r.DecidedAt.IsZero() {
+		if r.Status != reversald.StatusClosed || r.CancelSyssn != "CSN1" || r.GatewayCalls != 2 || r.DecidedAt.IsZero() ||
+			r.QFPayTxAmt != 2500 || r.QFPayTxCurrCd != "HKD" {
 			t.Errorf("outcome %+v", r)
 		}
 	}
-	// A late event for the final attempt gets the same outcome at once.
-	if _, err := s.Intake(ctx, []reversald.Event{event("e4", "A", 2500)}); err != nil {
+	// A late event for the final attempt gets the same outcome at once; a late
+	// conflicting one gets needs_review. Both carry QFPay's amount as last read.
+	clk.Advance(time.Minute)
+	if _, err := s.Intake(ctx, []reversald.Event{event("e4", "A", 2500), event("e5", "A", 7)}); err != nil {
 		t.Fatal(err)
 	}
 	recs = drain(t, s)
-	if len(recs) != 1 || recs[0].EventID != "e4" || recs[0].Status != reversald.StatusClosed {
-		t.Fatalf("late event outcome = %+v", recs)
+	late := map[string]store.OutboxRecord{}
+	for _, r := range recs {
+		late[r.EventID] = r
+	}
+	if e4, e5 := late["e4"], late["e5"]; len(recs) != 2 || e4.Status != reversald.StatusClosed || e4.CancelSyssn != "CSN1" ||
+		e5.Status != reversald.StatusNeedsReview || !e5.DecidedAt.Equal(clk.Now()) {
+		t.Fatalf("late event outcomes = %+v", recs)
+	}
+	for _, r := range recs {
+		if r.QFPayTxAmt != 2500 || r.QFPayTxCurrCd != "HKD" {
+			t.Errorf("late event %s: QFPay's amount %d %q, want the attempt's last read 2500 HKD", r.EventID, r.QFPayTxAmt, r.QFPayTxCurrCd)
+		}
 	}
 }
 

@@ -26,6 +26,7 @@ import (
 	"github.com/reversald/reversald"
 	"github.com/reversald/reversald/internal/kafkatest"
 	"github.com/reversald/reversald/internal/testenv"
+	"github.com/reversald/reversald/qfpay"
 	"github.com/reversald/reversald/qfpay/sandbox"
 	"github.com/reversald/reversald/store/storetest"
 )
@@ -116,7 +117,7 @@ func (e ev) message() kafka.Message {
 	}
 	v, _ := json.Marshal(map[string]any{
 		"event_id": e.id, "out_trade_no": e.otn, "mchid": e2eMchID, "txamt": amt, "txcurrcd": "HKD",
-		"txdtm": time.Now().Add(-time.Minute).Format(time.DateTime), "pay_type": pt, "reason": "timeout",
+		"txdtm": time.Now().Add(-time.Minute).Format(qfpay.TxDtmLayout), "pay_type": pt, "reason": "timeout",
 		"occurred_at": time.Now().UTC().Format(time.RFC3339),
 	})
 	return kafka.Message{Key: []byte(e.otn), Value: v, Headers: []kafka.Header{{Key: "source", Value: []byte("pos-7")}}}

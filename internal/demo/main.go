@@ -30,6 +30,7 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/reversald/reversald/internal/kafkatest"
+	"github.com/reversald/reversald/qfpay"
 )
 
 const (
@@ -105,7 +106,7 @@ func run(ctx context.Context) error {
 	}
 
 	now := time.Now()
-	txdtm := now.Add(-2 * time.Minute).Format(time.DateTime)
+	txdtm := now.Add(-2 * time.Minute).Format(qfpay.TxDtmLayout)
 	mk := func(otn, payType string, amt int64) posEvent {
 		return posEvent{EventID: "pos-" + otn, OutTradeNo: otn, MchID: mchid, TxAmt: amt, TxCurrCd: "HKD", TxDtm: txdtm,
 			PayType: payType, Udid: "POS-TERM-07", Reason: "timeout", OccurredAt: now.UTC().Format(time.RFC3339)}

@@ -1,7 +1,3 @@
-// Package storetest gives each test its own migrated PostgreSQL database,
-// cloned from a template that is migrated once per schema version, on the
-// server named by DATABASE_URL. It fails the test, never skips it, when
-// DATABASE_URL is missing or the server does not answer.
 package storetest
 
 import (
