@@ -26,8 +26,22 @@ ALTER TABLE attempts
     ADD COLUMN record_txamt    bigint  NOT NULL DEFAULT 0,
     ADD COLUMN record_txcurrcd text    NOT NULL DEFAULT '';
 
--- An attempt that already chose a cancel method may have sent one.
-UPDATE attempts SET cancel_calls = 1, cancel_reached = true WHERE method <> 'none';
+-- Attempts from before this migration: count the cancels their audit rows
+-- show (the earlier table re-cancelled without a bound), keep the last
+-- answer, and count an unanswered intent as a cancel that may have left.
+UPDATE attempts a SET
+    cancel_calls  = c.n,
+    cancel_respcd = c.last_respcd
+FROM (
+    SELECT attempt_id, count(*) AS n,
+           (array_agg(respcd ORDER BY id DESC))[1] AS last_respcd
+    FROM gateway_calls
+    WHERE endpoint IN ('reversal', 'close') -- fenced-out calls happened at QFPay all the same
+    GROUP BY attempt_id
+) c
+WHERE c.attempt_id = a.id;
+UPDATE attempts SET cancel_calls = cancel_calls + 1 WHERE cancel_pending;
+UPDATE attempts SET cancel_reached = true WHERE cancel_calls > 0 AND cancel_respcd NOT IN ('1136', '1268');
 UPDATE attempts SET budget_calls = gateway_calls;
 
 ALTER TABLE outbox

@@ -42,8 +42,8 @@ func (p Policy) Validate() error {
 	if p.CancelMaxCalls < 1 {
 		errs = append(errs, fmt.Errorf("cancel max calls must be at least 1, got %d", p.CancelMaxCalls))
 	}
-	if p.MaxGatewayCalls < 2 {
-		errs = append(errs, fmt.Errorf("gateway call budget must be at least 2 (a query and a cancel), got %d", p.MaxGatewayCalls))
+	if p.MaxGatewayCalls < 3 {
+		errs = append(errs, fmt.Errorf("gateway call budget must be at least 3 (a query, a cancel, the query after it), got %d", p.MaxGatewayCalls))
 	}
 	return errors.Join(errs...)
 }
@@ -189,6 +189,11 @@ func decideNoRecord(a reversald.Attempt, p Policy) (reversald.Attempt, Schedule)
 func toCancel(a reversald.Attempt, p Policy, reason string) (reversald.Attempt, Schedule) {
 	if a.CancelCalls >= p.CancelMaxCalls {
 		return review(a, fmt.Sprintf("the cancel bound (%d) is reached and %s", p.CancelMaxCalls, lowerFirst(reason)))
+	}
+	// A cancel must leave room in the budget for the query that follows it:
+	// a cancel answer never settles anything.
+	if a.BudgetCalls+2 > p.MaxGatewayCalls {
+		return review(a, fmt.Sprintf("the gateway call budget (%d calls) has no room for a cancel and the query after it, and %s", p.MaxGatewayCalls, lowerFirst(reason)))
 	}
 	// The re-checks carry over: a pay type that cannot be cancelled comes
 	// back to query with them (decideCancel), so following it is bounded.

@@ -52,6 +52,7 @@ func (e *Executor) drive(ctx context.Context, stopping <-chan struct{}, a revers
 	// died, or the answer was lost): find out by query, never re-send.
 	if r.a.Step == reversald.StepCancel && r.a.CancelPending {
 		r.a.Step, r.a.CancelPending, r.a.CancelReached, r.a.CancelRespcd = reversald.StepConfirm, false, true, ""
+		r.a.Rechecks = 0
 	}
 	for made := 1; ; made++ {
 		if !e.cfg.Now().Before(r.a.DeadlineAt) {
@@ -92,13 +93,25 @@ func (e *Executor) drive(ctx context.Context, stopping <-chan struct{}, a revers
 				r.write(ctx, false)
 				return
 			}
+			if step == reversald.StepCancel {
+				// A cancel's answer is written before anything else happens,
+				// so that a crash during the confirming query cannot lose it
+				// (a refusal would then look like a lost answer, and its
+				// count and audit row would be gone).
+				written := e.cfg.Now()
+				if !r.write(ctx, true) {
+					return
+				}
+				r.calls = nil
+				r.a.LeaseExpiresAt = written.Add(e.cfg.Lease)
+			}
 			select {
 			case <-stopping:
 				r.reschedule(ctx, r.a.Reason)
 				return
 			default:
 			}
-			// Steps that follow each other at once share one write (the
+			// Queries that follow each other at once share one write (the
 			// intent write before a cancel writes them).
 		}
 	}
@@ -109,7 +122,10 @@ func (e *Executor) drive(ctx context.Context, stopping <-chan struct{}, a revers
 // one answers with the payment's record or does not answer.
 func queryStep(ctx context.Context, r *run) (Observation, bool) {
 	var obs Observation
-	for _, req := range queryRequests(r.a, r.e.cfg.TxZone) {
+	for i, req := range queryRequests(r.a, r.e.cfg.TxZone) {
+		if i > 0 && r.a.BudgetCalls >= r.e.cfg.Policy.MaxGatewayCalls {
+			break // the budget is spent: Decide ends the attempt with what was read
+		}
 		var res qfpay.QueryResult
 		err, ok := r.call(ctx, nil, func(ctx context.Context) (qfpay.Call, error) {
 			var err error
@@ -248,6 +264,9 @@ func (r *run) write(ctx context.Context, keep bool) bool {
 
 // reschedule writes the attempt to run again soon and releases the lease.
 func (r *run) reschedule(ctx context.Context, reason string) {
+	if r.a.Step == reversald.StepCancel && !r.a.CancelPending {
+		r.a.Step = reversald.StepQuery // a cancel after a pause needs a fresh query
+	}
 	r.a.Reason = reason
 	r.a.NextRunAt = r.e.cfg.Now().Add(r.e.cfg.BackoffBase)
 	r.write(ctx, false)

@@ -79,13 +79,31 @@ func modelAlphabet() []answer {
 //   - at most CancelMaxCalls cancels are sent;
 //   - a final money status comes only from a settling query record read
 //     after the last cancel answer;
-//   - never not_found after a cancel that may have reached QFPay;
+//   - never not_found after a cancel that may have reached QFPay (judged by
+//     the model from the answers, not from the code's own flag: every cancel
+//     answer but "does not exist" 1136/1268, and every lost answer);
+//   - every cancel is followed by a query before the attempt ends;
 //   - needs_review always carries the last record read.
 //
-// The policy is small so that the bounds are reached within 8 answers.
+// A crash between the intent write and the cancel's answer leaves the
+// attempt as a lost answer (drive.go's recovery step): the timeout member of
+// the alphabet is that case. A crash after the answer loses nothing, since
+// the answer is written before the next step.
+//
+// It runs with a small policy, so that every bound is reached within 8
+// answers, and with the default one.
 func TestDecisionTableModel(t *testing.T) {
 	t.Parallel()
-	p := Policy{NotFoundRechecks: 2, ConfirmRechecks: 2, CancelMaxCalls: 2, MaxGatewayCalls: 8}
+	for _, p := range []Policy{
+		{NotFoundRechecks: 2, ConfirmRechecks: 2, CancelMaxCalls: 2, MaxGatewayCalls: 8},
+		DefaultPolicy,
+	} {
+		checkModel(t, p)
+	}
+}
+
+func checkModel(t *testing.T, p Policy) {
+	t.Helper()
 	const depth = 8
 	alpha := modelAlphabet()
 	var queries, cancels []answer
@@ -101,15 +119,15 @@ func TestDecisionTableModel(t *testing.T) {
 		// memo counts them once per (state, ghost variables, depth left), so
 		// every sequence is checked without walking each one again.
 		type key struct {
-			a                        reversald.Attempt
-			lastSettling, reachedAny bool
-			lastRecord               string
-			left                     int
+			a                                 reversald.Attempt
+			lastSettling, reachedAny, queried bool
+			lastRecord                        string
+			left                              int
 		}
 		memo := map[key][2]int64{} // sequences, of which final
 		byStatus := map[reversald.Status]int64{}
-		var walk func(a reversald.Attempt, trace []string, lastSettling, reachedAny bool, lastRecord string) (int64, int64)
-		walk = func(a reversald.Attempt, trace []string, lastSettling, reachedAny bool, lastRecord string) (int64, int64) {
+		var walk func(a reversald.Attempt, trace []string, lastSettling, reachedAny, queried bool, lastRecord string) (int64, int64)
+		walk = func(a reversald.Attempt, trace []string, lastSettling, reachedAny, queried bool, lastRecord string) (int64, int64) {
 			fail := func(format string, args ...any) {
 				t.Helper()
 				t.Fatalf("%s: %s\n  sequence: %s\n  reason: %s", payType, fmt.Sprintf(format, args...), strings.Join(trace, " → "), a.Reason)
@@ -125,8 +143,11 @@ func TestDecisionTableModel(t *testing.T) {
 						fail("final %s without a settling query record read after the last cancel answer", a.Status)
 					}
 				}
-				if a.Status == reversald.StatusNotFound && (a.CancelReached || reachedAny) {
+				if a.Status == reversald.StatusNotFound && reachedAny {
 					fail("not_found after a cancel that may have reached QFPay")
+				}
+				if a.CancelCalls > 0 && !queried {
+					fail("ended %s with no query after the last cancel", a.Status)
 				}
 				if a.Status == reversald.StatusNeedsReview && lastRecord != "" && !strings.Contains(a.Reason, "last record: respcd "+lastRecord) {
 					fail("needs_review does not carry the last record (respcd %s)", lastRecord)
@@ -137,10 +158,10 @@ func TestDecisionTableModel(t *testing.T) {
 			if a.BudgetCalls >= p.MaxGatewayCalls {
 				fail("not final after the whole gateway budget (%d calls)", a.BudgetCalls)
 			}
-			if len(trace) == depth {
+			if a.BudgetCalls == depth { // depth counts answers; a step that makes no call consumes none
 				return 1, 0 // still running at the depth bound, within its budget
 			}
-			k := key{a: a, lastSettling: lastSettling, reachedAny: reachedAny, lastRecord: lastRecord, left: depth - len(trace)}
+			k := key{a: a, lastSettling: lastSettling, reachedAny: reachedAny, queried: queried, lastRecord: lastRecord, left: depth - a.BudgetCalls}
 			k.a.Reason, k.a.Respcd, k.a.Resperr, k.a.Respmsg = "", "", "", ""
 			if v, ok := memo[k]; ok {
 				return v[0], v[1]
@@ -153,10 +174,10 @@ func TestDecisionTableModel(t *testing.T) {
 				case payType == "801501":
 					// No cancel route: the executor makes no call.
 					next, _ := Decide(a, Observation{Err: fmt.Errorf("route %s: %w", payType, qfpay.ErrNotCancellable)}, p)
-					add(walk(next, append(slicesClone(trace), "no route"), false, reachedAny, lastRecord))
+					add(walk(next, append(slicesClone(trace), "no route"), false, reachedAny, queried, lastRecord))
 				case a.CancelCalls >= p.CancelMaxCalls:
 					next, _ := Decide(a, Observation{Err: ErrCancelBound}, p)
-					add(walk(next, append(slicesClone(trace), "bound"), false, reachedAny, lastRecord))
+					add(walk(next, append(slicesClone(trace), "bound"), false, reachedAny, queried, lastRecord))
 				default:
 					for _, ans := range cancels {
 						b := a
@@ -164,7 +185,8 @@ func TestDecisionTableModel(t *testing.T) {
 						b.GatewayCalls++
 						b.BudgetCalls++
 						next, _ := Decide(b, ans.obs(), p)
-						add(walk(next, append(slicesClone(trace), ans.name), false, reachedAny || next.CancelReached, lastRecord))
+						notThere := ans.name == "cancel 1136" || ans.name == "cancel 1268"
+						add(walk(next, append(slicesClone(trace), ans.name), false, reachedAny || !notThere, false, lastRecord))
 					}
 				}
 			case reversald.StepQuery, reversald.StepConfirm:
@@ -178,7 +200,7 @@ func TestDecisionTableModel(t *testing.T) {
 						rec = r.Respcd
 					}
 					next, _ := Decide(b, o, p)
-					add(walk(next, append(slicesClone(trace), ans.name), ans.settling && o.Err == nil, reachedAny, rec))
+					add(walk(next, append(slicesClone(trace), ans.name), ans.settling && o.Err == nil, reachedAny, true, rec))
 				}
 			default:
 				fail("unexpected step %s", a.Step)
@@ -188,9 +210,9 @@ func TestDecisionTableModel(t *testing.T) {
 		}
 		start := at(reversald.StepQuery, 0)
 		start.PayType = payType
-		sequences, finals := walk(start, nil, false, false, "")
-		t.Logf("pay type %s: %d answer sequences checked (every sequence of up to %d answers over %d answers; %d distinct states), %d ended final; distinct final states by status: %v",
-			payType, sequences, depth, len(alpha), len(memo), finals, byStatus)
+		sequences, finals := walk(start, nil, false, false, false, "")
+		t.Logf("policy %+v, pay type %s: %d answer sequences checked (every sequence of up to %d answers over %d answers; %d distinct states), %d ended final; distinct final states by status: %v",
+			p, payType, sequences, depth, len(alpha), len(memo), finals, byStatus)
 		if sequences < 1000 {
 			t.Errorf("only %d sequences: the model did not branch", sequences)
 		}

@@ -151,7 +151,7 @@ var ErrNotRetryable = errors.New("attempt is not in needs_review")
 func (s *Store) Retry(ctx context.Context, id int64) error {
 	now := s.now()
 	tag, err := s.pool.Exec(ctx, `
-		UPDATE attempts SET status = 'pending', step = 'query', cancel_pending = false, rechecks = 0, budget_calls = 0, cancel_respcd = '',
+		UPDATE attempts SET status = 'pending', step = 'query', cancel_pending = false, rechecks = 0, budget_calls = 0,
 		       next_run_at = $2, deadline_at = $2::timestamptz + $3::interval, decided_at = NULL,
 		       reason = '', lease_owner = '', lease_expires_at = NULL, token = token + 1, updated_at = $2
 		WHERE id = $1 AND status = 'needs_review'`, id, now, s.deadline)

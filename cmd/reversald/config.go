@@ -130,7 +130,7 @@ func (c Config) validate() error {
 		{"KAFKA_TOPIC_PARTITIONS", c.TopicPartitions, 1}, {"KAFKA_TOPIC_REPLICATION", c.TopicReplication, 1},
 		{"INTAKE_BATCH_SIZE", c.IntakeBatch, 1}, {"PUBLISH_BATCH_SIZE", c.PublishBatch, 1},
 		{"EXECUTOR_WORKERS", c.Workers, 1}, {"NOT_FOUND_RECHECKS", c.NotFoundRechecks, 0}, {"CONFIRM_RECHECKS", c.ConfirmRechecks, 0},
-		{"CANCEL_MAX_CALLS", c.CancelMaxCalls, 1}, {"GATEWAY_MAX_CALLS", c.GatewayMaxCalls, 2},
+		{"CANCEL_MAX_CALLS", c.CancelMaxCalls, 1}, {"GATEWAY_MAX_CALLS", c.GatewayMaxCalls, 3},
 	} {
 		if p.v < p.min {
 			errs = append(errs, fmt.Errorf("%s must be at least %d, got %d", p.name, p.min, p.v))
