@@ -56,7 +56,7 @@ func run(ctx context.Context, args []string, lookup func(string) (string, bool),
 	rate := fs.Bool("rate-limit", envBool("QFPAY_SANDBOX_RATE_LIMIT"), "limit each merchant to 100 calls/s and 400/min (HTTP 429)")
 	signResp := fs.Bool("sign-responses", envBool("QFPAY_SANDBOX_SIGN_RESPONSES"), "sign answers with X-QF-SIGN")
 	anyMonth := fs.Bool("any-month", envBool("QFPAY_SANDBOX_ANY_MONTH"), "queries without start_time/end_time see every month")
-	strictRange := fs.Bool("strict-range", envBool("QFPAY_SANDBOX_STRICT_RANGE"), "answer 1150 to a query range that crosses a calendar month, as QFPay does")
+	looseRange := fs.Bool("loose-range", envBool("QFPAY_SANDBOX_LOOSE_RANGE"), "accept a query range that crosses a calendar month (QFPay answers 1150)")
 	rules := fs.String("rules", env("QFPAY_SANDBOX_RULES", ""), "JSON file of rules and seeded transactions")
 	ledgerLimit := fs.Int("ledger-limit", envInt("QFPAY_SANDBOX_LEDGER_LIMIT", 1_000_000), "ledger entries kept before the older half is forgotten (0: all)")
 	if err := fs.Parse(args); err != nil {
@@ -73,7 +73,7 @@ func run(ctx context.Context, args []string, lookup func(string) (string, bool),
 			*key = "sandbox-key"
 		}
 	}
-	cfg := sandbox.Config{AppCode: *appCode, Key: *key, RateLimit: *rate, SignResponses: *signResp, AnyMonth: *anyMonth, StrictRange: *strictRange, LedgerLimit: *ledgerLimit}
+	cfg := sandbox.Config{AppCode: *appCode, Key: *key, RateLimit: *rate, SignResponses: *signResp, AnyMonth: *anyMonth, LooseRange: *looseRange, LedgerLimit: *ledgerLimit}
 	if *rules != "" {
 		if err := loadRules(*rules, &cfg); err != nil {
 			return err
@@ -87,7 +87,7 @@ func run(ctx context.Context, args []string, lookup func(string) (string, bool),
 		return fmt.Errorf("listen %s: %w", *addr, err)
 	}
 	fmt.Fprintf(out, "qfpay-sandbox listening on http://%s (app code %s, rate limit %t, strict range %t, %d rules, %d txns)\n",
-		ln.Addr(), cfg.AppCode, cfg.RateLimit, cfg.StrictRange, len(cfg.Rules), len(cfg.Txns))
+		ln.Addr(), cfg.AppCode, cfg.RateLimit, !cfg.LooseRange, len(cfg.Rules), len(cfg.Txns))
 	return sandbox.New(cfg).Serve(ctx, ln)
 }
 

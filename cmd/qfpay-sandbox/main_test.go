@@ -174,9 +174,9 @@ func do(t *testing.T, method, target, body, signKey string) (int, string) {
 
 // TestRunScriptsAStrictQFPay scripts, over the admin API, a cancel that QFPay
 // applies but answers 9999 and that queries no longer find, and checks the
-// one-month query range switched on by the environment.
+// one-month query range: on by default, off with QFPAY_SANDBOX_LOOSE_RANGE.
 func TestRunScriptsAStrictQFPay(t *testing.T) {
-	base := serve(t, map[string]string{"QFPAY_SANDBOX_KEY": "k3y", "QFPAY_SANDBOX_STRICT_RANGE": "true"}, "-appcode", "APP1")
+	base := serve(t, map[string]string{"QFPAY_SANDBOX_KEY": "k3y"}, "-appcode", "APP1")
 	if st, b := do(t, "POST", base+"/_sandbox/rules", `{"out_trade_no":"LOST-1","initial_state":"in_flight","cancel_effect_codes":["9999"],"hide_after_cancel":true,"record_txamt":2400}`, ""); st != 200 {
 		t.Fatalf("rule: %d %s", st, b)
 	}
@@ -200,5 +200,9 @@ func TestRunScriptsAStrictQFPay(t *testing.T) {
 	// The reversal took effect although it answered 9999.
 	if _, b := do(t, "GET", base+"/_sandbox/ledger?out_trade_no=LOST-1", "", ""); !strings.Contains(b, `"accepted":true`) || !strings.Contains(b, `"state":"reversed"`) {
 		t.Errorf("ledger: %s", b)
+	}
+	loose := serve(t, map[string]string{"QFPAY_SANDBOX_KEY": "k3y", "QFPAY_SANDBOX_LOOSE_RANGE": "true"}, "-appcode", "APP1")
+	if code, b := do(t, "POST", loose+steps[3].path, steps[3].body, "k3y"); code != 200 || !strings.Contains(b, `"respcd":"0000"`) {
+		t.Errorf("loose range: %d %s, want 0000", code, b)
 	}
 }

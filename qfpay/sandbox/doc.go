@@ -17,8 +17,8 @@
 //     (1 reversed, 2 closed, 3 refunded, 5 partially refunded);
 //   - filters query records by sysdtm (UTC+8) within start_time..end_time, by
 //     default the current calendar month of the query's txzone (UTC+8 without
-//     one); with Config.StrictRange, a range that crosses a month or starts
-//     after it ends answers 1150, as QFPay does;
+//     one); a range that crosses a month or starts after it ends answers
+//     1150, as QFPay does (Config.LooseRange switches this off);
 //   - limits calls per merchant (100/s, 400/min, then HTTP 429) when switched on;
 //   - keeps a ledger of every call per out_trade_no, readable from Go and as
 //     JSON, with the checks an end-to-end test needs: CancelCalls (reversal and

@@ -38,11 +38,13 @@ type Config struct {
 	// whose sysdtm is in the current calendar month of its txzone (UTC+8
 	// without one). A given range is always applied to sysdtm.
 	AnyMonth bool `json:"any_month"`
-	// StrictRange enforces QFPay's rule on start_time..end_time: a range that
-	// crosses a calendar month (in the query's txzone), or that starts after
-	// it ends, answers top-level respcd 1150 with no data. Off by default: a
-	// client that queries txdtm-24h..txdtm+48h crosses a month near its end.
-	StrictRange bool `json:"strict_range"`
+	// LooseRange switches off QFPay's rule on start_time..end_time. By
+	// default, as at QFPay, a range that crosses a calendar month (in the
+	// query's txzone), or that starts after it ends, answers top-level respcd
+	// 1150 with no data. With LooseRange such a range is simply applied to
+	// sysdtm (start after end finds nothing). Only for trying a client that
+	// does not cut its ranges; the daemon's tests keep the default.
+	LooseRange bool `json:"loose_range"`
 	// LedgerLimit bounds the ledger for a long-running sandbox: when it is full
 	// the older half is forgotten (see LedgerDropped). 0 keeps everything.
 	LedgerLimit int `json:"ledger_limit,omitempty"`
@@ -125,7 +127,7 @@ func New(cfg Config) *Sandbox {
 		s.limiter.perMin = 400
 	}
 	s.rateOn.Store(cfg.RateLimit)
-	s.strictRange.Store(cfg.StrictRange)
+	s.strictRange.Store(!cfg.LooseRange)
 	s.ledger.limit = cfg.LedgerLimit
 	s.Reset()
 	return s
@@ -161,6 +163,6 @@ func (s *Sandbox) Reset() {
 // SetRateLimit switches per-merchant rate limiting on or off.
 func (s *Sandbox) SetRateLimit(on bool) { s.rateOn.Store(on) }
 
-// SetStrictRange switches QFPay's one-month query range rule on or off (see
-// Config.StrictRange).
+// SetStrictRange switches QFPay's one-month query range rule on or off; it is
+// on unless Config.LooseRange (see there).
 func (s *Sandbox) SetStrictRange(on bool) { s.strictRange.Store(on) }

@@ -352,6 +352,7 @@ func (rs *ruleSet) lookup(otn string) *Behavior {
 	return nil
 }
 
+// AddRule adds a prefix rule, or a script when r.OutTradeNo is set (replacing
 // an earlier one for the same prefix or out_trade_no).
 func (s *Sandbox) AddRule(r Rule) error {
 	if err := r.validate(); err != nil {

@@ -306,8 +306,8 @@ func TestQueryRange(t *testing.T) {
 	now := time.Date(2026, 11, 30, 15, 59, 30, 0, time.UTC)
 	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
 	set := func(at time.Time) { mu.Lock(); now = at; mu.Unlock() }
-	strict, sbase := newServer(t, func(c *Config) { c.Now, c.AnyMonth, c.StrictRange = clock, false, true })
-	lenient, lbase := newServer(t, func(c *Config) { c.Now, c.AnyMonth = clock, false })
+	strict, sbase := newServer(t, func(c *Config) { c.Now, c.AnyMonth = clock, false }) // strict by default
+	lenient, lbase := newServer(t, func(c *Config) { c.Now, c.AnyMonth, c.LooseRange = clock, false, true })
 	for _, sb := range []*Sandbox{strict, lenient} {
 		for _, tx := range []Txn{
 			{MchID: mchid, OutTradeNo: "NOV", State: StatePaid, SysDtm: "2026-11-30 23:59:00"},
@@ -336,7 +336,7 @@ func TestQueryRange(t *testing.T) {
 	tests := []struct {
 		name    string
 		at      time.Time
-		lenient bool // ask the sandbox without StrictRange
+		lenient bool // ask the sandbox with LooseRange
 		otn     string
 		fields  map[string]string
 		respcd  string
@@ -542,15 +542,15 @@ func TestAdminNewFields(t *testing.T) {
 		{"/_sandbox/txns", `{"out_trade_no":"X","sysdtm":"today"}`, 400},
 		{"/_sandbox/txns", `{"out_trade_no":"X","behavior":{"hide_after_cancel":"yes"}}`, 400},
 		{"/_sandbox/strict_range?on=maybe", ``, 400},
-		{"/_sandbox/strict_range?on=true", ``, 200},
+		{"/_sandbox/strict_range?on=false", ``, 200},
 	}
 	for _, tt := range tests {
 		if st, b := do("POST", tt.path, tt.body); st != tt.status {
 			t.Errorf("POST %s %s: %d %s, want %d", tt.path, tt.body, st, b, tt.status)
 		}
 	}
-	if !sb.strictRange.Load() {
-		t.Error("strict_range switch")
+	if sb.strictRange.Load() {
+		t.Error("strict_range switch: still on")
 	}
 	if _, b := do("GET", "/_sandbox/rules", ""); !strings.Contains(b, `"cancel_effect_codes":["9999"]`) || !strings.Contains(b, `"hide_after_cancel":true`) ||
 		!strings.Contains(b, `"record_txamt":2400`) || !strings.Contains(b, `"record_txcurrcd":"USD"`) {

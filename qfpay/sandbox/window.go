@@ -37,7 +37,7 @@ func parseZone(z string) (*time.Location, bool) {
 // open.
 type span struct{ from, to time.Time }
 
-// window returns the range a query asks for, or, with Config.StrictRange,
+// window returns the range a query asks for, or, unless Config.LooseRange,
 // why QFPay would refuse it (answered 1150): start_time after end_time, or
 // the two in different calendar months of the txzone. A query without
 // start_time and end_time gets the current month (every month with
