@@ -414,6 +414,11 @@ func TestScriptedFaults(t *testing.T) {
 	if !errors.As(err, &he) || he.Status != 502 || Classify(err) != ClassTransient {
 		t.Errorf("502: %v", err)
 	}
+	// A scripted Retry-After reaches the error, however long it asks for.
+	script("SF-WAIT", sandbox.Behavior{InitialState: sandbox.StatePaid, HTTP429: 1, RetryAfter: sandbox.Duration(30 * 24 * time.Hour)})
+	if _, err := c.Query(ctx, QueryRequest{OutTradeNo: "SF-WAIT"}); !errors.As(err, &he) || he.Status != 429 || he.RetryAfter != 30*24*time.Hour {
+		t.Errorf("429 with Retry-After: %v %+v", err, he)
+	}
 	if q, err := c.Query(ctx, QueryRequest{OutTradeNo: "SF-HTTP"}); err != nil || len(q.Data) != 1 || q.Data[0].State() != StatePaid {
 		t.Errorf("third query: %+v %v", q.Data, err)
 	}

@@ -29,7 +29,8 @@
 // What a test can script, per out_trade_no ([Sandbox.Script]) or by prefix
 // ([Rule], longest prefix wins, scripts beat rules): the state a transaction
 // starts in when first seen, latency, dropped connections (before or after the
-// effect), HTTP 429 and 5xx for the first calls, "not seen yet" for the first
+// effect), HTTP 429 and 5xx for the first calls (with a Retry-After header if
+// scripted: retry_after), "not seen yet" for the first
 // calls, scripted respcds (1102, 1294, 1100, ...), in-progress (1143) answers to
 // cancels before they settle, a payment that completes while the cancel is
 // in flight, the query record's respcd (any 4 digits: in-flight codes such as

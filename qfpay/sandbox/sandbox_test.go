@@ -350,6 +350,19 @@ func TestFaults(t *testing.T) {
 	if fmt.Sprint(faults) != "[429 5xx 5xx  ]" {
 		t.Errorf("ledger faults %q", faults)
 	}
+	// Retry-After only when scripted, on 429 and 5xx alike, in seconds.
+	if a := post(t, base, "reversal", cancelFields("F-1"), nil); a.header.Get("Retry-After") != "" {
+		t.Errorf("unscripted Retry-After %q", a.header.Get("Retry-After"))
+	}
+	_ = sb.Script("F-3", Behavior{InitialState: StateInFlight, HTTP429: 1, HTTP5xx: 1, RetryAfter: Duration(30 * 24 * time.Hour)})
+	for _, want := range []int{429, 503} {
+		if a := post(t, base, "query", map[string]string{"mchid": mchid, "out_trade_no": "F-3"}, nil); a.status != want || a.header.Get("Retry-After") != "2592000" {
+			t.Errorf("F-3: HTTP %d Retry-After %q, want %d 2592000", a.status, a.header.Get("Retry-After"), want)
+		}
+	}
+	if a := post(t, base, "query", map[string]string{"mchid": mchid, "out_trade_no": "F-3"}, nil); a.status != 200 || a.header.Get("Retry-After") != "" {
+		t.Errorf("F-3 answered: HTTP %d Retry-After %q", a.status, a.header.Get("Retry-After"))
+	}
 	// A dropped connection.
 	_ = sb.Script("F-2", Behavior{InitialState: StateInFlight, Drop: 1})
 	form := url.Values{"mchid": {mchid}, "out_trade_no": {"F-2"}, "txamt": {"2500"}, "txdtm": {txdtm}}

@@ -141,6 +141,10 @@ type Behavior struct {
 	HTTP5xx   int `json:"http_5xx,omitempty"`
 	Status5xx int `json:"status_5xx,omitempty"` // default 503
 	DropAfter int `json:"drop_after,omitempty"`
+	// RetryAfter, when set, is sent as a Retry-After header (in seconds) with
+	// the scripted HTTP 429 and 5xx answers, e.g. "720h" to ask for 30 days.
+	// A whole number of seconds, as the header has no finer unit.
+	RetryAfter Duration `json:"retry_after,omitempty"`
 
 	// UnknownFor: the first N calls that get past the faults find no record
 	// (query: no data; cancel: 1268), as if QFPay had not seen the payment yet.
@@ -203,6 +207,9 @@ func (b *Behavior) validate() error {
 	}
 	if b.RepeatCancelRespcd != "" && !isDigits(b.RepeatCancelRespcd, 4) {
 		errs = append(errs, fmt.Errorf("repeat_cancel_respcd %q: want 4 digits", b.RepeatCancelRespcd))
+	}
+	if b.RetryAfter < 0 || time.Duration(b.RetryAfter)%time.Second != 0 {
+		errs = append(errs, fmt.Errorf("retry_after %s: want a whole number of seconds, not negative", time.Duration(b.RetryAfter)))
 	}
 	if b.Status5xx != 0 && (b.Status5xx < 500 || b.Status5xx > 599) {
 		errs = append(errs, fmt.Errorf("status_5xx %d: want 500..599", b.Status5xx))

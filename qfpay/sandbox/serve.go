@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -212,6 +213,7 @@ func (s *Sandbox) fault(w http.ResponseWriter, c *call) bool {
 	case n <= b.Drop+b.HTTP429:
 		c.ent.HTTPStatus, c.ent.Fault = http.StatusTooManyRequests, "429"
 		s.ledger.add(c.ent)
+		b.retryAfter(w)
 		http.Error(w, "too many requests", http.StatusTooManyRequests)
 		return false
 	case n <= b.Drop+b.HTTP429+b.HTTP5xx:
@@ -221,12 +223,20 @@ func (s *Sandbox) fault(w http.ResponseWriter, c *call) bool {
 		}
 		c.ent.HTTPStatus, c.ent.Fault = code, "5xx"
 		s.ledger.add(c.ent)
+		b.retryAfter(w)
 		http.Error(w, http.StatusText(code), code)
 		return false
 	case n <= b.Drop+b.HTTP429+b.HTTP5xx+b.DropAfter:
 		c.ent.Fault = "drop_after"
 	}
 	return true
+}
+
+// retryAfter sets the scripted Retry-After header, if any.
+func (b *Behavior) retryAfter(w http.ResponseWriter) {
+	if b.RetryAfter > 0 {
+		w.Header().Set("Retry-After", strconv.FormatInt(int64(time.Duration(b.RetryAfter)/time.Second), 10))
+	}
 }
 
 // answer does what the call asks (query or cancel) and writes the answer, or
