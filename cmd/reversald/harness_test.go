@@ -104,6 +104,7 @@ func (s *stack) env(extra map[string]string) map[string]string {
 type ev struct {
 	id, otn, payType string
 	amt              int64
+	txdtm            string // default: a minute ago
 }
 
 func (e ev) message() kafka.Message {
@@ -115,9 +116,13 @@ func (e ev) message() kafka.Message {
 	if amt == 0 {
 		amt = 2500
 	}
+	txdtm := e.txdtm
+	if txdtm == "" {
+		txdtm = time.Now().Add(-time.Minute).Format(qfpay.TxDtmLayout)
+	}
 	v, _ := json.Marshal(map[string]any{
 		"event_id": e.id, "out_trade_no": e.otn, "mchid": e2eMchID, "txamt": amt, "txcurrcd": "HKD",
-		"txdtm": time.Now().Add(-time.Minute).Format(qfpay.TxDtmLayout), "pay_type": pt, "reason": "timeout",
+		"txdtm": txdtm, "pay_type": pt, "reason": "timeout",
 		"occurred_at": time.Now().UTC().Format(time.RFC3339),
 	})
 	return kafka.Message{Key: []byte(e.otn), Value: v, Headers: []kafka.Header{{Key: "source", Value: []byte("pos-7")}}}
