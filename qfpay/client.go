@@ -338,10 +338,14 @@ func isNull(raw json.RawMessage) bool {
 
 func retryAfter(h string) time.Duration {
 	if n, err := strconv.Atoi(strings.TrimSpace(h)); err == nil && n > 0 {
-		return time.Duration(n) * time.Second
+		// A week bounds what a Duration can hold here and what anyone could
+		// mean; the executor caps it further at its backoff max.
+		return time.Duration(min(n, maxRetryAfterSeconds)) * time.Second
 	}
 	return 0
 }
+
+const maxRetryAfterSeconds = 7 * 24 * 3600
 
 // transportError translates net/http's errors at the seam: the *url.Error
 // (which names the URL) is dropped, its cause kept for errors.Is.

@@ -84,6 +84,10 @@ func (r QueryRequest) Validate() error {
 	if r.StartTime != "" && r.EndTime != "" && r.EndTime < r.StartTime {
 		return &ValidationError{Field: "end_time", Reason: "is before start_time"}
 	}
+	// QFPay answers 1150 to a range across a calendar month (QFPAY.md §3).
+	if r.StartTime != "" && r.EndTime != "" && r.StartTime[:7] != r.EndTime[:7] {
+		return &ValidationError{Field: "end_time", Reason: "is not in the calendar month of start_time"}
+	}
 	return nil
 }
 

@@ -77,6 +77,7 @@ func TestQueryRequestValidate(t *testing.T) {
 		{QueryRequest{OutTradeNo: "A", StartTime: "2020-03-01"}, "start_time"},
 		{QueryRequest{OutTradeNo: "A", EndTime: "yesterday"}, "end_time"},
 		{QueryRequest{OutTradeNo: "A", StartTime: "2020-03-02 00:00:00", EndTime: "2020-03-01 00:00:00"}, "end_time"},
+		{QueryRequest{OutTradeNo: "A", StartTime: "2020-02-28 00:00:00", EndTime: "2020-03-01 00:00:00"}, "end_time"}, // across a month
 		{QueryRequest{OutTradeNo: "A", MchID: "bad mchid"}, "mchid"},
 	}
 	for _, tt := range tests {

@@ -22,7 +22,7 @@ func queryRequests(a reversald.Attempt, txZone string) []qfpay.QueryRequest {
 	}
 	from, to := t.Add(-24*time.Hour), t.Add(48*time.Hour)
 	var out []qfpay.QueryRequest
-	for start := from; start.Before(to); {
+	for start := from; !start.After(to); {
 		monthEnd := time.Date(start.Year(), start.Month()+1, 1, 0, 0, 0, 0, time.UTC).Add(-time.Second)
 		end := to
 		if monthEnd.Before(to) {

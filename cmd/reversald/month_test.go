@@ -2,7 +2,10 @@ package main
 
 import (
 	"context"
-	"errors"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
 	"testing"
 	"time"
 
@@ -84,18 +87,32 @@ func TestDaemonQueriesEachMonthAndCapsRetryAfter(t *testing.T) {
 	}
 
 	// The checks above are not vacuous: this sandbox does refuse a range
-	// across a month, and the ledger says so.
-	c, err := qfpay.New(qfpay.Config{BaseURL: s.sbURL, AppCode: e2eAppCode, ClientKey: qfpay.NewKey(secretKey), Timeout: 2 * time.Second})
+	// across a month, and the ledger says so. The client refuses to build
+	// such a query, so the probe signs and posts the form by hand.
+	params := map[string]string{"mchid": e2eMchID, "out_trade_no": "PROBE", "start_time": "2026-10-31 00:00:00", "end_time": "2026-11-01 00:00:00"}
+	sig, err := qfpay.Sign(params, qfpay.NewKey(secretKey), qfpay.SignMD5)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(c.CloseIdleConnections)
-	_, err = c.Query(context.Background(), qfpay.QueryRequest{
-		MchID: e2eMchID, OutTradeNo: "PROBE", StartTime: "2026-10-31 00:00:00", EndTime: "2026-11-01 00:00:00",
-	})
-	var re *qfpay.RespError
-	if !errors.As(err, &re) || re.Respcd != "1150" {
-		t.Errorf("a query across October and November: %v, want respcd 1150 (is the harness's sandbox strict?)", err)
+	form := url.Values{}
+	for k, v := range params {
+		form.Set(k, v)
+	}
+	req, err := http.NewRequestWithContext(context.Background(), http.MethodPost, s.sbURL+qfpay.PathQuery, strings.NewReader(form.Encode()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("X-QF-APPCODE", e2eAppCode)
+	req.Header.Set("X-QF-SIGN", sig)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	_ = resp.Body.Close()
+	if !strings.Contains(string(body), `"1150"`) {
+		t.Errorf("a query across October and November answered %s, want respcd 1150 (is the harness's sandbox strict?)", body)
 	}
 	if l := s.sb.Ledger("PROBE"); len(l) != 1 || l[0].Fault != "bad_range" {
 		t.Errorf("probe ledger %+v, want one bad_range entry", l)
