@@ -104,8 +104,13 @@ func (s *stack) env(extra map[string]string) map[string]string {
 type ev struct {
 	id, otn, payType string
 	amt              int64
-	txdtm            string // default: a minute ago
+	txdtm            string // default: defaultTxDtm
 }
+
+// defaultTxDtm is the txdtm of every event that names none: one value for
+// the whole run, so that two events for one payment built a second apart are
+// not a conflicting duplicate by accident.
+var defaultTxDtm = time.Now().Add(-time.Minute).Format(qfpay.TxDtmLayout)
 
 func (e ev) message() kafka.Message {
 	pt := e.payType
@@ -118,7 +123,7 @@ func (e ev) message() kafka.Message {
 	}
 	txdtm := e.txdtm
 	if txdtm == "" {
-		txdtm = time.Now().Add(-time.Minute).Format(qfpay.TxDtmLayout)
+		txdtm = defaultTxDtm
 	}
 	v, _ := json.Marshal(map[string]any{
 		"event_id": e.id, "out_trade_no": e.otn, "mchid": e2eMchID, "txamt": amt, "txcurrcd": "HKD",

@@ -19,13 +19,16 @@ func TestDaemonKeysTheEffectiveMchID(t *testing.T) {
 	t.Parallel()
 	s := newStack(t, 2)
 	s.seed("M1", sandbox.StatePaid, "800101")
+	// Both events carry the same txdtm: another one would be a conflicting
+	// duplicate, which is another test's business.
+	txdtm := time.Now().Add(-time.Minute).Format(qfpay.TxDtmLayout)
 	bare, _ := json.Marshal(map[string]any{
 		"event_id": "e-M1-bare", "out_trade_no": "M1", "txamt": 2500, "txcurrcd": "HKD",
-		"txdtm": time.Now().Add(-time.Minute).Format(qfpay.TxDtmLayout), "pay_type": "800101",
+		"txdtm": txdtm, "pay_type": "800101",
 	})
 	out := s.collect(s.results)
 	s.runInProcess(map[string]string{"QFPAY_MCHID": e2eMchID})
-	s.produce(s.in, ev{id: "e-M1-named", otn: "M1"}.message(), kafka.Message{Key: []byte("M1"), Value: bare})
+	s.produce(s.in, ev{id: "e-M1-named", otn: "M1", txdtm: txdtm}.message(), kafka.Message{Key: []byte("M1"), Value: bare})
 	kafkatest.WaitFor(t, 60*time.Second, func() bool {
 		got, _ := out.outcomes(t)
 		return len(got) >= 2
