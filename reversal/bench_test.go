@@ -3,6 +3,7 @@ package reversal
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"testing"
 	"time"
 
@@ -62,7 +63,8 @@ func benchExecutor(b *testing.B, workers int) {
 	finals := make(chan struct{}, b.N)
 	ex, err := NewExecutor(ExecutorConfig{
 		Owner: "bench", Workers: workers, PollInterval: 20 * time.Millisecond, MerchantRate: -1, Policy: DefaultPolicy,
-		Hooks: ExecutorHooks{Final: func(reversald.Status) { finals <- struct{}{} }},
+		Logger: slog.New(slog.DiscardHandler),
+		Hooks:  ExecutorHooks{Final: func(reversald.Status) { finals <- struct{}{} }},
 	}, st, gw)
 	if err != nil {
 		b.Fatal(err)

@@ -93,11 +93,12 @@ func (e *Executor) drive(ctx context.Context, stopping <-chan struct{}, a revers
 				r.write(ctx, false)
 				return
 			}
-			if step == reversald.StepCancel {
-				// A cancel's answer is written before anything else happens,
-				// so that a crash during the confirming query cannot lose it
-				// (a refusal would then look like a lost answer, and its
-				// count and audit row would be gone).
+			if step == reversald.StepCancel && answerDecides(r.a.CancelRespcd) {
+				// An answer that decides what comes later (a refusal, a code
+				// outside the table, 1260) is written before anything else
+				// happens, so that a crash during the confirming query cannot
+				// turn it into a lost answer, which allows a second cancel.
+				// Any other answer, lost, reads the same as a lost answer.
 				written := e.cfg.Now()
 				if !r.write(ctx, true) {
 					return
@@ -295,4 +296,10 @@ func retryAfter(err error) time.Duration {
 		return h.RetryAfter
 	}
 	return 0
+}
+
+// answerDecides reports whether a cancel's answer changes what the decision
+// table does later, compared with the same cancel whose answer was lost.
+func answerDecides(respcd string) bool {
+	return cancelNeedsReview(respcd) || qfpay.CodeClass(respcd) == qfpay.ClassPaid
 }
