@@ -87,8 +87,11 @@ func modelAlphabet() []answer {
 //
 // A crash between the intent write and the cancel's answer leaves the
 // attempt as a lost answer (drive.go's recovery step): the timeout member of
-// the alphabet is that case. A crash after the answer loses nothing, since
-// the answer is written before the next step.
+// the alphabet is that case. A crash after an answer that decides what comes
+// later (a refusal, an unknown code, 1260) loses nothing: drive.go writes
+// those at once. Any other answer, lost in a crash, becomes that same lost
+// answer, which leads to the same queries (for 1136/1268 more cautiously:
+// "may have reached" instead of "not there").
 //
 // It runs with a small policy, so that every bound is reached within 8
 // answers, and with the default one.
