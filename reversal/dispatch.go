@@ -135,9 +135,16 @@ func (e *Executor) dispatch(ctx, workCtx context.Context, stopping <-chan struct
 		ids = ids[:limit]
 	}
 	start := time.Now()
+	claimedAt := e.cfg.Now()
 	got, err := e.store.Claim(ctx, store.Claim{Owner: e.cfg.Owner, Lease: e.cfg.Lease, Limit: limit, IDs: ids})
 	if err != nil {
 		return 0, false, err
+	}
+	// The lease runs on PostgreSQL's clock; this process measures what is
+	// left of it on its own, from before it asked: never longer than the
+	// truth, whatever the two clocks say.
+	for i := range got {
+		got[i].LeaseExpiresAt = claimedAt.Add(e.cfg.Lease)
 	}
 	e.cfg.Hooks.Claimed(len(got), time.Since(start))
 	for _, a := range got {

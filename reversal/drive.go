@@ -108,6 +108,9 @@ func (e *Executor) drive(ctx context.Context, stopping <-chan struct{}, a revers
 			}
 			select {
 			case <-stopping:
+				if r.a.Step == reversald.StepCancel {
+					r.a.Step = reversald.StepQuery // a cancel after a restart needs a fresh query
+				}
 				r.reschedule(ctx, r.a.Reason)
 				return
 			default:
@@ -205,6 +208,10 @@ func cancelStep(ctx context.Context, r *run) (Observation, bool) {
 // run ended here; the attempt has then been written.
 func (r *run) call(ctx context.Context, before func() bool, send func(context.Context) (qfpay.Call, error)) (err error, ok bool) {
 	if !r.e.pace(ctx, r.a.MchID, r.a.LeaseExpiresAt) {
+		// The step stays as it is: a cancel waiting for its slot keeps the
+		// query it follows (a fresh query would spend the slot the cancel
+		// waits for, again and again). Whatever happened meanwhile, only the
+		// query after the cancel settles.
 		r.reschedule(ctx, "merchant pacing: no gateway slot within the lease")
 		return nil, false
 	}
@@ -245,7 +252,7 @@ func (r *run) write(ctx context.Context, keep bool) bool {
 	// The write must land even if the stop is under way.
 	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
 	defer cancel()
-	err := e.store.WriteStep(wctx, store.Step{Attempt: a, Calls: r.calls, KeepLease: keep, Lease: e.cfg.Lease})
+	err := e.store.WriteStep(wctx, store.Step{Attempt: a, Calls: r.calls, KeepLease: keep, Lease: e.cfg.Lease, Now: e.cfg.Now()})
 	switch {
 	case errors.Is(err, store.ErrFenced):
 		r.log.Warn("lease lost: another worker owns the attempt; dropping this step", "token", a.Token)
@@ -265,9 +272,6 @@ func (r *run) write(ctx context.Context, keep bool) bool {
 
 // reschedule writes the attempt to run again soon and releases the lease.
 func (r *run) reschedule(ctx context.Context, reason string) {
-	if r.a.Step == reversald.StepCancel && !r.a.CancelPending {
-		r.a.Step = reversald.StepQuery // a cancel after a pause needs a fresh query
-	}
 	r.a.Reason = reason
 	r.a.NextRunAt = r.e.cfg.Now().Add(r.e.cfg.BackoffBase)
 	r.write(ctx, false)

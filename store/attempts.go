@@ -55,26 +55,27 @@ func (s *Store) Claim(ctx context.Context, c Claim) ([]reversald.Attempt, error)
 	if c.Limit <= 0 || c.Lease <= 0 || c.Owner == "" {
 		return nil, fmt.Errorf("claim: owner, lease and limit are required")
 	}
-	now := s.now()
+	// Leases are set and compared on PostgreSQL's clock only (dbClock), so
+	// no instance's clock decides who owns an attempt.
 	var filter string
-	args := []any{now, c.Limit, c.Owner, c.Lease}
+	args := []any{s.clock(), c.Limit, c.Owner, c.Lease}
 	if c.IDs != nil {
-		filter = `id = ANY($5) AND next_run_at <= $1`
+		filter = `id = ANY($5) AND next_run_at <= ` + dbClock
 		args = append(args, c.IDs)
 	} else {
-		filter = `next_run_at <= $1`
+		filter = `next_run_at <= ` + dbClock
 	}
 	rows, err := s.pool.Query(ctx, `
 		WITH due AS (
 			SELECT id FROM attempts
 			WHERE status = 'pending' AND `+filter+`
-			  AND (lease_expires_at IS NULL OR lease_expires_at <= $1)
+			  AND (lease_expires_at IS NULL OR lease_expires_at <= `+dbClock+`)
 			ORDER BY next_run_at
 			LIMIT $2
 			FOR UPDATE SKIP LOCKED
 		)
 		UPDATE attempts a
-		SET lease_owner = $3, lease_expires_at = $1::timestamptz + $4::interval, token = a.token + 1, updated_at = $1
+		SET lease_owner = $3, lease_expires_at = `+dbClock+` + $4::interval, token = a.token + 1, updated_at = `+dbClock+`
 		FROM due WHERE a.id = due.id
 		RETURNING `+attemptColumns, args...)
 	if err != nil {
@@ -95,9 +96,14 @@ type Step struct {
 	// Its GatewayCalls and BudgetCalls already count Calls.
 	Attempt reversald.Attempt
 	Calls   []reversald.Call
-	// KeepLease renews the lease for Lease from now instead of releasing it.
+	// KeepLease renews the lease for Lease from now (PostgreSQL's now)
+	// instead of releasing it.
 	KeepLease bool
 	Lease     time.Duration
+	// Now is the writer's clock when it computed Attempt.NextRunAt: the
+	// re-check is stored that long after PostgreSQL's now, so an instance
+	// whose clock is off does not shift it. Zero stores NextRunAt as it is.
+	Now time.Time
 }
 
 // WriteStep writes a step in one transaction: the attempt's new state, an
@@ -120,32 +126,36 @@ func (s *Store) WriteStep(ctx context.Context, st Step) error {
 	a.Reason, a.Syssn, a.CancelSyssn = cleanText(a.Reason, maxText), cleanText(a.Syssn, 64), cleanText(a.CancelSyssn, 64)
 	a.PayType, a.CancelRespcd = cleanText(a.PayType, 16), cleanText(a.CancelRespcd, 16)
 	a.RecordTxCurrCd, a.RecordRespcd, a.RecordCancel = cleanText(a.RecordTxCurrCd, 16), cleanText(a.RecordRespcd, 16), cleanText(a.RecordCancel, 16)
-	now := s.now()
-	var leaseUntil *time.Time
 	owner := ""
 	if st.KeepLease {
-		t := now.Add(st.Lease)
-		leaseUntil, owner = &t, a.LeaseOwner
+		owner = a.LeaseOwner
 	}
-	var decided *time.Time
-	if a.Final() {
-		decided = &now
+	var writerNow *time.Time
+	if !st.Now.IsZero() {
+		writerNow = &st.Now
 	}
 	b := &pgx.Batch{}
+	// $20 is the clock (dbClock's parameter): NULL in production, so the
+	// lease, the decision time and the re-check are on PostgreSQL's clock.
+	clock := strings.ReplaceAll(dbClock, "$1", "$20")
 	update := b.Queue(`
 		UPDATE attempts SET
 			status = $3, step = $4, method = $5, cancel_pending = $6, syssn = $7, pay_type = $8,
 			cancel_syssn = $9, respcd = $10, resperr = $11, respmsg = $12, reason = $13,
-			rechecks = $14, next_run_at = LEAST($15::timestamptz, deadline_at), gateway_calls = $16,
-			decided_at = $17, lease_owner = $18, lease_expires_at = $19, updated_at = $20,
+			rechecks = $14,
+			next_run_at = LEAST(CASE WHEN $29::timestamptz IS NULL THEN $15::timestamptz
+			                         ELSE `+clock+` + ($15::timestamptz - $29::timestamptz) END, deadline_at),
+			gateway_calls = $16,
+			decided_at = CASE WHEN $17::boolean THEN `+clock+` END, lease_owner = $18,
+			lease_expires_at = CASE WHEN $19::boolean THEN `+clock+` + $30::interval END, updated_at = `+clock+`,
 			cancel_calls = $21, cancel_reached = $22, cancel_respcd = $23, budget_calls = $24,
 			record_respcd = $25, record_cancel = $26, record_txamt = $27, record_txcurrcd = $28
 		WHERE id = $1 AND token = $2`,
 		a.ID, a.Token, a.Status, a.Step, a.Method, a.CancelPending, a.Syssn, a.PayType,
 		a.CancelSyssn, a.Respcd, a.Resperr, a.Respmsg, a.Reason,
-		a.Rechecks, a.NextRunAt, a.GatewayCalls, decided, owner, leaseUntil, now,
+		a.Rechecks, a.NextRunAt, a.GatewayCalls, a.Final(), owner, st.KeepLease, s.clock(),
 		a.CancelCalls, a.CancelReached, a.CancelRespcd, a.BudgetCalls,
-		a.RecordRespcd, a.RecordCancel, a.RecordTxAmt, a.RecordTxCurrCd)
+		a.RecordRespcd, a.RecordCancel, a.RecordTxAmt, a.RecordTxCurrCd, writerNow, st.Lease)
 	fenced := false
 	update.Exec(func(tag pgconn.CommandTag) error {
 		fenced = tag.RowsAffected() == 0

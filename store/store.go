@@ -25,7 +25,9 @@ var (
 
 // Options tune a Store. The zero value is usable.
 type Options struct {
-	// Now is the clock; time.Now when nil. Tests inject a fake one.
+	// Now is the clock; time.Now when nil. Tests inject a fake one, which
+	// then also stands in for PostgreSQL's clock in leases; production
+	// leaves it nil, and leases run on PostgreSQL's clock only.
 	Now func() time.Time
 	// Deadline is how long after intake an attempt may run before it must be
 	// decided; default 24h.
@@ -48,9 +50,10 @@ func (o Options) Validate() error {
 
 // Store is safe for concurrent use.
 type Store struct {
-	pool     *pgxpool.Pool
-	now      func() time.Time
-	deadline time.Duration
+	pool      *pgxpool.Pool
+	now       func() time.Time
+	testClock func() time.Time // Options.Now; nil in production
+	deadline  time.Duration
 }
 
 // Open connects a pool to databaseURL. It does not migrate.
@@ -69,7 +72,7 @@ func Open(ctx context.Context, databaseURL string, opts Options) (*Store, error)
 	if err != nil {
 		return nil, fmt.Errorf("open database pool: %w", err)
 	}
-	s := &Store{pool: pool, now: opts.Now, deadline: opts.Deadline}
+	s := &Store{pool: pool, now: opts.Now, testClock: opts.Now, deadline: opts.Deadline}
 	if s.now == nil {
 		s.now = time.Now
 	}
@@ -124,4 +127,18 @@ func lockerForMigrations() (lock.SessionLocker, error) {
 		return nil, fmt.Errorf("migration lock: %w", err)
 	}
 	return l, nil
+}
+
+// dbClock is the time leases are set and compared with: PostgreSQL's now(),
+// unless a test gave the store its own clock ($1 then, see clock). No
+// instance's clock decides who owns an attempt.
+const dbClock = `COALESCE($1::timestamptz, now())`
+
+// clock is dbClock's parameter: the test clock's time, or NULL.
+func (s *Store) clock() *time.Time {
+	if s.testClock == nil {
+		return nil
+	}
+	t := s.testClock()
+	return &t
 }
