@@ -136,7 +136,7 @@ func (e *Executor) dispatch(ctx, workCtx context.Context, stopping <-chan struct
 	}
 	start := time.Now()
 	claimedAt := e.cfg.Now()
-	got, err := e.store.Claim(ctx, store.Claim{Owner: e.cfg.Owner, Lease: e.cfg.Lease, Limit: limit, IDs: ids})
+	got, err := e.store.Claim(ctx, e.claim(limit, ids))
 	if err != nil {
 		return 0, false, err
 	}
@@ -194,4 +194,21 @@ func (e *Executor) release() {
 	case e.freed <- struct{}{}:
 	default:
 	}
+}
+
+// claimLookahead is how far ahead a merchant's next shared gateway slot may
+// be for its attempts to be claimed: a merchant with no budget now gets no
+// worker (no claiming and handing back).
+const claimLookahead = time.Second
+
+// claim is what dispatch asks the store for.
+func (e *Executor) claim(limit int, ids []int64) store.Claim {
+	c := store.Claim{Owner: e.cfg.Owner, Lease: e.cfg.Lease, Limit: limit, IDs: ids}
+	if e.cfg.SharedPacing && e.cfg.MerchantRate > 0 {
+		// A merchant gets at most the attempts whose calls fit its look-ahead
+		// per claim, so one with a backlog never holds every worker.
+		interval := paceInterval(e.cfg.MerchantRate, e.cfg.MerchantRatePerSec)
+		c.Paced, c.Lookahead, c.PerMerchant = true, claimLookahead, max(1, int(claimLookahead/interval))
+	}
+	return c
 }

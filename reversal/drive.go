@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net/http"
 	"time"
 
 	"github.com/reversald/reversald"
@@ -220,6 +221,13 @@ func (r *run) call(ctx context.Context, before func() bool, send func(context.Co
 	}
 	c, err := send(ctx)
 	r.record(c, err)
+	if d := retryAfter(err); d > 0 || isTooMany(err) {
+		// QFPay says this merchant is over its limit: every instance holds
+		// its calls back, for as long as asked (capped like any backoff).
+		d = min(max(d, r.e.cfg.BackoffBase), r.e.cfg.BackoffMax)
+		r.e.pacer.Pause(ctx, r.a.MchID, d)
+		r.e.cfg.Hooks.Paused(r.a.MchID, d)
+	}
 	return err, true
 }
 
@@ -290,6 +298,12 @@ func (e *Executor) pace(ctx context.Context, mchid string, leaseUntil time.Time)
 // burst of re-checks spreads out.
 func (e *Executor) backoff(a reversald.Attempt) time.Duration {
 	return backoff.Delay(min(a.GatewayCalls+a.Rechecks, 16)+1, e.cfg.BackoffBase, e.cfg.BackoffMax)
+}
+
+// isTooMany reports an HTTP 429.
+func isTooMany(err error) bool {
+	var h *qfpay.HTTPError
+	return errors.As(err, &h) && h.Status == http.StatusTooManyRequests
 }
 
 // retryAfter is how long QFPay asked us to wait (HTTP 429 Retry-After), if

@@ -20,9 +20,16 @@ type ExecutorConfig struct {
 	BackoffBase  time.Duration // first re-check delay; default 1s
 	BackoffMax   time.Duration // longest re-check delay; default 5m
 	StopTimeout  time.Duration // how long in-flight steps may finish on stop; default 10s
-	// MerchantRate is the gateway calls per minute one merchant may get from
-	// this process; default 400 (QFPay's limit). Negative switches pacing off.
+	// MerchantRate is the gateway calls per minute one merchant may get;
+	// default 400 (QFPay's limit). Negative switches pacing off.
 	MerchantRate float64
+	// MerchantRatePerSec is QFPay's other limit, calls per second; default
+	// 100. The calls are spaced to fit both.
+	MerchantRatePerSec float64
+	// SharedPacing keeps each merchant's budget in PostgreSQL, shared by
+	// every instance (and claims only attempts whose merchant has budget
+	// now); false keeps it in this process.
+	SharedPacing bool
 	// TxZone is the UTC offset of txdtm, sent to QFPay's query as txzone
 	// (like "+0800"); empty leaves QFPay's default, UTC+8.
 	TxZone string
@@ -48,6 +55,12 @@ type ExecutorHooks struct {
 	Step    func(step reversald.Step, d time.Duration)
 	Claimed func(n int, d time.Duration)
 	Final   func(status reversald.Status) // an attempt reached its outcome
+	// PaceWait: a call waited d for its merchant's slot; ok is false when
+	// it got none within its lease.
+	PaceWait func(d time.Duration, ok bool)
+	// Paused: QFPay answered 429 (or Retry-After) for mchid: every call of
+	// that merchant is held back for d.
+	Paused func(mchid string, d time.Duration)
 }
 
 func (h ExecutorHooks) withDefaults() ExecutorHooks {
@@ -62,6 +75,12 @@ func (h ExecutorHooks) withDefaults() ExecutorHooks {
 	}
 	if h.Final == nil {
 		h.Final = func(reversald.Status) {}
+	}
+	if h.PaceWait == nil {
+		h.PaceWait = func(time.Duration, bool) {}
+	}
+	if h.Paused == nil {
+		h.Paused = func(string, time.Duration) {}
 	}
 	return h
 }
@@ -82,6 +101,9 @@ func (c ExecutorConfig) withDefaults() ExecutorConfig {
 	def(&c.StopTimeout, 10*time.Second)
 	if c.MerchantRate == 0 {
 		c.MerchantRate = 400
+	}
+	if c.MerchantRatePerSec == 0 {
+		c.MerchantRatePerSec = 100
 	}
 	if c.Now == nil {
 		c.Now = time.Now
@@ -161,7 +183,12 @@ func NewExecutor(cfg ExecutorConfig, st *store.Store, gw *qfpay.Client) (*Execut
 	cfg = cfg.withDefaults()
 	var p Pacer = unpaced{}
 	if cfg.MerchantRate > 0 {
-		p = newLocalPacer(cfg.MerchantRate)
+		interval := paceInterval(cfg.MerchantRate, cfg.MerchantRatePerSec)
+		if cfg.SharedPacing {
+			p = &sharedPacer{st: st, interval: interval, waited: cfg.Hooks.PaceWait}
+		} else {
+			p = newLocalPacer(interval, cfg.Hooks.PaceWait)
+		}
 	}
 	return &Executor{
 		cfg:    cfg,

@@ -3,50 +3,138 @@ package reversal
 import (
 	"context"
 	"sync"
+	"time"
 
 	"golang.org/x/time/rate"
+
+	"github.com/reversald/reversald/store"
 )
 
 // Pacer spaces one merchant's gateway calls to QFPay's limits. Every gateway
-// call of every step waits for it (the drive loop's call, nowhere else).
-//
-// This is the seam for pacing shared by a whole consumer group: the local
-// pacer below holds the budget of one process.
+// call of every step waits for it ((*run).call, nowhere else).
 type Pacer interface {
 	// Wait blocks until mchid may make one more call and reports true, or
 	// reports false when no slot comes before ctx ends.
 	Wait(ctx context.Context, mchid string) bool
+	// Pause holds mchid's calls back for d (QFPay answered 429, or asked to
+	// retry after d).
+	Pause(ctx context.Context, mchid string, d time.Duration)
 }
 
-// localPacer is a token bucket per merchant in this process: perMinute
-// calls a minute, with a burst of a quarter of that (QFPay allows 100/s
-// within its 400/min).
+// sharedPacer keeps each merchant's budget in PostgreSQL, so that every
+// instance of the group draws from the same one (store.Reserve): N instances
+// together never exceed it. Its cost is one round trip per gateway call.
+type sharedPacer struct {
+	st       *store.Store
+	interval time.Duration
+	waited   func(d time.Duration, ok bool)
+}
+
+func (p *sharedPacer) Wait(ctx context.Context, mchid string) bool {
+	maxWait := time.Minute
+	if dl, ok := ctx.Deadline(); ok {
+		maxWait = time.Until(dl)
+	}
+	if maxWait < 0 {
+		maxWait = 0
+	}
+	started := time.Now()
+	// The reservation must land even when the wait budget is spent, or a
+	// slot due now could not be taken.
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	wait, ok, err := p.st.Reserve(rctx, mchid, p.interval, maxWait)
+	cancel()
+	if err != nil || !ok {
+		p.waited(time.Since(started), false)
+		return false // no slot, or the budget cannot be read: no call
+	}
+	if wait > 0 && !sleep(ctx, wait) {
+		p.waited(time.Since(started), false)
+		return false // the slot is spent unused: the budget holds
+	}
+	p.waited(time.Since(started), true)
+	return true
+}
+
+func (p *sharedPacer) Pause(ctx context.Context, mchid string, d time.Duration) {
+	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	_ = p.st.Pause(pctx, mchid, d) // best effort: the backoff of this attempt holds anyway
+}
+
+// localPacer is a token bucket per merchant in this process: for one
+// instance, or a group that divides the budget by hand.
 type localPacer struct {
-	perMinute float64
+	interval time.Duration
+	waited   func(d time.Duration, ok bool)
 
 	mu       sync.Mutex
 	limiters map[string]*rate.Limiter
+	paused   map[string]time.Time
 }
 
-func newLocalPacer(perMinute float64) *localPacer {
-	return &localPacer{perMinute: perMinute, limiters: make(map[string]*rate.Limiter)}
+func newLocalPacer(interval time.Duration, waited func(time.Duration, bool)) *localPacer {
+	return &localPacer{interval: interval, waited: waited, limiters: make(map[string]*rate.Limiter), paused: make(map[string]time.Time)}
 }
 
 func (p *localPacer) Wait(ctx context.Context, mchid string) bool {
+	started := time.Now()
 	p.mu.Lock()
 	l, ok := p.limiters[mchid]
 	if !ok {
-		l = rate.NewLimiter(rate.Limit(p.perMinute/60), max(1, int(p.perMinute/4)))
+		l = rate.NewLimiter(rate.Every(p.interval), 1)
 		p.limiters[mchid] = l
 	}
+	until := p.paused[mchid]
 	p.mu.Unlock()
-	if ctx.Err() != nil {
-		return l.Allow()
+	if d := time.Until(until); d > 0 && !sleep(ctx, d) {
+		p.waited(time.Since(started), false)
+		return false
 	}
-	return l.Wait(ctx) == nil
+	var got bool
+	if ctx.Err() != nil {
+		got = l.Allow()
+	} else {
+		got = l.Wait(ctx) == nil
+	}
+	p.waited(time.Since(started), got)
+	return got
+}
+
+func (p *localPacer) Pause(_ context.Context, mchid string, d time.Duration) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if until := time.Now().Add(d); until.After(p.paused[mchid]) {
+		p.paused[mchid] = until
+	}
 }
 
 // unpaced lets every call through (pacing switched off).
 type unpaced struct{}
 
-func (unpaced) Wait(context.Context, string) bool { return true }
+func (unpaced) Wait(context.Context, string) bool            { return true }
+func (unpaced) Pause(context.Context, string, time.Duration) {}
+
+// sleep waits d or until ctx is done; it reports whether the full wait
+// happened.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// paceInterval is the spacing of one merchant's calls that keeps within
+// both of QFPay's limits (per minute and per second), with a 2% margin so
+// that calls bunched by network jitter still fit any fixed window.
+func paceInterval(perMinute, perSecond float64) time.Duration {
+	d := time.Duration(float64(time.Minute) / perMinute)
+	if perSecond > 0 {
+		d = max(d, time.Duration(float64(time.Second)/perSecond))
+	}
+	return d * 102 / 100
+}

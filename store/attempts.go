@@ -47,6 +47,13 @@ type Claim struct {
 	// IDs, when set, claims only these attempts (the hand-off of new ones)
 	// if they are due; otherwise the due ones, oldest first.
 	IDs []int64
+	// Paced: claim only attempts whose merchant has gateway budget now (its
+	// next shared slot, see Reserve, no further than Lookahead away), and at
+	// most PerMerchant of one merchant's attempts (0: no limit), so that a
+	// merchant with a backlog never holds every worker.
+	Paced       bool
+	Lookahead   time.Duration
+	PerMerchant int
 }
 
 // Claim leases pending attempts that nobody holds a live lease on, and
@@ -65,14 +72,39 @@ func (s *Store) Claim(ctx context.Context, c Claim) ([]reversald.Attempt, error)
 	} else {
 		filter = `next_run_at <= ` + dbClock
 	}
-	rows, err := s.pool.Query(ctx, `
-		WITH due AS (
+	paced := ""
+	if c.Paced {
+		args = append(args, c.Lookahead)
+		paced = ` AND NOT EXISTS (SELECT 1 FROM merchant_pace p WHERE p.mchid = attempts.mchid AND p.tat > ` + dbClock + ` + $` + fmt.Sprint(len(args)) + `::interval)`
+	}
+	due := `
 			SELECT id FROM attempts
-			WHERE status = 'pending' AND `+filter+`
-			  AND (lease_expires_at IS NULL OR lease_expires_at <= `+dbClock+`)
+			WHERE status = 'pending' AND ` + filter + paced + `
+			  AND (lease_expires_at IS NULL OR lease_expires_at <= ` + dbClock + `)
 			ORDER BY next_run_at
 			LIMIT $2
-			FOR UPDATE SKIP LOCKED
+			FOR UPDATE SKIP LOCKED`
+	if c.Paced && c.PerMerchant > 0 {
+		// Fair across merchants: each merchant's oldest few, then the
+		// oldest of those. The window cannot lock, so the rows it picks are
+		// locked (and checked again) after.
+		args = append(args, c.PerMerchant)
+		due = `
+			SELECT id FROM attempts
+			WHERE id IN (
+				SELECT id FROM (
+					SELECT id, row_number() OVER (PARTITION BY mchid ORDER BY next_run_at) AS rn
+					FROM attempts
+					WHERE status = 'pending' AND ` + filter + paced + `
+					  AND (lease_expires_at IS NULL OR lease_expires_at <= ` + dbClock + `)
+				) ranked WHERE rn <= $` + fmt.Sprint(len(args)) + `)
+			  AND status = 'pending' AND (lease_expires_at IS NULL OR lease_expires_at <= ` + dbClock + `)
+			ORDER BY next_run_at
+			LIMIT $2
+			FOR UPDATE SKIP LOCKED`
+	}
+	rows, err := s.pool.Query(ctx, `
+		WITH due AS (`+due+`
 		)
 		UPDATE attempts a
 		SET lease_owner = $3, lease_expires_at = `+dbClock+` + $4::interval, token = a.token + 1, updated_at = `+dbClock+`

@@ -59,6 +59,8 @@ type Config struct {
 	BackoffBase      time.Duration `env:"EXECUTOR_BACKOFF_BASE, default=1s"`
 	BackoffMax       time.Duration `env:"EXECUTOR_BACKOFF_MAX, default=5m"`
 	MerchantRate     float64       `env:"MERCHANT_RATE_PER_MIN, default=400"`
+	MerchantRateSec  float64       `env:"MERCHANT_RATE_PER_SEC, default=100"`
+	Pacing           string        `env:"PACING, default=cluster"`
 	Deadline         time.Duration `env:"ATTEMPT_DEADLINE, default=24h"`
 	NotFoundRechecks int           `env:"NOT_FOUND_RECHECKS, default=3"`
 	ConfirmRechecks  int           `env:"CONFIRM_RECHECKS, default=5"`
@@ -152,6 +154,14 @@ func (c Config) validate() error {
 	// second worker could take the attempt over while the cancel is in flight.
 	if c.QFPayTimeout > 0 && c.Lease > 0 && c.Lease < 2*c.QFPayTimeout+5*time.Second {
 		errs = append(errs, fmt.Errorf("EXECUTOR_LEASE (%s) must be at least twice QFPAY_TIMEOUT (%s) plus 5s", c.Lease, c.QFPayTimeout))
+	}
+	if c.MerchantRateSec <= 0 {
+		errs = append(errs, fmt.Errorf("MERCHANT_RATE_PER_SEC must be positive, got %v", c.MerchantRateSec))
+	}
+	switch c.Pacing {
+	case "cluster", "instance":
+	default:
+		errs = append(errs, fmt.Errorf("PACING must be cluster (one budget per merchant shared by every instance, in PostgreSQL) or instance, got %q", c.Pacing))
 	}
 	if !qfpay.IsTxZone(c.QFPayTxZone) {
 		errs = append(errs, fmt.Errorf("QFPAY_TXZONE must be a UTC offset like +0800, got %q", c.QFPayTxZone))

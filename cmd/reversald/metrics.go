@@ -27,6 +27,8 @@ type metrics struct {
 	steps    *prometheus.HistogramVec
 	claims   prometheus.Histogram
 	finals   *prometheus.CounterVec
+	paceWait *prometheus.HistogramVec
+	pauses   prometheus.Counter
 
 	eventsIn                                     *prometheus.CounterVec
 	dlq, batches, retries, commitErrs, fetchErrs prometheus.Counter
@@ -56,6 +58,12 @@ func newMetrics(reg *prometheus.Registry, st *store.Store) *metrics {
 			Name: "reversald_attempts_final_total", Help: "Attempts decided by this instance, by outcome status.",
 		}, []string{"status"}),
 
+		paceWait: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "reversald_pacing_wait_seconds", Help: "Time a gateway call waited for its merchant's slot, by whether it got one.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 16),
+		}, []string{"result"}),
+		pauses: counter("reversald_merchant_pauses_total", "Merchants held back for every instance after QFPay answered 429 or Retry-After."),
+
 		eventsIn: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "reversald_events_in_total", Help: "Input events recorded, by what intake did with them.",
 		}, []string{"result"}),
@@ -71,7 +79,7 @@ func newMetrics(reg *prometheus.Registry, st *store.Store) *metrics {
 	for _, r := range []string{"new", "attached", "duplicate", "conflict", "invalid"} {
 		m.eventsIn.WithLabelValues(r) // every result is exported from the start, at 0
 	}
-	reg.MustRegister(m.calls, m.callTime, m.steps, m.claims, m.finals,
+	reg.MustRegister(m.calls, m.callTime, m.steps, m.claims, m.finals, m.paceWait, m.pauses,
 		m.eventsIn, m.dlq, m.batches, m.retries, m.commitErrs, m.fetchErrs, m.published, m.publishErrs,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	reg.MustRegister(backlogCollector{st: st,
@@ -94,6 +102,14 @@ func (m *metrics) executorHooks() reversal.ExecutorHooks {
 		Step:    func(step reversald.Step, d time.Duration) { m.steps.WithLabelValues(string(step)).Observe(d.Seconds()) },
 		Claimed: func(_ int, d time.Duration) { m.claims.Observe(d.Seconds()) },
 		Final:   func(status reversald.Status) { m.finals.WithLabelValues(string(status)).Inc() },
+		PaceWait: func(d time.Duration, ok bool) {
+			result := "slot"
+			if !ok {
+				result = "none"
+			}
+			m.paceWait.WithLabelValues(result).Observe(d.Seconds())
+		},
+		Paused: func(string, time.Duration) { m.pauses.Inc() },
 	}
 }
 

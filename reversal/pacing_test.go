@@ -1,0 +1,146 @@
+package reversal
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/reversald/reversald"
+	"github.com/reversald/reversald/qfpay"
+	"github.com/reversald/reversald/qfpay/sandbox"
+	"github.com/reversald/reversald/store"
+	"github.com/reversald/reversald/store/storetest"
+)
+
+// TestPacingIsSharedByTheGroup runs three executors, each with its own pool
+// and client as three instances would, against a sandbox that enforces
+// QFPay's per-merchant limits (scaled down: 600/min, 20/s). Two hot merchants
+// have a backlog, six cold ones an attempt each. With the budget shared in
+// PostgreSQL, QFPay never answers 429 and every cold attempt is decided
+// before the hot backlogs drain; with a budget per instance (the control),
+// three instances overrun the limit.
+func TestPacingIsSharedByTheGroup(t *testing.T) {
+	t.Parallel()
+	t.Run("cluster", func(t *testing.T) {
+		t.Parallel()
+		tooMany, coldLast, hotLast := runPacedGroup(t, true)
+		if tooMany != 0 {
+			t.Errorf("QFPay answered 429 %d times with the budget shared", tooMany)
+		}
+		if !coldLast.Before(hotLast) {
+			t.Errorf("the last cold attempt was decided at %s, after the hot backlog drained at %s", coldLast, hotLast)
+		}
+	})
+	t.Run("instance (control)", func(t *testing.T) {
+		t.Parallel()
+		if tooMany, _, _ := runPacedGroup(t, false); tooMany == 0 {
+			t.Error("three instances pacing alone never met a 429: the test cannot tell shared pacing from none")
+		}
+	})
+}
+
+func runPacedGroup(t *testing.T, shared bool) (tooMany int, coldLast, hotLast time.Time) {
+	t.Helper()
+	sb, url, stop, err := sandbox.Start(sandbox.Config{AppCode: testAppCode, Key: testKey, RateLimit: true, PerMinute: 600, PerSecond: 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(stop)
+	dbURL := storetest.URL(t)
+	open := func() *store.Store {
+		st, err := store.Open(context.Background(), dbURL, store.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(st.Close)
+		return st
+	}
+	var events []reversald.Event
+	add := func(mchid, otn string) {
+		txdtm := time.Now().Add(-time.Minute).Format(qfpay.TxDtmLayout)
+		if err := sb.Put(sandbox.Txn{MchID: mchid, OutTradeNo: otn, State: sandbox.StateInFlight, TxAmt: 2500, TxDtm: txdtm}); err != nil {
+			t.Fatal(err)
+		}
+		events = append(events, reversald.Event{EventID: "ev-" + otn, MchID: mchid, OutTradeNo: otn, TxAmt: 2500, TxCurrCd: "HKD", TxDtm: txdtm, PayType: "800101"})
+	}
+	for h := range 2 {
+		for i := range 12 {
+			add(fmt.Sprintf("HOT%d", h), fmt.Sprintf("H%d-%02d", h, i))
+		}
+	}
+	for c := range 6 {
+		add(fmt.Sprintf("COLD%d", c), fmt.Sprintf("C%d", c))
+	}
+	st := open()
+	res, err := st.Intake(context.Background(), events)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var exs []*Executor
+	for i := range 3 {
+		gw, err := qfpay.New(qfpay.Config{BaseURL: url, AppCode: testAppCode, ClientKey: qfpay.NewKey(testKey), Timeout: 2 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(gw.CloseIdleConnections)
+		ex, err := NewExecutor(ExecutorConfig{
+			Owner: fmt.Sprintf("instance-%d", i), Workers: 8, Lease: 5 * time.Second, PollInterval: 10 * time.Millisecond,
+			BackoffBase: 50 * time.Millisecond, BackoffMax: time.Second,
+			MerchantRate: 600, MerchantRatePerSec: 20, SharedPacing: shared,
+			Policy: Policy{NotFoundRechecks: 1, ConfirmRechecks: 3}, Logger: slog.New(slog.DiscardHandler),
+		}, open(), gw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- ex.Run(ctx) }()
+		t.Cleanup(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("executor: %v", err)
+			}
+		})
+		exs = append(exs, ex)
+	}
+	for i, id := range res.NewAttempts {
+		exs[i%3].Notify([]int64{id})
+	}
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		all, err := st.List(context.Background(), "", 1000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.ContainsFunc(all, func(a reversald.Attempt) bool { return !a.Final() }) {
+			for _, a := range all {
+				if shared && a.Status != reversald.StatusReversed {
+					t.Errorf("%s: %s (%s)", a.OutTradeNo, a.Status, a.Reason)
+				}
+				if a.OutTradeNo[0] == 'C' && a.DecidedAt.After(coldLast) {
+					coldLast = a.DecidedAt
+				}
+				if a.OutTradeNo[0] == 'H' && a.DecidedAt.After(hotLast) {
+					hotLast = a.DecidedAt
+				}
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("attempts still pending after 90s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	for _, e := range sb.Entries() {
+		if e.HTTPStatus == 429 {
+			tooMany++
+		}
+	}
+	if err := sb.CheckInvariants(); err != nil {
+		t.Error(err)
+	}
+	return tooMany, coldLast, hotLast
+}

@@ -1,0 +1,93 @@
+package store_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/reversald/reversald"
+	"github.com/reversald/reversald/store"
+)
+
+// TestReserveSpacesAMerchantsCalls: slots are one interval apart whoever
+// asks, a slot further than maxWait is not reserved (nothing is spent), and a
+// pause holds every slot back.
+func TestReserveSpacesAMerchantsCalls(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s, clock := newStore(t)
+	const iv = 150 * time.Millisecond
+	var waits []time.Duration
+	for range 4 {
+		w, ok, err := s.Reserve(ctx, "M1", iv, time.Second)
+		if err != nil || !ok {
+			t.Fatalf("reserve: %v %v", ok, err)
+		}
+		waits = append(waits, w)
+	}
+	for i, w := range waits {
+		if want := time.Duration(i) * iv; w != want {
+			t.Errorf("slot %d: wait %s, want %s", i, w, want)
+		}
+	}
+	// The next slot is 600ms away: not within 500ms, and nothing is spent.
+	if _, ok, err := s.Reserve(ctx, "M1", iv, 500*time.Millisecond); err != nil || ok {
+		t.Fatalf("reserve beyond maxWait: ok %v, %v; want refused", ok, err)
+	}
+	if w, ok, _ := s.Reserve(ctx, "M1", iv, time.Second); !ok || w != 4*iv {
+		t.Errorf("after a refusal: wait %s ok %v, want %s (the refusal spent nothing)", w, ok, 4*iv)
+	}
+	// Another merchant has its own budget.
+	if w, ok, _ := s.Reserve(ctx, "M2", iv, 0); !ok || w != 0 {
+		t.Errorf("another merchant: wait %s ok %v, want at once", w, ok)
+	}
+	// A pause holds M2 back for everyone.
+	if err := s.Pause(ctx, "M2", 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok, _ := s.Reserve(ctx, "M2", iv, 5*time.Second); ok {
+		t.Error("a paused merchant got a slot")
+	}
+	clock.Advance(10 * time.Second)
+	if w, ok, _ := s.Reserve(ctx, "M2", iv, 0); !ok || w != 0 {
+		t.Errorf("after the pause: wait %s ok %v, want at once", w, ok)
+	}
+}
+
+// TestPacedClaimSkipsMerchantsWithoutBudget: a paced claim takes no attempt
+// of a merchant whose next slot is beyond the look-ahead, and at most
+// PerMerchant of one merchant's attempts, so others get the workers.
+func TestPacedClaimSkipsMerchantsWithoutBudget(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s, _ := newStore(t)
+	var evs []reversald.Event
+	for i, m := range []string{"HOT", "HOT", "HOT", "HOT", "HOT", "COLD1", "COLD2", "BUSY"} {
+		e := event("e"+string(rune('a'+i)), "O"+string(rune('a'+i)), 2500)
+		e.MchID = m
+		evs = append(evs, e)
+	}
+	if _, err := s.Intake(ctx, evs); err != nil {
+		t.Fatal(err)
+	}
+	// BUSY's next slot is a minute away.
+	if err := s.Pause(ctx, "BUSY", time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Claim(ctx, store.Claim{Owner: "w", Lease: time.Minute, Limit: 100, Paced: true, Lookahead: time.Second, PerMerchant: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	by := map[string]int{}
+	for _, a := range got {
+		by[a.MchID]++
+	}
+	if by["HOT"] != 2 || by["COLD1"] != 1 || by["COLD2"] != 1 || by["BUSY"] != 0 {
+		t.Errorf("claimed per merchant %v; want HOT 2 (its limit), COLD1 1, COLD2 1, BUSY none", by)
+	}
+	// Unpaced, everything due is claimed.
+	rest, err := s.Claim(ctx, store.Claim{Owner: "w", Lease: time.Minute, Limit: 100})
+	if err != nil || len(rest) != 4 {
+		t.Errorf("unpaced claim of the rest: %d, %v; want the 4 left", len(rest), err)
+	}
+}
