@@ -17,18 +17,22 @@ import (
 // BenchmarkExecutor drives b.N in-flight payments (query, reversal, confirm:
 // three gateway calls each) to their outcome against an in-process sandbox
 // with no latency, and reports attempts/s. The attempts are spread over 1,000
-// merchants and pacing is off, so the figure is the executor's and the
-// database's, not QFPay's rate limit. Run: make bench, or
+// merchants, so the figure is the executor's and the database's, not QFPay's
+// rate limit: with pacing off, and with the group's shared pacing at 400/min
+// (its cost: one more round trip per gateway call, and the paced claim).
+// Run: make bench, or
 // go test -run '^$' -bench BenchmarkExecutor -benchtime 3000x ./reversal
 func BenchmarkExecutor(b *testing.B) {
-	for _, workers := range []int{32, 64} {
-		b.Run(fmt.Sprintf("workers=%d", workers), func(b *testing.B) {
-			benchExecutor(b, workers)
-		})
+	for _, pacing := range []string{"off", "cluster"} {
+		for _, workers := range []int{32, 64} {
+			b.Run(fmt.Sprintf("pacing=%s/workers=%d", pacing, workers), func(b *testing.B) {
+				benchExecutor(b, workers, pacing == "cluster")
+			})
+		}
 	}
 }
 
-func benchExecutor(b *testing.B, workers int) {
+func benchExecutor(b *testing.B, workers int, paced bool) {
 	b.Helper()
 	sb, url, stop, err := sandbox.Start(sandbox.Config{AppCode: testAppCode, Key: testKey})
 	if err != nil {
@@ -61,8 +65,12 @@ func benchExecutor(b *testing.B, workers int) {
 		ids = append(ids, res.NewAttempts...)
 	}
 	finals := make(chan struct{}, b.N)
+	rate := -1.0
+	if paced {
+		rate = 400
+	}
 	ex, err := NewExecutor(ExecutorConfig{
-		Owner: "bench", Workers: workers, PollInterval: 20 * time.Millisecond, MerchantRate: -1, Policy: DefaultPolicy,
+		Owner: "bench", Workers: workers, PollInterval: 20 * time.Millisecond, MerchantRate: rate, SharedPacing: paced, Policy: DefaultPolicy,
 		Logger: slog.New(slog.DiscardHandler),
 		Hooks:  ExecutorHooks{Final: func(reversald.Status) { finals <- struct{}{} }},
 	}, st, gw)

@@ -207,8 +207,8 @@ func (e *Executor) claim(limit int, ids []int64) store.Claim {
 	if e.cfg.SharedPacing && e.cfg.MerchantRate > 0 {
 		// A merchant gets at most the attempts whose calls fit its look-ahead
 		// per claim, so one with a backlog never holds every worker.
-		interval := paceInterval(e.cfg.MerchantRate, e.cfg.MerchantRatePerSec)
-		c.Paced, c.Lookahead, c.PerMerchant = true, claimLookahead, max(1, int(claimLookahead/interval))
+		pace := merchantPace(e.cfg.MerchantRate, e.cfg.MerchantRatePerSec, e.cfg.MerchantBurst)
+		c.Paced, c.Lookahead, c.PerMerchant = true, claimLookahead, max(1, int(claimLookahead/pace.Interval)/3, pace.Burst/3)
 	}
 	return c
 }

@@ -26,6 +26,10 @@ type ExecutorConfig struct {
 	// MerchantRatePerSec is QFPay's other limit, calls per second; default
 	// 100. The calls are spaced to fit both.
 	MerchantRatePerSec float64
+	// MerchantBurst is how many of one merchant's calls may go back to back
+	// (spaced by the per-second limit); default 16. The minute limit holds
+	// over any window: the sustained rate is MerchantRate less the burst.
+	MerchantBurst int
 	// SharedPacing keeps each merchant's budget in PostgreSQL, shared by
 	// every instance (and claims only attempts whose merchant has budget
 	// now); false keeps it in this process.
@@ -105,6 +109,9 @@ func (c ExecutorConfig) withDefaults() ExecutorConfig {
 	if c.MerchantRatePerSec == 0 {
 		c.MerchantRatePerSec = 100
 	}
+	if c.MerchantBurst == 0 {
+		c.MerchantBurst = 16
+	}
 	if c.Now == nil {
 		c.Now = time.Now
 	}
@@ -130,6 +137,9 @@ func (c ExecutorConfig) Validate() error {
 	var errs []error
 	if c.Owner == "" {
 		errs = append(errs, errors.New("owner is required"))
+	}
+	if c.MerchantRate > 0 && (c.MerchantBurst < 1 || float64(c.MerchantBurst) >= c.MerchantRate) {
+		errs = append(errs, fmt.Errorf("merchant burst must be at least 1 and below the per-minute rate %v, got %d", c.MerchantRate, c.MerchantBurst))
 	}
 	if c.Workers < 1 {
 		errs = append(errs, fmt.Errorf("workers must be at least 1, got %d", c.Workers))
@@ -183,11 +193,11 @@ func NewExecutor(cfg ExecutorConfig, st *store.Store, gw *qfpay.Client) (*Execut
 	cfg = cfg.withDefaults()
 	var p Pacer = unpaced{}
 	if cfg.MerchantRate > 0 {
-		interval := paceInterval(cfg.MerchantRate, cfg.MerchantRatePerSec)
+		pace := merchantPace(cfg.MerchantRate, cfg.MerchantRatePerSec, cfg.MerchantBurst)
 		if cfg.SharedPacing {
-			p = &sharedPacer{st: st, interval: interval, waited: cfg.Hooks.PaceWait}
+			p = &sharedPacer{st: st, pace: pace, waited: cfg.Hooks.PaceWait}
 		} else {
-			p = newLocalPacer(interval, cfg.Hooks.PaceWait)
+			p = newLocalPacer(pace, cfg.Hooks.PaceWait)
 		}
 	}
 	return &Executor{

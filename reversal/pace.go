@@ -25,9 +25,9 @@ type Pacer interface {
 // instance of the group draws from the same one (store.Reserve): N instances
 // together never exceed it. Its cost is one round trip per gateway call.
 type sharedPacer struct {
-	st       *store.Store
-	interval time.Duration
-	waited   func(d time.Duration, ok bool)
+	st     *store.Store
+	pace   store.Pace
+	waited func(d time.Duration, ok bool)
 }
 
 func (p *sharedPacer) Wait(ctx context.Context, mchid string) bool {
@@ -42,7 +42,7 @@ func (p *sharedPacer) Wait(ctx context.Context, mchid string) bool {
 	// The reservation must land even when the wait budget is spent, or a
 	// slot due now could not be taken.
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-	wait, ok, err := p.st.Reserve(rctx, mchid, p.interval, maxWait)
+	wait, ok, err := p.st.Reserve(rctx, mchid, p.pace, maxWait)
 	cancel()
 	if err != nil || !ok {
 		p.waited(time.Since(started), false)
@@ -59,22 +59,22 @@ func (p *sharedPacer) Wait(ctx context.Context, mchid string) bool {
 func (p *sharedPacer) Pause(ctx context.Context, mchid string, d time.Duration) {
 	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
-	_ = p.st.Pause(pctx, mchid, d) // best effort: the backoff of this attempt holds anyway
+	_ = p.st.Pause(pctx, mchid, p.pace, d) // best effort: the backoff of this attempt holds anyway
 }
 
 // localPacer is a token bucket per merchant in this process: for one
 // instance, or a group that divides the budget by hand.
 type localPacer struct {
-	interval time.Duration
-	waited   func(d time.Duration, ok bool)
+	pace   store.Pace
+	waited func(d time.Duration, ok bool)
 
 	mu       sync.Mutex
 	limiters map[string]*rate.Limiter
 	paused   map[string]time.Time
 }
 
-func newLocalPacer(interval time.Duration, waited func(time.Duration, bool)) *localPacer {
-	return &localPacer{interval: interval, waited: waited, limiters: make(map[string]*rate.Limiter), paused: make(map[string]time.Time)}
+func newLocalPacer(p store.Pace, waited func(time.Duration, bool)) *localPacer {
+	return &localPacer{pace: p, waited: waited, limiters: make(map[string]*rate.Limiter), paused: make(map[string]time.Time)}
 }
 
 func (p *localPacer) Wait(ctx context.Context, mchid string) bool {
@@ -82,7 +82,7 @@ func (p *localPacer) Wait(ctx context.Context, mchid string) bool {
 	p.mu.Lock()
 	l, ok := p.limiters[mchid]
 	if !ok {
-		l = rate.NewLimiter(rate.Every(p.interval), 1)
+		l = rate.NewLimiter(rate.Every(p.pace.Interval), max(p.pace.Burst, 1))
 		p.limiters[mchid] = l
 	}
 	until := p.paused[mchid]
@@ -128,13 +128,17 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-// paceInterval is the spacing of one merchant's calls that keeps within
-// both of QFPay's limits (per minute and per second), with a 2% margin so
-// that calls bunched by network jitter still fit any fixed window.
-func paceInterval(perMinute, perSecond float64) time.Duration {
-	d := time.Duration(float64(time.Minute) / perMinute)
+// merchantPace is one merchant's budget that keeps within both of QFPay's
+// limits: at most perMinute calls in any 60 s window, with bursts of up to
+// burst calls, and at most perSecond a second. Holding the minute limit over
+// any window with bursts costs burst calls of the sustained rate: the calls
+// are spaced 60s/(perMinute-burst) on average, with a 1% margin so that calls
+// bunched by network jitter still fit.
+func merchantPace(perMinute, perSecond float64, burst int) store.Pace {
+	interval := time.Duration(float64(time.Minute) / max(perMinute-float64(burst), 1) * 1.01)
+	gap := time.Duration(0)
 	if perSecond > 0 {
-		d = max(d, time.Duration(float64(time.Second)/perSecond))
+		gap = time.Duration(float64(time.Second) / perSecond * 1.01)
 	}
-	return d * 102 / 100
+	return store.Pace{Interval: max(interval, gap), Burst: max(burst, 1), MinGap: gap}
 }

@@ -75,7 +75,7 @@ func (s *Store) Claim(ctx context.Context, c Claim) ([]reversald.Attempt, error)
 	paced := ""
 	if c.Paced {
 		args = append(args, c.Lookahead)
-		paced = ` AND NOT EXISTS (SELECT 1 FROM merchant_pace p WHERE p.mchid = attempts.mchid AND p.tat > ` + dbClock + ` + $` + fmt.Sprint(len(args)) + `::interval)`
+		paced = ` AND NOT EXISTS (SELECT 1 FROM merchant_pace p WHERE p.mchid = attempts.mchid AND p.free_at > ` + dbClock + ` + $` + fmt.Sprint(len(args)) + `::interval)`
 	}
 	due := `
 			SELECT id FROM attempts
@@ -85,18 +85,24 @@ func (s *Store) Claim(ctx context.Context, c Claim) ([]reversald.Attempt, error)
 			LIMIT $2
 			FOR UPDATE SKIP LOCKED`
 	if c.Paced && c.PerMerchant > 0 {
-		// Fair across merchants: each merchant's oldest few, then the
-		// oldest of those. The window cannot lock, so the rows it picks are
-		// locked (and checked again) after.
+		// Fair across merchants: among the oldest due attempts (a bounded
+		// look, so a claim costs the same with a backlog), each merchant's
+		// oldest few, then the oldest of those. A merchant with a backlog
+		// soon has no budget and drops out of the look. The window cannot
+		// lock, so the rows it picks are locked (and checked again) after.
 		args = append(args, c.PerMerchant)
 		due = `
 			SELECT id FROM attempts
 			WHERE id IN (
 				SELECT id FROM (
 					SELECT id, row_number() OVER (PARTITION BY mchid ORDER BY next_run_at) AS rn
-					FROM attempts
-					WHERE status = 'pending' AND ` + filter + paced + `
-					  AND (lease_expires_at IS NULL OR lease_expires_at <= ` + dbClock + `)
+					FROM (
+						SELECT id, mchid, next_run_at FROM attempts
+						WHERE status = 'pending' AND ` + filter + paced + `
+						  AND (lease_expires_at IS NULL OR lease_expires_at <= ` + dbClock + `)
+						ORDER BY next_run_at
+						LIMIT $2 * 4
+					) candidates
 				) ranked WHERE rn <= $` + fmt.Sprint(len(args)) + `)
 			  AND status = 'pending' AND (lease_expires_at IS NULL OR lease_expires_at <= ` + dbClock + `)
 			ORDER BY next_run_at

@@ -17,9 +17,10 @@ func TestReserveSpacesAMerchantsCalls(t *testing.T) {
 	ctx := context.Background()
 	s, clock := newStore(t)
 	const iv = 150 * time.Millisecond
+	pace := store.Pace{Interval: iv, Burst: 1}
 	var waits []time.Duration
 	for range 4 {
-		w, ok, err := s.Reserve(ctx, "M1", iv, time.Second)
+		w, ok, err := s.Reserve(ctx, "M1", pace, time.Second)
 		if err != nil || !ok {
 			t.Fatalf("reserve: %v %v", ok, err)
 		}
@@ -31,25 +32,25 @@ func TestReserveSpacesAMerchantsCalls(t *testing.T) {
 		}
 	}
 	// The next slot is 600ms away: not within 500ms, and nothing is spent.
-	if _, ok, err := s.Reserve(ctx, "M1", iv, 500*time.Millisecond); err != nil || ok {
+	if _, ok, err := s.Reserve(ctx, "M1", pace, 500*time.Millisecond); err != nil || ok {
 		t.Fatalf("reserve beyond maxWait: ok %v, %v; want refused", ok, err)
 	}
-	if w, ok, _ := s.Reserve(ctx, "M1", iv, time.Second); !ok || w != 4*iv {
+	if w, ok, _ := s.Reserve(ctx, "M1", pace, time.Second); !ok || w != 4*iv {
 		t.Errorf("after a refusal: wait %s ok %v, want %s (the refusal spent nothing)", w, ok, 4*iv)
 	}
 	// Another merchant has its own budget.
-	if w, ok, _ := s.Reserve(ctx, "M2", iv, 0); !ok || w != 0 {
+	if w, ok, _ := s.Reserve(ctx, "M2", pace, 0); !ok || w != 0 {
 		t.Errorf("another merchant: wait %s ok %v, want at once", w, ok)
 	}
 	// A pause holds M2 back for everyone.
-	if err := s.Pause(ctx, "M2", 10*time.Second); err != nil {
+	if err := s.Pause(ctx, "M2", pace, 10*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	if _, ok, _ := s.Reserve(ctx, "M2", iv, 5*time.Second); ok {
+	if _, ok, _ := s.Reserve(ctx, "M2", pace, 5*time.Second); ok {
 		t.Error("a paused merchant got a slot")
 	}
 	clock.Advance(10 * time.Second)
-	if w, ok, _ := s.Reserve(ctx, "M2", iv, 0); !ok || w != 0 {
+	if w, ok, _ := s.Reserve(ctx, "M2", pace, 0); !ok || w != 0 {
 		t.Errorf("after the pause: wait %s ok %v, want at once", w, ok)
 	}
 }
@@ -71,7 +72,7 @@ func TestPacedClaimSkipsMerchantsWithoutBudget(t *testing.T) {
 		t.Fatal(err)
 	}
 	// BUSY's next slot is a minute away.
-	if err := s.Pause(ctx, "BUSY", time.Minute); err != nil {
+	if err := s.Pause(ctx, "BUSY", store.Pace{Interval: time.Second, Burst: 1}, time.Minute); err != nil {
 		t.Fatal(err)
 	}
 	got, err := s.Claim(ctx, store.Claim{Owner: "w", Lease: time.Minute, Limit: 100, Paced: true, Lookahead: time.Second, PerMerchant: 2})
@@ -89,5 +90,28 @@ func TestPacedClaimSkipsMerchantsWithoutBudget(t *testing.T) {
 	rest, err := s.Claim(ctx, store.Claim{Owner: "w", Lease: time.Minute, Limit: 100})
 	if err != nil || len(rest) != 4 {
 		t.Errorf("unpaced claim of the rest: %d, %v; want the 4 left", len(rest), err)
+	}
+}
+
+// TestReserveBurstThenSpacing: a burst goes out back to back, spaced only by
+// the per-second gap; after it, calls come one interval apart.
+func TestReserveBurstThenSpacing(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s, _ := newStore(t)
+	pace := store.Pace{Interval: 150 * time.Millisecond, Burst: 3, MinGap: 10 * time.Millisecond}
+	var waits []time.Duration
+	for range 5 {
+		w, ok, err := s.Reserve(ctx, "M1", pace, time.Minute)
+		if err != nil || !ok {
+			t.Fatalf("reserve: %v %v", ok, err)
+		}
+		waits = append(waits, w)
+	}
+	want := []time.Duration{0, 10 * time.Millisecond, 20 * time.Millisecond, 150 * time.Millisecond, 300 * time.Millisecond}
+	for i := range want {
+		if waits[i] != want[i] {
+			t.Errorf("slot %d: wait %s, want %s (all: %v)", i, waits[i], want[i], waits)
+		}
 	}
 }

@@ -60,6 +60,7 @@ type Config struct {
 	BackoffMax       time.Duration `env:"EXECUTOR_BACKOFF_MAX, default=5m"`
 	MerchantRate     float64       `env:"MERCHANT_RATE_PER_MIN, default=400"`
 	MerchantRateSec  float64       `env:"MERCHANT_RATE_PER_SEC, default=100"`
+	MerchantBurst    int           `env:"MERCHANT_BURST, default=16"`
 	Pacing           string        `env:"PACING, default=cluster"`
 	Deadline         time.Duration `env:"ATTEMPT_DEADLINE, default=24h"`
 	NotFoundRechecks int           `env:"NOT_FOUND_RECHECKS, default=3"`
@@ -154,6 +155,9 @@ func (c Config) validate() error {
 	// second worker could take the attempt over while the cancel is in flight.
 	if c.QFPayTimeout > 0 && c.Lease > 0 && c.Lease < 2*c.QFPayTimeout+5*time.Second {
 		errs = append(errs, fmt.Errorf("EXECUTOR_LEASE (%s) must be at least twice QFPAY_TIMEOUT (%s) plus 5s", c.Lease, c.QFPayTimeout))
+	}
+	if c.MerchantRate > 0 && (c.MerchantBurst < 1 || float64(c.MerchantBurst) >= c.MerchantRate) {
+		errs = append(errs, fmt.Errorf("MERCHANT_BURST must be at least 1 and below MERCHANT_RATE_PER_MIN, got %d", c.MerchantBurst))
 	}
 	if c.MerchantRateSec <= 0 {
 		errs = append(errs, fmt.Errorf("MERCHANT_RATE_PER_SEC must be positive, got %v", c.MerchantRateSec))

@@ -170,7 +170,7 @@ func daemon(ctx context.Context, cfg Config, logw io.Writer) error {
 	ex, err := reversal.NewExecutor(reversal.ExecutorConfig{
 		Owner: cfg.InstanceID, Workers: cfg.Workers, Lease: cfg.Lease, PollInterval: cfg.PollInterval,
 		BackoffBase: cfg.BackoffBase, BackoffMax: cfg.BackoffMax, MerchantRate: cfg.MerchantRate,
-		MerchantRatePerSec: cfg.MerchantRateSec, SharedPacing: cfg.Pacing == "cluster",
+		MerchantRatePerSec: cfg.MerchantRateSec, MerchantBurst: cfg.MerchantBurst, SharedPacing: cfg.Pacing == "cluster",
 		StopTimeout: cfg.ShutdownTimeout / 2,
 		Policy: reversal.Policy{
 			NotFoundRechecks: cfg.NotFoundRechecks, ConfirmRechecks: cfg.ConfirmRechecks,
