@@ -101,6 +101,8 @@ func Classify(err error) Class {
 	switch {
 	case errors.Is(err, ErrNotCancellable):
 		return ClassUnsupported
+	case errors.Is(err, ErrNoCredential):
+		return ClassNeedsReview
 	case errors.As(err, &ve):
 		return ClassNeedsReview
 	case errors.As(err, &re):

@@ -132,6 +132,7 @@ func TestClassify(t *testing.T) {
 		row{"response signature", ErrResponseSignature, ClassNeedsReview},
 		row{"validation", &ValidationError{Field: "txdtm", Reason: "x"}, ClassNeedsReview},
 		row{"not cancellable", ErrNotCancellable, ClassUnsupported},
+		row{"no credential", fmt.Errorf("%w for merchant M1", ErrNoCredential), ClassNeedsReview},
 		row{"unknown error", errors.New("something else"), ClassNeedsReview},
 	)
 	for name, err := range liveErrors(t) {

@@ -26,6 +26,7 @@ const (
 // or the signature.
 type Call struct {
 	Endpoint   string            // "query" | "reversal" | "close"
+	AppCode    string            // the X-QF-APPCODE the call was (or would have been) signed under
 	Request    map[string]string // the signed fields, no key, no signature
 	Sent       bool              // false when validation stopped it before the network
 	HTTPStatus int               // 0 when no response
@@ -128,10 +129,8 @@ func (c *Client) Route(payType string) (Method, error) { return c.routes.For(pay
 
 // Query asks for the state of the transactions in req (QFPAY.md §3).
 func (c *Client) Query(ctx context.Context, req QueryRequest) (QueryResult, error) {
-	if req.MchID == "" {
-		req.MchID = c.cfg.MchID
-	}
-	res := QueryResult{Call: Call{Endpoint: "query", Request: params(
+	req.MchID = c.mchID(req.MchID)
+	res := QueryResult{Call: Call{Endpoint: "query", AppCode: c.cfg.AppCode, Request: params(
 		"mchid", req.MchID, "out_trade_no", req.OutTradeNo, "syssn", req.Syssn,
 		"start_time", req.StartTime, "end_time", req.EndTime, "txzone", req.TxZone)}}
 	wrap := func(err error) error { return fmt.Errorf("qfpay query %s: %w", req.key(), err) }
@@ -186,14 +185,12 @@ func (c *Client) Cancel(ctx context.Context, payType string, req CancelRequest) 
 }
 
 func (c *Client) cancel(ctx context.Context, m Method, req CancelRequest) (CancelResult, error) {
-	if req.MchID == "" {
-		req.MchID = c.cfg.MchID
-	}
+	req.MchID = c.mchID(req.MchID)
 	amt := ""
 	if req.TxAmt != 0 {
 		amt = strconv.FormatInt(req.TxAmt, 10)
 	}
-	res := CancelResult{Method: m, Call: Call{Endpoint: string(m), Request: params(
+	res := CancelResult{Method: m, Call: Call{Endpoint: string(m), AppCode: c.cfg.AppCode, Request: params(
 		"mchid", req.MchID, "syssn", req.Syssn, "out_trade_no", req.OutTradeNo,
 		"txamt", amt, "txdtm", req.TxDtm, "udid", req.Udid)}}
 	wrap := func(err error) error { return fmt.Errorf("qfpay %s %s: %w", m, req.key(), err) }
@@ -227,6 +224,18 @@ func (c *Client) cancel(ctx context.Context, m Method, req CancelRequest) (Cance
 		}
 	}
 	return res, nil
+}
+
+// mchID is the mchid a request sends: none when the account has none
+// (Config.OmitMchID), else the request's, else Config.MchID.
+func (c *Client) mchID(req string) string {
+	switch {
+	case c.cfg.OmitMchID:
+		return ""
+	case req == "":
+		return c.cfg.MchID
+	}
+	return req
 }
 
 func respError(c *Call) error {

@@ -24,6 +24,10 @@ type Config struct {
 	ClientKey Key
 	// MchID is sent when a request has none; leave empty unless QFPay issued one.
 	MchID string
+	// OmitMchID leaves mchid out of every request, whatever the request says:
+	// for an account QFPay issued no mchid to (QFPAY.md §1). The merchant's
+	// mchid still chooses the credential (see [Directory]); it is only not sent.
+	OmitMchID bool
 	// SignType is MD5 (default) or SHA256.
 	SignType SignType
 	// Timeout bounds each call, on top of the caller's context. 0 means DefaultTimeout.
@@ -39,6 +43,14 @@ type Config struct {
 
 // Validate lists every problem with the configuration.
 func (c Config) Validate() error {
+	if err := errors.Join(c.problems()...); err != nil {
+		return fmt.Errorf("qfpay config: %w", err)
+	}
+	return nil
+}
+
+// problems lists every problem with the configuration, one error each.
+func (c Config) problems() []error {
 	var errs []error
 	if c.BaseURL == "" {
 		errs = append(errs, errors.New("base url is required"))
@@ -57,6 +69,8 @@ func (c Config) Validate() error {
 	}
 	if err := checkMchID(c.MchID); err != nil {
 		errs = append(errs, errors.New("mchid must be up to 16 letters and digits"))
+	} else if c.OmitMchID && c.MchID != "" {
+		errs = append(errs, errors.New("mchid is set but mchid is never sent (OmitMchID)"))
 	}
 	if !c.SignType.valid() {
 		errs = append(errs, fmt.Errorf("sign type %q: must be MD5 or SHA256", string(c.SignType)))
@@ -67,10 +81,7 @@ func (c Config) Validate() error {
 	if err := c.Routes.Validate(); err != nil {
 		errs = append(errs, err)
 	}
-	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("qfpay config: %w", err)
-	}
-	return nil
+	return errs
 }
 
 // LogValue prints the configuration without the key.
@@ -80,6 +91,7 @@ func (c Config) LogValue() slog.Value {
 		slog.String("app_code", c.AppCode),
 		slog.Any("client_key", c.ClientKey),
 		slog.String("mchid", c.MchID),
+		slog.Bool("send_mchid", !c.OmitMchID),
 		slog.String("sign_type", string(c.signType())),
 		slog.Duration("timeout", c.timeout()),
 		slog.Bool("verify_responses", c.VerifyResponses),

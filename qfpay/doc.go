@@ -15,6 +15,12 @@
 //     error, and [Classify] is the one place that says what it means (QFPAY.md §4).
 //   - Hong Kong-only pay types are not cancellable: [Client.Cancel] returns
 //     [ErrNotCancellable] without any call.
+//   - One [Client] signs with one account (app code and key). A [Directory]
+//     holds the accounts of several merchants' credentials and resolves an
+//     mchid to one (its list, else the longest pattern, else the default; none
+//     is [ErrNoCredential]); [Directory.Replace] swaps the whole set at once,
+//     and a client already handed out keeps working. [Call.AppCode] names
+//     the account a call was signed under, never its key.
 //
 // The package knows nothing of Kafka, PostgreSQL or the reversal state machine;
 // it must not import store or reversal. Its fake, [github.com/reversald/reversald/qfpay/sandbox],

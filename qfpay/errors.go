@@ -75,3 +75,8 @@ var (
 	// ErrMalformedResponse: the body was not a QFPay JSON object, or too large.
 	ErrMalformedResponse = errors.New("malformed response")
 )
+
+// ErrNoCredential: no credential of a [Directory] signs for the merchant (none
+// names or matches its mchid, and there is no default). Nothing was sent; a
+// person must configure one.
+var ErrNoCredential = errors.New("no QFPay credential")
