@@ -7,7 +7,10 @@
 // What it does, like QFPay:
 //   - checks X-QF-APPCODE and X-QF-SIGN (MD5, or SHA256 with X-QF-SIGNTYPE) over
 //     the received form fields, and answers respcd 1108 in band (HTTP 200) when
-//     either is wrong; validates the fields and answers 1104 naming the field;
+//     either is wrong; it may accept several app code and key pairs
+//     (Config.Credentials, replaced at run time by SetCredentials, as in a key
+//     rotation), and the ledger names the app code and the key's label that
+//     verified each call; validates the fields and answers 1104 naming the field;
 //   - keeps transactions per (mchid, out_trade_no) in the states in_flight, paid,
 //     failed, reversed, closed, refunded and partially_refunded, and answers
 //     query, reversal and close with QFPay's codes and shapes: a paid order

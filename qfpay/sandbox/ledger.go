@@ -12,9 +12,15 @@ import (
 // Entry is one call in the ledger. Fields are the received form fields; the
 // signature travels in a header and is not kept.
 type Entry struct {
-	Seq        int64             `json:"seq"`
-	Time       time.Time         `json:"time"`
-	Endpoint   string            `json:"endpoint"` // "query", "reversal" or "close"
+	Seq      int64     `json:"seq"`
+	Time     time.Time `json:"time"`
+	Endpoint string    `json:"endpoint"` // "query", "reversal" or "close"
+	// AppCode is the X-QF-APPCODE the call came with. Its key signed the
+	// call if the call passed authentication: not a bad_sign, nor stopped
+	// before (rate_limit, an unreadable body); KeyLabel then names the key.
+	AppCode string `json:"app_code,omitempty"`
+	// KeyLabel is the Credential.Label of the key that verified the call.
+	KeyLabel   string            `json:"key_label,omitempty"`
 	MchID      string            `json:"mchid,omitempty"`
 	OutTradeNo string            `json:"out_trade_no,omitempty"` // as sent (a query may list several); filled from syssn for a cancel by syssn
 	Syssn      string            `json:"syssn,omitempty"`

@@ -26,6 +26,12 @@ type Config struct {
 	AppCode string `json:"app_code"`
 	// Key is the client key requests are signed with.
 	Key string `json:"-"`
+	// Credentials are more app code and key pairs the sandbox accepts,
+	// besides AppCode and Key (which may then be left empty): a request signed
+	// with any of them passes, and the ledger records which (Entry.AppCode,
+	// Entry.KeyLabel). One app code may be listed with several keys, as during
+	// a key rotation. SetCredentials replaces the whole accepted set at run time.
+	Credentials []Credential `json:"credentials,omitempty"`
 	// RateLimit switches on per-merchant limiting (PerSecond, PerMinute, then
 	// HTTP 429). The merchant is the mchid field, or the app code without one.
 	RateLimit bool `json:"rate_limit"`
@@ -56,14 +62,48 @@ type Config struct {
 	Now func() time.Time `json:"-"`
 }
 
+// Credential is one app code and key pair the sandbox accepts.
+type Credential struct {
+	AppCode string `json:"app_code"`
+	Key     string `json:"-"`
+	// Label names the key in the ledger (Entry.KeyLabel), so that a test can
+	// tell which of two keys of one app code signed a call. Never the key.
+	Label string `json:"label,omitempty"`
+}
+
+func (c Credential) validate(i int) []error {
+	var errs []error
+	if c.AppCode == "" {
+		errs = append(errs, fmt.Errorf("credential %d: app code is required", i+1))
+	}
+	if c.Key == "" {
+		errs = append(errs, fmt.Errorf("credential %d: key is required", i+1))
+	}
+	return errs
+}
+
+// accepted is every pair the config accepts: AppCode and Key first.
+func (c Config) accepted() []Credential {
+	var out []Credential
+	if c.AppCode != "" || c.Key != "" || len(c.Credentials) == 0 {
+		out = append(out, Credential{AppCode: c.AppCode, Key: c.Key})
+	}
+	return append(out, c.Credentials...)
+}
+
 // Validate lists every problem.
 func (c Config) Validate() error {
 	var errs []error
-	if c.AppCode == "" {
-		errs = append(errs, errors.New("app code is required"))
+	if c.AppCode != "" || c.Key != "" || len(c.Credentials) == 0 {
+		if c.AppCode == "" {
+			errs = append(errs, errors.New("app code is required"))
+		}
+		if c.Key == "" {
+			errs = append(errs, errors.New("key is required"))
+		}
 	}
-	if c.Key == "" {
-		errs = append(errs, errors.New("key is required"))
+	for i, cr := range c.Credentials {
+		errs = append(errs, cr.validate(i)...)
 	}
 	if c.PerSecond < 0 || c.PerMinute < 0 {
 		errs = append(errs, errors.New("rate limits must not be negative"))
@@ -89,11 +129,12 @@ func (c Config) Validate() error {
 
 // Sandbox is an http.Handler that behaves like QFPay. Safe for concurrent use.
 type Sandbox struct {
-	cfg  Config
-	key  []byte
-	now  func() time.Time
-	done chan struct{}
-	stop sync.Once
+	cfg   Config
+	key   []byte // the first accepted key: signs answers given before authentication
+	creds atomic.Pointer[[]Credential]
+	now   func() time.Time
+	done  chan struct{}
+	stop  sync.Once
 
 	shards   [nShards]shard
 	syssnIdx sync.Map      // syssn -> tkey
@@ -115,7 +156,7 @@ func New(cfg Config) *Sandbox {
 	if err := cfg.Validate(); err != nil {
 		panic(err)
 	}
-	s := &Sandbox{cfg: cfg, key: []byte(cfg.Key), now: cfg.Now, done: make(chan struct{})}
+	s := &Sandbox{cfg: cfg, key: []byte(cfg.accepted()[0].Key), now: cfg.Now, done: make(chan struct{})}
 	if s.now == nil {
 		s.now = time.Now
 	}
@@ -137,9 +178,11 @@ func New(cfg Config) *Sandbox {
 // server can shut down; the sandbox keeps answering without delays afterwards.
 func (s *Sandbox) Close() { s.stop.Do(func() { close(s.done) }) }
 
-// Reset forgets every transaction, call and rule, then loads the rules and
-// transactions of the Config again.
+// Reset forgets every transaction, call and rule, then loads the
+// credentials, rules and transactions of the Config again.
 func (s *Sandbox) Reset() {
+	acc := s.cfg.accepted()
+	s.creds.Store(&acc)
 	for i := range s.shards {
 		sh := &s.shards[i]
 		sh.mu.Lock()
@@ -158,6 +201,25 @@ func (s *Sandbox) Reset() {
 	for _, t := range s.cfg.Txns {
 		_ = s.Put(t)
 	}
+}
+
+// SetCredentials replaces every app code and key pair the sandbox accepts
+// (Config.AppCode and Key included) with creds, from the next call on: a
+// test rotating a key tells the sandbox to accept the new key only.
+func (s *Sandbox) SetCredentials(creds []Credential) error {
+	var errs []error
+	if len(creds) == 0 {
+		errs = append(errs, errors.New("no credential"))
+	}
+	for i, c := range creds {
+		errs = append(errs, c.validate(i)...)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("sandbox credentials: %w", err)
+	}
+	c := append([]Credential(nil), creds...)
+	s.creds.Store(&c)
+	return nil
 }
 
 // SetRateLimit switches per-merchant rate limiting on or off.

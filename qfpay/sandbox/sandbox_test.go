@@ -165,6 +165,92 @@ func TestSignatureCheck(t *testing.T) {
 	}
 }
 
+// TestSeveralCredentials: every listed pair of app code and key is
+// accepted, and no other; the ledger names the app code and the label of the
+// key that verified each call; SetCredentials replaces the whole set (a key
+// rotation); answers are signed with the key that verified the call.
+func TestSeveralCredentials(t *testing.T) {
+	t.Parallel()
+	sb, base := newServer(t, func(c *Config) {
+		c.SignResponses = true
+		c.Credentials = []Credential{{AppCode: "APPB", Key: "key-b", Label: "b1"}, {AppCode: "APPB", Key: "key-b2", Label: "b2"}}
+	})
+	f := map[string]string{"out_trade_no": "SC-1"}
+	as := func(app, k string) func(*http.Request) {
+		return func(r *http.Request) {
+			r.Header.Set("X-QF-APPCODE", app)
+			r.Header.Set("X-QF-SIGN", md5Sign(f, k))
+		}
+	}
+	for _, tt := range []struct {
+		app, key, respcd string
+	}{
+		{appCode, key, "0000"}, {"APPB", "key-b", "0000"}, {"APPB", "key-b2", "0000"},
+		{"APPB", key, "1108"}, {appCode, "key-b", "1108"}, {"APPC", "key-b", "1108"},
+	} {
+		a := post(t, base, "query", f, as(tt.app, tt.key))
+		if a.str("respcd") != tt.respcd {
+			t.Errorf("%s signed with %s: respcd %q, want %s", tt.app, tt.key, a.str("respcd"), tt.respcd)
+		}
+	}
+	var got []string
+	for _, e := range sb.Ledger("SC-1") {
+		got = append(got, e.AppCode+"/"+e.KeyLabel+"/"+e.Fault)
+	}
+	want := []string{"APPCODE//", "APPB/b1/", "APPB/b2/", "APPB//bad_sign", "APPCODE//bad_sign", "APPC//bad_sign"}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("ledger app code/key label/fault = %v, want %v", got, want)
+	}
+
+	// The answer is signed with the key that verified the call.
+	raw := func(app, k string) (string, string) {
+		form := url.Values{"out_trade_no": {"SC-1"}}
+		req, _ := http.NewRequest(http.MethodPost, base+"/trade/v1/query", strings.NewReader(form.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("X-QF-APPCODE", app)
+		req.Header.Set("X-QF-SIGN", md5Sign(f, k))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		sum := md5.Sum(append(b, k...))
+		return resp.Header.Get("X-QF-SIGN"), strings.ToUpper(hex.EncodeToString(sum[:]))
+	}
+	if got, want := raw("APPB", "key-b2"); got != want {
+		t.Errorf("answer to APPB/b2 signed %s, want %s (its own key)", got, want)
+	}
+
+	// Rotation: from now on only the new key of APPB.
+	if err := sb.SetCredentials([]Credential{{AppCode: "APPB", Key: "key-b2", Label: "b2"}}); err != nil {
+		t.Fatal(err)
+	}
+	if a := post(t, base, "query", f, as("APPB", "key-b")); a.str("respcd") != "1108" {
+		t.Errorf("old key after SetCredentials: %q, want 1108", a.str("respcd"))
+	}
+	if a := post(t, base, "query", f, as(appCode, key)); a.str("respcd") != "1108" {
+		t.Errorf("Config's pair after SetCredentials: %q, want 1108 (the whole set is replaced)", a.str("respcd"))
+	}
+	if a := post(t, base, "query", f, as("APPB", "key-b2")); a.str("respcd") != "0000" {
+		t.Errorf("new key after SetCredentials: %q, want 0000", a.str("respcd"))
+	}
+	if err := sb.SetCredentials([]Credential{{AppCode: "APPB"}}); err == nil || strings.Contains(err.Error(), "key-b") {
+		t.Errorf("SetCredentials with no key: %v", err)
+	}
+	sb.Reset()
+	if a := post(t, base, "query", f, as("APPB", "key-b")); a.str("respcd") != "0000" {
+		t.Errorf("after Reset: %q, want the Config's credentials back", a.str("respcd"))
+	}
+	if err := (Config{Credentials: []Credential{{AppCode: "A", Key: "k"}}}).Validate(); err != nil {
+		t.Errorf("credentials without AppCode/Key: %v", err)
+	}
+	if err := (Config{AppCode: "A", Credentials: []Credential{{AppCode: "B"}}}).Validate(); err == nil ||
+		!strings.Contains(err.Error(), "key is required") || !strings.Contains(err.Error(), "credential 1: key is required") {
+		t.Errorf("Validate = %v; want both missing keys", err)
+	}
+}
+
 func TestValidation(t *testing.T) {
 	t.Parallel()
 	sb, base := newServer(t, nil)

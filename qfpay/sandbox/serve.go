@@ -75,6 +75,7 @@ type call struct {
 	endpoint string
 	now      time.Time
 	fields   map[string]string // the received form fields, empty ones left out
+	key      []byte            // the key that verified the call's signature
 	ent      Entry             // what the ledger will keep
 	k        tkey              // the transaction the call is about, if single
 	single   bool              // the call is about one transaction, k
@@ -84,7 +85,7 @@ type call struct {
 // answers it and reports false.
 func (s *Sandbox) serveAPI(w http.ResponseWriter, r *http.Request, endpoint string) {
 	c := &call{endpoint: endpoint, now: s.now()}
-	c.ent = Entry{Time: c.now, Endpoint: endpoint}
+	c.ent = Entry{Time: c.now, Endpoint: endpoint, AppCode: r.Header.Get("X-QF-APPCODE")}
 	if s.parse(w, r, c) &&
 		s.limit(w, r, c) &&
 		s.authenticate(w, r, c) &&
@@ -99,7 +100,7 @@ func (s *Sandbox) parse(w http.ResponseWriter, r *http.Request, c *call) bool {
 	r.Body = http.MaxBytesReader(w, r.Body, maxForm)
 	if err := r.ParseForm(); err != nil {
 		c.ent.Respcd, c.ent.Fault = "1104", "invalid"
-		s.reply(w, &c.ent, codeAnswer("1104", "unreadable form body"))
+		s.reply(w, c, codeAnswer("1104", "unreadable form body"))
 		return false
 	}
 	c.fields = make(map[string]string, len(r.Form))
@@ -132,17 +133,21 @@ func (s *Sandbox) limit(w http.ResponseWriter, r *http.Request, c *call) bool {
 	return false
 }
 
-// authenticate checks X-QF-APPCODE and the signature; either wrong answers
-// 1108 in band.
+// authenticate checks X-QF-APPCODE and the signature against every accepted
+// pair of app code and key; no match answers 1108 in band. The ledger keeps
+// the app code the call claimed and, when a key verified it, that key's label.
 func (s *Sandbox) authenticate(w http.ResponseWriter, r *http.Request, c *call) bool {
-	st := r.Header.Get("X-QF-SIGNTYPE")
-	if r.Header.Get("X-QF-APPCODE") == s.cfg.AppCode &&
-		(st == "" || st == "MD5" || st == "SHA256") &&
-		signatureOK(c.fields, s.key, st == "SHA256", r.Header.Get("X-QF-SIGN")) {
-		return true
+	st, appCode := r.Header.Get("X-QF-SIGNTYPE"), c.ent.AppCode
+	if st == "" || st == "MD5" || st == "SHA256" {
+		for _, cr := range *s.creds.Load() {
+			if cr.AppCode == appCode && signatureOK(c.fields, []byte(cr.Key), st == "SHA256", r.Header.Get("X-QF-SIGN")) {
+				c.key, c.ent.KeyLabel = []byte(cr.Key), cr.Label
+				return true
+			}
+		}
 	}
 	c.ent.Respcd, c.ent.Fault = "1108", "bad_sign"
-	s.reply(w, &c.ent, codeAnswer("1108", ""))
+	s.reply(w, c, codeAnswer("1108", ""))
 	return false
 }
 
@@ -153,7 +158,7 @@ func (s *Sandbox) validate(w http.ResponseWriter, c *call) bool {
 		return true
 	}
 	c.ent.Respcd, c.ent.Fault = "1104", "invalid"
-	s.reply(w, &c.ent, codeAnswer("1104", "invalid "+field+": "+reason))
+	s.reply(w, c, codeAnswer("1104", "invalid "+field+": "+reason))
 	return false
 }
 
@@ -258,12 +263,17 @@ func (s *Sandbox) answer(w http.ResponseWriter, c *call) {
 		drop(w)
 		return
 	}
-	s.reply(w, &c.ent, body)
+	s.reply(w, c, body)
 }
 
-// reply writes body as JSON (HTTP 200), signs it if configured, and records
+// reply writes body as JSON (HTTP 200), signs it if configured (with the key
+// that verified the call, or the first accepted key before that), and records
 // the call in the ledger.
-func (s *Sandbox) reply(w http.ResponseWriter, ent *Entry, body any) {
+func (s *Sandbox) reply(w http.ResponseWriter, c *call, body any) {
+	ent, key := &c.ent, c.key
+	if key == nil {
+		key = s.key
+	}
 	b, err := json.Marshal(body)
 	if err != nil {
 		ent.HTTPStatus = http.StatusInternalServerError
@@ -276,7 +286,7 @@ func (s *Sandbox) reply(w http.ResponseWriter, ent *Entry, body any) {
 	h := w.Header()
 	h.Set("Content-Type", "application/json; charset=utf-8")
 	if s.cfg.SignResponses {
-		h.Set("X-QF-SIGN", responseSignature(b, s.key))
+		h.Set("X-QF-SIGN", responseSignature(b, key))
 	}
 	_, _ = w.Write(b)
 }
