@@ -177,6 +177,7 @@ type Source struct {
 type Call struct {
 	Step       Step
 	Endpoint   string
+	AppCode    string // the QFPay app code that signed the call (never the key)
 	Request    map[string]string
 	HTTPStatus int
 	Respcd     string

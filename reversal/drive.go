@@ -240,7 +240,7 @@ func (r *run) record(c qfpay.Call, err error) {
 	r.a.BudgetCalls++
 	r.e.cfg.Hooks.Call(c.Endpoint, qfpay.Classify(err), c.Latency)
 	sc := reversald.Call{
-		Step: r.a.Step, Endpoint: c.Endpoint, Request: c.Request, HTTPStatus: c.HTTPStatus,
+		Step: r.a.Step, Endpoint: c.Endpoint, AppCode: c.AppCode, Request: c.Request, HTTPStatus: c.HTTPStatus,
 		Respcd: c.Respcd, Response: c.Raw, Latency: c.Latency, At: r.e.cfg.Now(),
 	}
 	if err != nil {

@@ -244,7 +244,7 @@ func queueCalls(b *pgx.Batch, a reversald.Attempt, calls []reversald.Call, fence
 		return nil
 	}
 	n := len(calls)
-	step, endpoint, respcd, errText := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	step, endpoint, respcd, errText, appCode := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 	req, resp := make([][]byte, n), make([][]byte, n)
 	status := make([]int32, n)
 	latency := make([]int64, n)
@@ -259,16 +259,17 @@ func queueCalls(b *pgx.Batch, a reversald.Attempt, calls []reversald.Call, fence
 			return fmt.Errorf("encode audit request of attempt %d: %w", a.ID, err)
 		}
 		step[i], endpoint[i], respcd[i], errText[i] = string(c.Step), c.Endpoint, cleanText(c.Respcd, 16), cleanText(c.Error, maxText)
+		appCode[i] = cleanText(c.AppCode, 64)
 		req[i], resp[i], status[i], latency[i], at[i] = r, c.Response, int32(min(max(c.HTTPStatus, 0), 999)), c.Latency.Microseconds(), c.At
 	}
 	b.Queue(`
 		INSERT INTO gateway_calls (attempt_id, token, fenced_out, step, endpoint, request, http_status,
-		                           respcd, error, response, latency_us, called_at)
+		                           respcd, error, response, latency_us, called_at, app_code)
 		SELECT $1, $2, $3, c.*
 		FROM unnest($4::text[], $5::text[], $6::jsonb[], $7::int[], $8::text[], $9::text[], $10::bytea[],
-		            $11::bigint[], $12::timestamptz[]) AS c
+		            $11::bigint[], $12::timestamptz[], $13::text[]) AS c
 		WHERE $3 OR EXISTS (SELECT 1 FROM attempts WHERE id = $1 AND token = $2)`,
-		a.ID, a.Token, fencedOut, step, endpoint, req, status, respcd, errText, resp, latency, at)
+		a.ID, a.Token, fencedOut, step, endpoint, req, status, respcd, errText, resp, latency, at, appCode)
 	return nil
 }
 

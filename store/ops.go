@@ -111,7 +111,7 @@ func (s *Store) History(ctx context.Context, id int64) (History, error) {
 		return History{}, fmt.Errorf("events of attempt %d: %w", id, err)
 	}
 	rows, err = s.pool.Query(ctx, `
-		SELECT step, endpoint, request, http_status, respcd, error, response, latency_us, called_at, token, fenced_out
+		SELECT step, endpoint, app_code, request, http_status, respcd, error, response, latency_us, called_at, token, fenced_out
 		FROM gateway_calls WHERE attempt_id = $1 ORDER BY id`, id)
 	if err != nil {
 		return History{}, fmt.Errorf("calls of attempt %d: %w", id, err)
@@ -121,7 +121,7 @@ func (s *Store) History(ctx context.Context, id int64) (History, error) {
 			c  CallRecord
 			us int64
 		)
-		err := row.Scan(&c.Step, &c.Endpoint, &c.Request, &c.HTTPStatus, &c.Respcd, &c.Error, &c.Response, &us, &c.At, &c.Token, &c.FencedOut)
+		err := row.Scan(&c.Step, &c.Endpoint, &c.AppCode, &c.Request, &c.HTTPStatus, &c.Respcd, &c.Error, &c.Response, &us, &c.At, &c.Token, &c.FencedOut)
 		c.Latency = time.Duration(us) * time.Microsecond
 		return c, err
 	})

@@ -48,7 +48,7 @@ func TestOpsCommands(t *testing.T) {
 	}
 	a := got[0]
 	a.Status, a.Step, a.Respcd, a.Reason = reversald.StatusNeedsReview, reversald.StepDone, "1108", "query refused: respcd 1108"
-	call := reversald.Call{Step: "query", Endpoint: "query", Request: map[string]string{"out_trade_no": "OPS-1"}, HTTPStatus: 200, Respcd: "1108", Response: []byte(`{"respcd":"1108"}`), At: time.Now()}
+	call := reversald.Call{Step: "query", Endpoint: "query", AppCode: "APPOPS", Request: map[string]string{"out_trade_no": "OPS-1"}, HTTPStatus: 200, Respcd: "1108", Response: []byte(`{"respcd":"1108"}`), At: time.Now()}
 	if err := st.WriteStep(ctx, store.Step{Attempt: a, Calls: []reversald.Call{call}}); err != nil {
 		t.Fatal(err)
 	}
@@ -63,13 +63,13 @@ func TestOpsCommands(t *testing.T) {
 	}
 	var shown struct {
 		Attempt struct{ Status string }
-		Calls   []struct{ Endpoint, Response string }
+		Calls   []struct{ Endpoint, AppCode, Response string }
 		Events  []struct{ EventID string }
 	}
 	if err := json.Unmarshal([]byte(out), &shown); err != nil {
 		t.Fatalf("attempts show is not JSON: %v\n%s", err, out)
 	}
-	if shown.Attempt.Status != "needs_review" || len(shown.Calls) != 1 || shown.Calls[0].Response != `{"respcd":"1108"}` || len(shown.Events) != 1 {
+	if shown.Attempt.Status != "needs_review" || len(shown.Calls) != 1 || shown.Calls[0].Response != `{"respcd":"1108"}` || shown.Calls[0].AppCode != "APPOPS" || len(shown.Events) != 1 {
 		t.Errorf("attempts show: %+v", shown)
 	}
 	if out, err := cmd("attempts", "retry", fmt.Sprint(id)); err != nil || !strings.Contains(out, "re-driven") {
