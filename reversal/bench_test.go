@@ -40,7 +40,8 @@ func benchExecutor(b *testing.B, workers int, paced bool) {
 	}
 	b.Cleanup(stop)
 	st := storetest.New(b, store.Options{MaxConns: int32(workers + 8)})
-	gw, err := qfpay.New(qfpay.Config{BaseURL: url, AppCode: testAppCode, ClientKey: qfpay.NewKey(testKey), Timeout: 5 * time.Second})
+	gw, err := qfpay.NewDirectory([]qfpay.Credential{{Name: "default", Default: true,
+		Config: qfpay.Config{BaseURL: url, AppCode: testAppCode, ClientKey: qfpay.NewKey(testKey), Timeout: 5 * time.Second}}})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -107,6 +107,11 @@ func Decide(a reversald.Attempt, obs Observation, p Policy) (reversald.Attempt, 
 }
 
 func decideQuery(a reversald.Attempt, obs Observation, p Policy) (reversald.Attempt, Schedule) {
+	if errors.Is(obs.Err, qfpay.ErrNoCredential) {
+		// No credential signs for the merchant: nothing was sent, and
+		// nothing can be until someone configures one.
+		return review(a, errText(obs.Err))
+	}
 	rec, found, cls := readQuery(&a, obs)
 	switch cls {
 	case qfpay.ClassSuccess:
@@ -212,6 +217,9 @@ func decideCancel(a reversald.Attempt, obs Observation, p Policy) (reversald.Att
 		return next(a, reversald.StepQuery, a.Rechecks+1, fmt.Sprintf("pay type %s cannot be cancelled through the API; following the payment by query", a.PayType)), Later
 	case errors.Is(obs.Err, ErrCancelBound):
 		return review(a, fmt.Sprintf("the cancel bound (%d) is reached", p.CancelMaxCalls))
+	case errors.Is(obs.Err, qfpay.ErrNoCredential):
+		// The credential went away (a reload) before the cancel: none was sent.
+		return review(a, errText(obs.Err)+"; no cancel was sent for it")
 	}
 	a.Method = methodOf(obs.Method)
 	a.CancelPending = false

@@ -99,6 +99,8 @@ func TestDecide(t *testing.T) {
 		{"query risk 1294", at("query", 0), queryErr(resp("1294")), "needs_review", "done", Final, 0},
 		{"query unknown code: re-checked", at("query", 0), queryErr(resp("7777")), "pending", "query", Later, 1},
 		{"query unknown code: bounded", at("query", 2), queryErr(resp("7777")), "needs_review", "done", Final, 2},
+		{"query no credential for the merchant", at("query", 0), Observation{Query: &qfpay.QueryResult{}, Err: fmt.Errorf("%w for merchant M9", qfpay.ErrNoCredential)}, "needs_review", "done", Final, 0},
+		{"confirm no credential after a cancel", sent("confirm", 1, 1, "", true), Observation{Err: fmt.Errorf("%w for merchant M9", qfpay.ErrNoCredential)}, "needs_review", "done", Final, 1},
 		{"query invalid request", at("query", 0), Observation{Query: &qfpay.QueryResult{}, Err: &qfpay.ValidationError{Field: "out_trade_no", Reason: "too long"}}, "needs_review", "done", Final, 0},
 		// after a cancel said the transaction does not exist (not reached)
 		{"recheck no record, budget left", sent("confirm", 1, 1, "1136", false), queryOK(), "pending", "query", Later, 2},
@@ -128,6 +130,7 @@ func TestDecide(t *testing.T) {
 		// cancel: every answer is confirmed by a query
 		{"cancel not cancellable: followed by query", at("cancel", 0), Observation{Err: fmt.Errorf("route 801501: %w", qfpay.ErrNotCancellable)}, "pending", "query", Later, 1},
 		{"cancel not cancellable at the bound: unsupported", at("cancel", 2), Observation{Err: fmt.Errorf("route 801501: %w", qfpay.ErrNotCancellable)}, "unsupported", "done", Final, 2},
+		{"cancel no credential: none sent", at("cancel", 0), Observation{Err: fmt.Errorf("%w for merchant M9", qfpay.ErrNoCredential)}, "needs_review", "done", Final, 0},
 		{"cancel bound", sent("cancel", 0, 2, "0000", true), Observation{Err: ErrCancelBound}, "needs_review", "done", Final, 0},
 		{"cancel 0000", cancelling(), cancelAns("0000"), "pending", "confirm", Now, 0},
 		{"cancel 1142", cancelling(), cancelAns("1142"), "pending", "confirm", Now, 0},

@@ -132,9 +132,9 @@ func queryStep(ctx context.Context, r *run) (Observation, bool) {
 			break // the budget is spent: Decide ends the attempt with what was read
 		}
 		var res qfpay.QueryResult
-		err, ok := r.call(ctx, nil, func(ctx context.Context) (qfpay.Call, error) {
+		err, ok := r.call(ctx, nil, func(ctx context.Context, gw *qfpay.Client) (qfpay.Call, error) {
 			var err error
-			res, err = r.e.gw.Query(ctx, req)
+			res, err = gw.Query(ctx, req)
 			return res.Call, err
 		})
 		if !ok {
@@ -155,7 +155,11 @@ func queryStep(ctx context.Context, r *run) (Observation, bool) {
 // it could cancel again, check that the lease still outlasts the call, and
 // only then send.
 func cancelStep(ctx context.Context, r *run) (Observation, bool) {
-	method, err := r.e.gw.Route(r.a.PayType)
+	acct, err := r.e.gw.Resolve(r.a.MchID)
+	if err != nil {
+		return Observation{Err: err}, true // no credential: nothing can be sent
+	}
+	method, err := acct.Client.Route(r.a.PayType)
 	if err != nil {
 		return Observation{Err: err}, true
 	}
@@ -185,12 +189,12 @@ func cancelStep(ctx context.Context, r *run) (Observation, bool) {
 		return true
 	}
 	var res qfpay.CancelResult
-	err, ok := r.call(ctx, intent, func(ctx context.Context) (qfpay.Call, error) {
+	err, ok := r.call(ctx, intent, func(ctx context.Context, gw *qfpay.Client) (qfpay.Call, error) {
 		var err error
 		if method == qfpay.MethodReversal {
-			res, err = r.e.gw.Reverse(ctx, cancelRequest(r.a))
+			res, err = gw.Reverse(ctx, cancelRequest(r.a))
 		} else {
-			res, err = r.e.gw.Close(ctx, cancelRequest(r.a))
+			res, err = gw.Close(ctx, cancelRequest(r.a))
 		}
 		return res.Call, err
 	})
@@ -203,11 +207,20 @@ func cancelStep(ctx context.Context, r *run) (Observation, bool) {
 	return Observation{Cancel: &res, Method: method, Err: err}, true
 }
 
-// call makes one gateway call for the current step: it waits for the
-// merchant's slot (never past the lease), runs before (if any: it may end the
-// run by returning false), sends, and records the call. ok is false when the
-// run ended here; the attempt has then been written.
-func (r *run) call(ctx context.Context, before func() bool, send func(context.Context) (qfpay.Call, error)) (err error, ok bool) {
+// call makes one gateway call for the current step: it resolves the
+// merchant's QFPay account (none is an error that is qfpay.ErrNoCredential,
+// returned with nothing sent, before anything else), waits for the merchant's
+// slot (never past the lease), runs before (if any: it may end the run by
+// returning false), sends with the account's client, and records the call. ok
+// is false when the run ended here; the attempt has then been written.
+//
+// The account is resolved at every call, so a credential reload (a rotated
+// key) applies from the next call on; a call under way keeps its client.
+func (r *run) call(ctx context.Context, before func() bool, send func(context.Context, *qfpay.Client) (qfpay.Call, error)) (err error, ok bool) {
+	acct, err := r.e.gw.Resolve(r.a.MchID)
+	if err != nil {
+		return err, true
+	}
 	if !r.e.pace(ctx, r.a.MchID, r.a.LeaseExpiresAt) {
 		// The step stays as it is: a cancel waiting for its slot keeps the
 		// query it follows (a fresh query would spend the slot the cancel
@@ -219,7 +232,7 @@ func (r *run) call(ctx context.Context, before func() bool, send func(context.Co
 	if before != nil && !before() {
 		return nil, false
 	}
-	c, err := send(ctx)
+	c, err := send(ctx, acct.Client)
 	r.record(c, err)
 	if d := retryAfter(err); d > 0 || isTooMany(err) {
 		// QFPay says this merchant is over its limit: every instance holds

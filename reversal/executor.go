@@ -172,7 +172,7 @@ func (c ExecutorConfig) Validate() error {
 type Executor struct {
 	cfg    ExecutorConfig
 	store  *store.Store
-	gw     *qfpay.Client
+	gw     *qfpay.Directory // the account that signs for each merchant
 	handed chan []int64
 	slots  chan struct{}
 	freed  chan struct{} // a slot was freed
@@ -185,8 +185,10 @@ type Executor struct {
 	crashAfterCancel func(reversald.Attempt) bool
 }
 
-// NewExecutor checks cfg and builds an Executor.
-func NewExecutor(cfg ExecutorConfig, st *store.Store, gw *qfpay.Client) (*Executor, error) {
+// NewExecutor checks cfg and builds an Executor. gw resolves each attempt's
+// mchid to the QFPay account that signs its calls, at every call, so that a
+// credential reload (gw.Replace) applies from the next call on.
+func NewExecutor(cfg ExecutorConfig, st *store.Store, gw *qfpay.Directory) (*Executor, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("executor config: %w", err)
 	}

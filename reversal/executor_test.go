@@ -56,17 +56,11 @@ func (r *rig) openStore() *store.Store {
 	return st
 }
 
-func (r *rig) client(key string) *qfpay.Client {
-	c, err := qfpay.New(qfpay.Config{BaseURL: r.url, AppCode: testAppCode, ClientKey: qfpay.NewKey(key), Timeout: 2 * time.Second})
-	if err != nil {
-		r.t.Fatal(err)
-	}
-	r.t.Cleanup(c.CloseIdleConnections)
-	return c
-}
+// client is one credential, signing with key, the default for every merchant.
+func (r *rig) client(key string) *qfpay.Directory { return oneCredential(r.t, r.url, key) }
 
 // run starts an executor and stops it when the test ends.
-func (r *rig) run(st *store.Store, gw *qfpay.Client, mod func(*ExecutorConfig)) *Executor {
+func (r *rig) run(st *store.Store, gw *qfpay.Directory, mod func(*ExecutorConfig)) *Executor {
 	r.t.Helper()
 	cfg := ExecutorConfig{
 		Owner: fmt.Sprintf("test-%p", gw), Workers: 16, PollInterval: 5 * time.Millisecond,

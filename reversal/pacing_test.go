@@ -81,11 +81,7 @@ func runPacedGroup(t *testing.T, shared bool) (tooMany int, coldLast, hotLast ti
 	}
 	var exs []*Executor
 	for i := range 3 {
-		gw, err := qfpay.New(qfpay.Config{BaseURL: url, AppCode: testAppCode, ClientKey: qfpay.NewKey(testKey), Timeout: 2 * time.Second})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(gw.CloseIdleConnections)
+		gw := oneCredential(t, url, testKey)
 		ex, err := NewExecutor(ExecutorConfig{
 			Owner: fmt.Sprintf("instance-%d", i), Workers: 8, Lease: 5 * time.Second, PollInterval: 10 * time.Millisecond,
 			BackoffBase: 50 * time.Millisecond, BackoffMax: time.Second,

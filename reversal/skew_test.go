@@ -38,14 +38,7 @@ func TestLeasesIgnoreInstanceClocks(t *testing.T) {
 		t.Cleanup(st.Close)
 		return st
 	}
-	client := func() *qfpay.Client {
-		c, err := qfpay.New(qfpay.Config{BaseURL: url, AppCode: testAppCode, ClientKey: qfpay.NewKey(testKey), Timeout: 2 * time.Second})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(c.CloseIdleConnections)
-		return c
-	}
+	client := func() *qfpay.Directory { return oneCredential(t, url, testKey) }
 	const n = 12
 	var events []reversald.Event
 	for i := range n {

@@ -138,7 +138,7 @@ func daemon(ctx context.Context, cfg Config, logw io.Writer) error {
 	if err != nil {
 		return err
 	}
-	gw, err := cfg.qfpayClient()
+	gw, err := cfg.qfpayDirectory()
 	if err != nil {
 		return err
 	}

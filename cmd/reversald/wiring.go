@@ -61,12 +61,14 @@ func (c Config) qfpayConfig() (qfpay.Config, error) {
 	return qc, nil
 }
 
-func (c Config) qfpayClient() (*qfpay.Client, error) {
+// qfpayDirectory is the QFPay credentials: the QFPAY_* variables, the
+// default for every merchant.
+func (c Config) qfpayDirectory() (*qfpay.Directory, error) {
 	qc, err := c.qfpayConfig()
 	if err != nil {
 		return nil, err
 	}
-	return qfpay.New(qc)
+	return qfpay.NewDirectory([]qfpay.Credential{{Name: "env", Default: true, Config: qc}})
 }
 
 // validateParts runs the packages' own checks on what the config builds,
