@@ -52,6 +52,10 @@ type Config struct {
 	QFPayVerifySign bool          `env:"QFPAY_VERIFY_RESPONSES, default=false"`
 	QFPayRoutes     string        `env:"QFPAY_ROUTES"`
 	QFPayTxZone     string        `env:"QFPAY_TXZONE, default=+0800"`
+	// QFPayCredentialsFile maps merchants to credentials (credentials.go);
+	// QFPAY_APP_CODE and QFPAY_CLIENT_KEY then make the default, if given.
+	QFPayCredentialsFile string        `env:"QFPAY_CREDENTIALS_FILE"`
+	QFPayCredentialsPoll time.Duration `env:"QFPAY_CREDENTIALS_POLL, default=5s"`
 
 	Workers          int           `env:"EXECUTOR_WORKERS, default=32"`
 	Lease            time.Duration `env:"EXECUTOR_LEASE, default=30s"`
@@ -122,9 +126,13 @@ func (c Config) validate() error {
 	if len(c.KafkaBrokers) == 0 {
 		errs = append(errs, errors.New("KAFKA_BROKERS is required (host:port, comma-separated)"))
 	}
-	req("QFPAY_BASE_URL", c.QFPayBaseURL)
-	req("QFPAY_APP_CODE", c.QFPayAppCode)
-	req("QFPAY_CLIENT_KEY (or QFPAY_CLIENT_KEY_FILE)", c.QFPayClientKey)
+	if c.QFPayCredentialsFile == "" {
+		// Without a credentials file, the QFPAY_* variables are the one
+		// credential; with one, they are optional (credentials.go).
+		req("QFPAY_BASE_URL", c.QFPayBaseURL)
+		req("QFPAY_APP_CODE (or QFPAY_CREDENTIALS_FILE)", c.QFPayAppCode)
+		req("QFPAY_CLIENT_KEY (or QFPAY_CLIENT_KEY_FILE, or QFPAY_CREDENTIALS_FILE)", c.QFPayClientKey)
+	}
 	for _, p := range []struct {
 		name string
 		v    int
@@ -146,6 +154,7 @@ func (c Config) validate() error {
 		{"INTAKE_BATCH_LINGER", c.IntakeLinger}, {"PUBLISH_INTERVAL", c.PublishInterval}, {"QFPAY_TIMEOUT", c.QFPayTimeout},
 		{"EXECUTOR_LEASE", c.Lease}, {"EXECUTOR_POLL_INTERVAL", c.PollInterval}, {"EXECUTOR_BACKOFF_BASE", c.BackoffBase},
 		{"EXECUTOR_BACKOFF_MAX", c.BackoffMax}, {"ATTEMPT_DEADLINE", c.Deadline}, {"SHUTDOWN_TIMEOUT", c.ShutdownTimeout},
+		{"QFPAY_CREDENTIALS_POLL", c.QFPayCredentialsPoll},
 	} {
 		if d.v <= 0 {
 			errs = append(errs, fmt.Errorf("%s must be positive, got %s", d.name, d.v))

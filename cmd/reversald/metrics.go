@@ -34,6 +34,8 @@ type metrics struct {
 	dlq, batches, retries, commitErrs, fetchErrs prometheus.Counter
 
 	published, publishErrs prometheus.Counter
+
+	credReloads, credReloadErrs prometheus.Counter
 }
 
 func newMetrics(reg *prometheus.Registry, st *store.Store) *metrics {
@@ -75,12 +77,16 @@ func newMetrics(reg *prometheus.Registry, st *store.Store) *metrics {
 
 		published:   counter("reversald_outcomes_published_total", "Outcome messages acknowledged by Kafka."),
 		publishErrs: counter("reversald_publish_errors_total", "Publisher rounds that failed and were retried."),
+
+		credReloads:    counter("reversald_credentials_reloads_total", "QFPay credential sets reloaded (SIGHUP or a changed file) and in use."),
+		credReloadErrs: counter("reversald_credentials_reload_errors_total", "QFPay credential reloads refused (the set in use was kept)."),
 	}
 	for _, r := range []string{"new", "attached", "duplicate", "conflict", "invalid"} {
 		m.eventsIn.WithLabelValues(r) // every result is exported from the start, at 0
 	}
 	reg.MustRegister(m.calls, m.callTime, m.steps, m.claims, m.finals, m.paceWait, m.pauses,
 		m.eventsIn, m.dlq, m.batches, m.retries, m.commitErrs, m.fetchErrs, m.published, m.publishErrs,
+		m.credReloads, m.credReloadErrs,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	reg.MustRegister(backlogCollector{st: st,
 		pending: prometheus.NewDesc("reversald_attempts_pending", "Attempts not yet final (all instances).", nil, nil),
@@ -144,6 +150,10 @@ func (m *metrics) publisherHooks() consumer.PublisherHooks {
 }
 
 // handler serves the registry in the Prometheus text format.
+func (m *metrics) reloadHooks() reloadHooks {
+	return reloadHooks{Reloaded: m.credReloads.Inc, Refused: m.credReloadErrs.Inc}
+}
+
 func (m *metrics) handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
 }

@@ -33,6 +33,10 @@ func TestMetricsCountWhatTheHooksReport(t *testing.T) {
 	ex := m.executorHooks()
 	ex.Call("/trade/v1/query", qfpay.ClassSuccess, time.Millisecond)
 	ex.Final(reversald.StatusReversed)
+	rl := m.reloadHooks()
+	rl.Reloaded()
+	rl.Refused()
+	rl.Refused()
 
 	for _, c := range []struct {
 		name string
@@ -53,6 +57,8 @@ func TestMetricsCountWhatTheHooksReport(t *testing.T) {
 		{"publish errors", m.publishErrs, 1},
 		{"gateway calls", m.calls, 1},
 		{"finals", m.finals, 1},
+		{"credential reloads", m.credReloads, 1},
+		{"credential reloads refused", m.credReloadErrs, 2},
 	} {
 		if got := counterValue(t, c.c); got != c.want {
 			t.Errorf("%s = %v, want %v", c.name, got, c.want)

@@ -8,9 +8,12 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"os/signal"
 	"runtime/debug"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -138,11 +141,15 @@ func daemon(ctx context.Context, cfg Config, logw io.Writer) error {
 	if err != nil {
 		return err
 	}
-	gw, err := cfg.qfpayDirectory()
+	gw, creds, fingerprint, err := cfg.qfpayDirectory()
 	if err != nil {
 		return err
 	}
 	defer gw.CloseIdleConnections()
+	// SIGHUP reloads the credentials (and would otherwise end the process).
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 
 	if cfg.CreateTopics {
 		specs := []consumer.TopicSpec{}
@@ -156,6 +163,8 @@ func daemon(ctx context.Context, cfg Config, logw io.Writer) error {
 
 	reg := prometheus.NewRegistry()
 	m := newMetrics(reg, st)
+	reloader := &credentialsReloader{src: creds, dir: gw, interval: cfg.QFPayCredentialsPoll, hup: hup,
+		log: log.With("component", "credentials"), hooks: m.reloadHooks(), last: fingerprint}
 
 	pub, err := consumer.NewPublisher(consumer.PublisherConfig{
 		Brokers: cfg.KafkaBrokers, Topic: cfg.ResultsTopic, Security: sec,
@@ -226,9 +235,10 @@ func daemon(ctx context.Context, cfg Config, logw io.Writer) error {
 		cancel(err)
 	}
 	var parts sync.WaitGroup
-	parts.Add(2)
+	parts.Add(3)
 	go func() { defer parts.Done(); fail("intake", in.Run(runCtx)) }()
 	go func() { defer parts.Done(); fail("executor", ex.Run(runCtx)) }()
+	go func() { defer parts.Done(); fail("credentials", reloader.Run(runCtx)) }()
 	// The publisher outlives the others so that it flushes what they decided.
 	pubCtx, stopPub := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopPub()

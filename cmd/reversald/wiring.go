@@ -61,14 +61,20 @@ func (c Config) qfpayConfig() (qfpay.Config, error) {
 	return qc, nil
 }
 
-// qfpayDirectory is the QFPay credentials: the QFPAY_* variables, the
-// default for every merchant.
-func (c Config) qfpayDirectory() (*qfpay.Directory, error) {
-	qc, err := c.qfpayConfig()
+// qfpayDirectory is the QFPay credentials (credentials.go): the file's, and
+// the QFPAY_* variables as the default. It returns the source and the
+// fingerprint of what was read, for reloads.
+func (c Config) qfpayDirectory() (*qfpay.Directory, credentialSource, string, error) {
+	src, err := c.credentialSource()
 	if err != nil {
-		return nil, err
+		return nil, src, "", err
 	}
-	return qfpay.NewDirectory([]qfpay.Credential{{Name: "env", Default: true, Config: qc}})
+	creds, fp, err := src.load()
+	if err != nil {
+		return nil, src, "", err
+	}
+	d, err := qfpay.NewDirectory(creds)
+	return d, src, fp, err
 }
 
 // validateParts runs the packages' own checks on what the config builds,
@@ -78,15 +84,19 @@ func (c Config) validateParts() error {
 	if _, err := c.security(); err != nil {
 		errs = append(errs, err)
 	}
-	qc, err := c.qfpayConfig()
+	src, err := c.credentialSource()
 	switch {
 	case err != nil:
 		errs = append(errs, err)
-	case c.QFPayBaseURL == "" || c.QFPayAppCode == "" || c.QFPayClientKey == "":
+	case c.QFPayCredentialsFile == "" && (c.QFPayBaseURL == "" || c.QFPayAppCode == "" || c.QFPayClientKey == ""):
 		// Already reported as missing; qfpay would only say it again.
-	default:
-		if err := qc.Validate(); err != nil {
+	case c.QFPayCredentialsFile == "":
+		if err := src.env.Validate(); err != nil {
 			errs = append(errs, fmt.Errorf("qfpay: %w", err))
+		}
+	default:
+		if _, _, err := src.load(); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)
