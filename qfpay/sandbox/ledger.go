@@ -119,6 +119,27 @@ func (s *Sandbox) Ledger(outTradeNo string) []Entry {
 	return out
 }
 
+// InFlight counts the calls about outTradeNo (as sent: a cancel by syssn
+// alone is not counted) that have arrived and are not answered yet: a test
+// can tell that a call is under way, signed and sent, before its answer.
+func (s *Sandbox) InFlight(outTradeNo string) int {
+	s.inFlightMu.Lock()
+	defer s.inFlightMu.Unlock()
+	return s.inFlight[outTradeNo]
+}
+
+// arrived counts a call about otn in (+1) or answered (-1).
+func (s *Sandbox) arrived(otn string, d int) {
+	s.inFlightMu.Lock()
+	defer s.inFlightMu.Unlock()
+	if s.inFlight == nil {
+		s.inFlight = map[string]int{}
+	}
+	if s.inFlight[otn] += d; s.inFlight[otn] <= 0 {
+		delete(s.inFlight, otn)
+	}
+}
+
 // Calls counts the calls about outTradeNo to endpoint ("" for all).
 func (s *Sandbox) Calls(outTradeNo, endpoint string) int {
 	n := 0

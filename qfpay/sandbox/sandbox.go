@@ -136,10 +136,12 @@ type Sandbox struct {
 	done  chan struct{}
 	stop  sync.Once
 
-	shards   [nShards]shard
-	syssnIdx sync.Map      // syssn -> tkey
-	seq      atomic.Uint64 // syssn numbers
-	entrySeq atomic.Uint64 // entry numbers: odd and even send txamt differently
+	shards     [nShards]shard
+	syssnIdx   sync.Map // syssn -> tkey
+	inFlightMu sync.Mutex
+	inFlight   map[string]int // out_trade_no -> calls arrived, not yet answered (none: no key)
+	seq        atomic.Uint64  // syssn numbers
+	entrySeq   atomic.Uint64  // entry numbers: odd and even send txamt differently
 
 	rulesMu sync.Mutex
 	rules   atomic.Pointer[ruleSet]

@@ -251,6 +251,27 @@ func TestSeveralCredentials(t *testing.T) {
 	}
 }
 
+// TestInFlight: a call is counted from its arrival to its answer.
+func TestInFlight(t *testing.T) {
+	t.Parallel()
+	sb, base := newServer(t, nil)
+	if err := sb.Script("IF-1", Behavior{Latency: Latency{Fixed: Duration(300 * time.Millisecond)}}); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan answer, 1)
+	go func() { done <- post(t, base, "query", map[string]string{"out_trade_no": "IF-1"}, nil) }()
+	deadline := time.Now().Add(5 * time.Second)
+	for sb.InFlight("IF-1") != 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("the call was never counted in flight")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if a := <-done; a.str("respcd") != "0000" || sb.InFlight("IF-1") != 0 || sb.InFlight("OTHER") != 0 {
+		t.Errorf("after the answer: respcd %q, in flight %d", a.str("respcd"), sb.InFlight("IF-1"))
+	}
+}
+
 func TestValidation(t *testing.T) {
 	t.Parallel()
 	sb, base := newServer(t, nil)

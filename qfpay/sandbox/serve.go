@@ -86,8 +86,14 @@ type call struct {
 func (s *Sandbox) serveAPI(w http.ResponseWriter, r *http.Request, endpoint string) {
 	c := &call{endpoint: endpoint, now: s.now()}
 	c.ent = Entry{Time: c.now, Endpoint: endpoint, AppCode: r.Header.Get("X-QF-APPCODE")}
-	if s.parse(w, r, c) &&
-		s.limit(w, r, c) &&
+	if !s.parse(w, r, c) {
+		return
+	}
+	if otn := c.ent.OutTradeNo; otn != "" {
+		s.arrived(otn, 1)
+		defer s.arrived(otn, -1)
+	}
+	if s.limit(w, r, c) &&
 		s.authenticate(w, r, c) &&
 		s.validate(w, c) &&
 		s.fault(w, c) {
