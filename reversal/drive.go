@@ -221,7 +221,8 @@ func (r *run) call(ctx context.Context, before func() bool, send func(context.Co
 	if err != nil {
 		return err, true
 	}
-	if !r.e.pace(ctx, r.a.MchID, r.a.LeaseExpiresAt) {
+	pace := r.e.merchantPace(acct)
+	if !r.e.pace(ctx, r.a.MchID, pace, r.a.LeaseExpiresAt) {
 		// The step stays as it is: a cancel waiting for its slot keeps the
 		// query it follows (a fresh query would spend the slot the cancel
 		// waits for, again and again). Whatever happened meanwhile, only the
@@ -238,7 +239,7 @@ func (r *run) call(ctx context.Context, before func() bool, send func(context.Co
 		// QFPay says this merchant is over its limit: every instance holds
 		// its calls back, for as long as asked (capped like any backoff).
 		d = min(max(d, r.e.cfg.BackoffBase), r.e.cfg.BackoffMax)
-		r.e.pacer.Pause(ctx, r.a.MchID, d)
+		r.e.pacer.Pause(ctx, r.a.MchID, pace, d)
 		r.e.cfg.Hooks.Paused(r.a.MchID, d)
 	}
 	return err, true
@@ -300,11 +301,24 @@ func (r *run) reschedule(ctx context.Context, reason string) {
 
 // pace waits for the merchant's gateway slot, but never past the point where
 // the lease would be too short for the call itself.
-func (e *Executor) pace(ctx context.Context, mchid string, leaseUntil time.Time) bool {
+func (e *Executor) pace(ctx context.Context, mchid string, p store.Pace, leaseUntil time.Time) bool {
 	wait := leaseUntil.Sub(e.cfg.Now()) - e.cfg.Lease/2
 	wctx, cancel := context.WithTimeout(ctx, max(wait, 0))
 	defer cancel()
-	return e.pacer.Wait(wctx, mchid)
+	return e.pacer.Wait(wctx, mchid, p)
+}
+
+// merchantPace is the budget of a merchant signed by acct: the cluster-wide
+// rates unless its credential overrides them.
+func (e *Executor) merchantPace(acct qfpay.Account) store.Pace {
+	perMin, perSec := e.cfg.MerchantRate, e.cfg.MerchantRatePerSec
+	if acct.RatePerMin > 0 {
+		perMin = acct.RatePerMin
+	}
+	if acct.RatePerSec > 0 {
+		perSec = acct.RatePerSec
+	}
+	return merchantPace(perMin, perSec, min(e.cfg.MerchantBurst, max(int(perMin)-1, 1)))
 }
 
 // backoff grows with the calls the attempt has made, with jitter, so that a

@@ -195,11 +195,10 @@ func NewExecutor(cfg ExecutorConfig, st *store.Store, gw *qfpay.Directory) (*Exe
 	cfg = cfg.withDefaults()
 	var p Pacer = unpaced{}
 	if cfg.MerchantRate > 0 {
-		pace := merchantPace(cfg.MerchantRate, cfg.MerchantRatePerSec, cfg.MerchantBurst)
 		if cfg.SharedPacing {
-			p = &sharedPacer{st: st, pace: pace, waited: cfg.Hooks.PaceWait}
+			p = &sharedPacer{st: st, waited: cfg.Hooks.PaceWait}
 		} else {
-			p = newLocalPacer(pace, cfg.Hooks.PaceWait)
+			p = newLocalPacer(cfg.Hooks.PaceWait)
 		}
 	}
 	return &Executor{

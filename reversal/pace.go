@@ -13,12 +13,14 @@ import (
 // Pacer spaces one merchant's gateway calls to QFPay's limits. Every gateway
 // call of every step waits for it ((*run).call, nowhere else).
 type Pacer interface {
-	// Wait blocks until mchid may make one more call and reports true, or
-	// reports false when no slot comes before ctx ends.
-	Wait(ctx context.Context, mchid string) bool
+	// Wait blocks until mchid may make one more call within its budget p
+	// and reports true, or reports false when no slot comes before ctx ends.
+	// A merchant's credential decides its mchid (qfpay.Directory), so mchid
+	// alone names the (credential, merchant) budget.
+	Wait(ctx context.Context, mchid string, p store.Pace) bool
 	// Pause holds mchid's calls back for d (QFPay answered 429, or asked to
 	// retry after d).
-	Pause(ctx context.Context, mchid string, d time.Duration)
+	Pause(ctx context.Context, mchid string, p store.Pace, d time.Duration)
 }
 
 // sharedPacer keeps each merchant's budget in PostgreSQL, so that every
@@ -26,11 +28,10 @@ type Pacer interface {
 // together never exceed it. Its cost is one round trip per gateway call.
 type sharedPacer struct {
 	st     *store.Store
-	pace   store.Pace
 	waited func(d time.Duration, ok bool)
 }
 
-func (p *sharedPacer) Wait(ctx context.Context, mchid string) bool {
+func (p *sharedPacer) Wait(ctx context.Context, mchid string, pace store.Pace) bool {
 	maxWait := time.Minute
 	if dl, ok := ctx.Deadline(); ok {
 		maxWait = time.Until(dl)
@@ -42,7 +43,7 @@ func (p *sharedPacer) Wait(ctx context.Context, mchid string) bool {
 	// The reservation must land even when the wait budget is spent, or a
 	// slot due now could not be taken.
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-	wait, ok, err := p.st.Reserve(rctx, mchid, p.pace, maxWait)
+	wait, ok, err := p.st.Reserve(rctx, mchid, pace, maxWait)
 	cancel()
 	if err != nil || !ok {
 		p.waited(time.Since(started), false)
@@ -56,35 +57,40 @@ func (p *sharedPacer) Wait(ctx context.Context, mchid string) bool {
 	return true
 }
 
-func (p *sharedPacer) Pause(ctx context.Context, mchid string, d time.Duration) {
+func (p *sharedPacer) Pause(ctx context.Context, mchid string, pace store.Pace, d time.Duration) {
 	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
-	_ = p.st.Pause(pctx, mchid, p.pace, d) // best effort: the backoff of this attempt holds anyway
+	_ = p.st.Pause(pctx, mchid, pace, d) // best effort: the backoff of this attempt holds anyway
 }
 
 // localPacer is a token bucket per merchant in this process: for one
 // instance, or a group that divides the budget by hand.
 type localPacer struct {
-	pace   store.Pace
 	waited func(d time.Duration, ok bool)
 
 	mu       sync.Mutex
-	limiters map[string]*rate.Limiter
+	limiters map[string]localBucket
 	paused   map[string]time.Time
 }
 
-func newLocalPacer(p store.Pace, waited func(time.Duration, bool)) *localPacer {
-	return &localPacer{pace: p, waited: waited, limiters: make(map[string]*rate.Limiter), paused: make(map[string]time.Time)}
+type localBucket struct {
+	pace store.Pace
+	l    *rate.Limiter
 }
 
-func (p *localPacer) Wait(ctx context.Context, mchid string) bool {
+func newLocalPacer(waited func(time.Duration, bool)) *localPacer {
+	return &localPacer{waited: waited, limiters: make(map[string]localBucket), paused: make(map[string]time.Time)}
+}
+
+func (p *localPacer) Wait(ctx context.Context, mchid string, pace store.Pace) bool {
 	started := time.Now()
 	p.mu.Lock()
-	l, ok := p.limiters[mchid]
-	if !ok {
-		l = rate.NewLimiter(rate.Every(p.pace.Interval), max(p.pace.Burst, 1))
-		p.limiters[mchid] = l
+	b, ok := p.limiters[mchid]
+	if !ok || b.pace != pace { // new, or its budget changed with a credentials reload
+		b = localBucket{pace: pace, l: rate.NewLimiter(rate.Every(pace.Interval), max(pace.Burst, 1))}
+		p.limiters[mchid] = b
 	}
+	l := b.l
 	until := p.paused[mchid]
 	p.mu.Unlock()
 	if d := time.Until(until); d > 0 && !sleep(ctx, d) {
@@ -101,7 +107,7 @@ func (p *localPacer) Wait(ctx context.Context, mchid string) bool {
 	return got
 }
 
-func (p *localPacer) Pause(_ context.Context, mchid string, d time.Duration) {
+func (p *localPacer) Pause(_ context.Context, mchid string, _ store.Pace, d time.Duration) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if until := time.Now().Add(d); until.After(p.paused[mchid]) {
@@ -112,8 +118,8 @@ func (p *localPacer) Pause(_ context.Context, mchid string, d time.Duration) {
 // unpaced lets every call through (pacing switched off).
 type unpaced struct{}
 
-func (unpaced) Wait(context.Context, string) bool            { return true }
-func (unpaced) Pause(context.Context, string, time.Duration) {}
+func (unpaced) Wait(context.Context, string, store.Pace) bool            { return true }
+func (unpaced) Pause(context.Context, string, store.Pace, time.Duration) {}
 
 // sleep waits d or until ctx is done; it reports whether the full wait
 // happened.

@@ -140,3 +140,29 @@ func runPacedGroup(t *testing.T, shared bool) (tooMany int, coldLast, hotLast ti
 	}
 	return tooMany, coldLast, hotLast
 }
+
+// TestMerchantPaceOverrides: a credential's rates replace the cluster-wide
+// ones for its merchants, and the burst never reaches the per-minute rate.
+func TestMerchantPaceOverrides(t *testing.T) {
+	t.Parallel()
+	ex, err := NewExecutor(ExecutorConfig{Owner: "x", MerchantRate: 400, MerchantRatePerSec: 100, MerchantBurst: 16}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	def := ex.merchantPace(qfpay.Account{})
+	if def != merchantPace(400, 100, 16) {
+		t.Errorf("default pace %+v", def)
+	}
+	slow := ex.merchantPace(qfpay.Account{RatePerMin: 60, RatePerSec: 2})
+	if want := merchantPace(60, 2, 16); slow != want || slow.Interval <= def.Interval || slow.MinGap <= def.MinGap {
+		t.Errorf("override pace %+v, want %+v, slower than the default %+v", slow, want, def)
+	}
+	if tiny := ex.merchantPace(qfpay.Account{RatePerMin: 10}); tiny.Burst >= 10 {
+		t.Errorf("a 10/min override keeps a burst of %d", tiny.Burst)
+	}
+	// The default sustained rate is 95% of QFPay's 400/min, within its limits.
+	perMin := float64(time.Minute) / float64(def.Interval)
+	if perMin < 0.94*400 || perMin > 400-16 {
+		t.Errorf("sustained %.1f calls/min", perMin)
+	}
+}
