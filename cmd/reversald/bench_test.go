@@ -28,14 +28,21 @@ func BenchmarkEndToEnd(b *testing.B) {
 	for _, c := range []struct {
 		latency time.Duration
 		workers int
-		rate    int // events/s offered; 0: all at once (throughput)
-	}{{0, 32, 0}, {0, 64, 0}, {0, 32, 300}, {100 * time.Millisecond, 64, 0}, {100 * time.Millisecond, 64, 150}} {
+		rate    int    // events/s offered; 0: all at once (throughput)
+		pacing  string // "": off, one merchant; "off" or "cluster": over 1,000 merchants
+	}{
+		{0, 32, 0, ""}, {0, 64, 0, ""}, {0, 32, 300, ""}, {100 * time.Millisecond, 64, 0, ""}, {100 * time.Millisecond, 64, 150, ""},
+		{0, 64, 0, "off"}, {0, 64, 0, "cluster"},
+	} {
 		name := fmt.Sprintf("gateway=%s/workers=%d/rate=max", c.latency, c.workers)
 		if c.rate > 0 {
 			name = fmt.Sprintf("gateway=%s/workers=%d/rate=%d", c.latency, c.workers, c.rate)
 		}
+		if c.pacing != "" {
+			name += "/merchants=1000/pacing=" + c.pacing
+		}
 		b.Run(name, func(b *testing.B) {
-			benchEndToEnd(b, c.latency, c.workers, c.rate)
+			benchEndToEnd(b, c.latency, c.workers, c.rate, c.pacing)
 		})
 	}
 }
@@ -43,7 +50,7 @@ func BenchmarkEndToEnd(b *testing.B) {
 // With rate=max the latency figures are mostly queueing (every event is in
 // Kafka at once); the paced runs offer a load below capacity and show the
 // pipeline's own event-to-outcome latency.
-func benchEndToEnd(b *testing.B, latency time.Duration, workers, rate int) {
+func benchEndToEnd(b *testing.B, latency time.Duration, workers, rate int, pacing string) {
 	b.Helper()
 	s := newStack(b, 8)
 	if err := s.sb.AddRule(sandbox.Rule{Prefix: "B", Behavior: sandbox.Behavior{
@@ -52,13 +59,21 @@ func benchEndToEnd(b *testing.B, latency time.Duration, workers, rate int) {
 		b.Fatal(err)
 	}
 	out := s.collect(s.results)
-	p := s.start(map[string]string{
+	env := map[string]string{
 		"EXECUTOR_WORKERS": strconv.Itoa(workers), "DATABASE_MAX_CONNS": strconv.Itoa(workers + 16),
 		"EXECUTOR_LEASE": "30s", "QFPAY_TIMEOUT": "5s", "LOG_LEVEL": "warn",
-	})
+	}
+	if pacing == "cluster" {
+		env["MERCHANT_RATE_PER_MIN"], env["PACING"] = "400", "cluster"
+	}
+	p := s.start(env)
 	msgs := make([]kafka.Message, b.N)
 	for i := range msgs {
-		msgs[i] = ev{id: fmt.Sprintf("b-%d", i), otn: fmt.Sprintf("B%09d", i), payType: "800101"}.message()
+		e := ev{id: fmt.Sprintf("b-%d", i), otn: fmt.Sprintf("B%09d", i), payType: "800101"}
+		if pacing != "" {
+			e.mchid = fmt.Sprintf("M%04d", i%1000)
+		}
+		msgs[i] = e.message()
 	}
 	b.ResetTimer()
 	start := time.Now()

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -105,6 +106,7 @@ type ev struct {
 	id, otn, payType string
 	amt              int64
 	txdtm            string // default: defaultTxDtm
+	mchid            string // default: e2eMchID
 }
 
 // defaultTxDtm is the txdtm of every event that names none: one value for
@@ -126,7 +128,7 @@ func (e ev) message() kafka.Message {
 		txdtm = defaultTxDtm
 	}
 	v, _ := json.Marshal(map[string]any{
-		"event_id": e.id, "out_trade_no": e.otn, "mchid": e2eMchID, "txamt": amt, "txcurrcd": "HKD",
+		"event_id": e.id, "out_trade_no": e.otn, "mchid": cmp.Or(e.mchid, e2eMchID), "txamt": amt, "txcurrcd": "HKD",
 		"txdtm": txdtm, "pay_type": pt, "reason": "timeout",
 		"occurred_at": time.Now().UTC().Format(time.RFC3339),
 	})
