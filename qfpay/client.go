@@ -367,3 +367,8 @@ func transportError(endpoint string, err error) error {
 	timeout := errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout())
 	return &TransportError{Endpoint: endpoint, Timeout: timeout, Err: err}
 }
+
+// SendsMchID reports whether this client sends mchid at all. A client that
+// does not is one QFPay merchant, known by its app code, whatever mchid an
+// event names.
+func (c *Client) SendsMchID() bool { return !c.cfg.OmitMchID }

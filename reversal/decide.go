@@ -109,7 +109,12 @@ func Decide(a reversald.Attempt, obs Observation, p Policy) (reversald.Attempt, 
 func decideQuery(a reversald.Attempt, obs Observation, p Policy) (reversald.Attempt, Schedule) {
 	if errors.Is(obs.Err, qfpay.ErrNoCredential) {
 		// No credential signs for the merchant: nothing was sent, and
-		// nothing can be until someone configures one.
+		// nothing can be until someone configures one. After a cancel the
+		// confirming query is owed: wait for the credential (a reload may
+		// have dropped it by mistake) within the re-check budget.
+		if a.CancelCalls > 0 && a.Rechecks < p.ConfirmRechecks {
+			return next(a, a.Step, a.Rechecks+1, errText(obs.Err)+"; a cancel was sent, so the confirming query waits for the credential"), Later
+		}
 		return review(a, errText(obs.Err))
 	}
 	rec, found, cls := readQuery(&a, obs)

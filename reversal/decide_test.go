@@ -100,7 +100,7 @@ func TestDecide(t *testing.T) {
 		{"query unknown code: re-checked", at("query", 0), queryErr(resp("7777")), "pending", "query", Later, 1},
 		{"query unknown code: bounded", at("query", 2), queryErr(resp("7777")), "needs_review", "done", Final, 2},
 		{"query no credential for the merchant", at("query", 0), Observation{Query: &qfpay.QueryResult{}, Err: fmt.Errorf("%w for merchant M9", qfpay.ErrNoCredential)}, "needs_review", "done", Final, 0},
-		{"confirm no credential after a cancel", sent("confirm", 1, 1, "", true), Observation{Err: fmt.Errorf("%w for merchant M9", qfpay.ErrNoCredential)}, "needs_review", "done", Final, 1},
+		{"confirm no credential after a cancel: waits for it", sent("confirm", 1, 1, "", true), Observation{Err: fmt.Errorf("%w for merchant M9", qfpay.ErrNoCredential)}, "pending", "confirm", Later, 2},
 		{"query invalid request", at("query", 0), Observation{Query: &qfpay.QueryResult{}, Err: &qfpay.ValidationError{Field: "out_trade_no", Reason: "too long"}}, "needs_review", "done", Final, 0},
 		// after a cancel said the transaction does not exist (not reached)
 		{"recheck no record, budget left", sent("confirm", 1, 1, "1136", false), queryOK(), "pending", "query", Later, 2},
@@ -115,6 +115,8 @@ func TestDecide(t *testing.T) {
 		{"reached: partially refunded", sent("confirm", 0, 1, "1262", true), queryOK(rec("0000", "5")), "partially_refunded", "done", Final, 0},
 		{"after an operator retry: paid is not final", sent("query", 0, 1, "", true), queryOK(rec("0000", "0")), "pending", "confirm", Later, 1},
 		{"after an operator retry: in flight is not a blind re-cancel", sent("query", 0, 1, "", true), queryOK(rec("1143", "0")), "pending", "confirm", Later, 1},
+		{"no credential after a cancel: the confirming query waits", sent("confirm", 0, 1, "0000", true), queryErr(fmt.Errorf("m: %w", qfpay.ErrNoCredential)), "pending", "confirm", Later, 1},
+		{"no credential after a cancel, re-checks spent", sent("confirm", 2, 1, "0000", true), queryErr(fmt.Errorf("m: %w", qfpay.ErrNoCredential)), "needs_review", "done", Final, 2},
 		{"reached: paid is not final", sent("confirm", 0, 1, "0000", true), queryOK(rec("0000", "0")), "pending", "confirm", Later, 1},
 		{"reached: in flight is not a re-cancel", sent("confirm", 0, 1, "", true), queryOK(rec("1143", "0")), "pending", "confirm", Later, 1},
 		{"reached: no record is not a re-cancel", sent("confirm", 1, 1, "0000", true), queryOK(), "pending", "confirm", Later, 2},

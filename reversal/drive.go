@@ -222,7 +222,8 @@ func (r *run) call(ctx context.Context, before func() bool, send func(context.Co
 		return err, true
 	}
 	pace := r.e.merchantPace(acct)
-	if !r.e.pace(ctx, r.a.MchID, pace, r.a.LeaseExpiresAt) {
+	key := paceKey(r.a.MchID, acct)
+	if !r.e.pace(ctx, key, pace, r.a.LeaseExpiresAt) {
 		// The step stays as it is: a cancel waiting for its slot keeps the
 		// query it follows (a fresh query would spend the slot the cancel
 		// waits for, again and again). Whatever happened meanwhile, only the
@@ -239,8 +240,8 @@ func (r *run) call(ctx context.Context, before func() bool, send func(context.Co
 		// QFPay says this merchant is over its limit: every instance holds
 		// its calls back, for as long as asked (capped like any backoff).
 		d = min(max(d, r.e.cfg.BackoffBase), r.e.cfg.BackoffMax)
-		r.e.pacer.Pause(ctx, r.a.MchID, pace, d)
-		r.e.cfg.Hooks.Paused(r.a.MchID, d)
+		r.e.pacer.Pause(ctx, key, pace, d)
+		r.e.cfg.Hooks.Paused(key, d)
 	}
 	return err, true
 }
@@ -274,7 +275,13 @@ func (r *run) write(ctx context.Context, keep bool) bool {
 	// The write must land even if the stop is under way.
 	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
 	defer cancel()
-	err := e.store.WriteStep(wctx, store.Step{Attempt: a, Calls: r.calls, KeepLease: keep, Lease: e.cfg.Lease, Now: e.cfg.Now()})
+	// A re-check computed here is stored relative to PostgreSQL's clock; a
+	// write that keeps the lease carries no new re-check time.
+	var writerNow time.Time
+	if !keep {
+		writerNow = e.cfg.Now()
+	}
+	err := e.store.WriteStep(wctx, store.Step{Attempt: a, Calls: r.calls, KeepLease: keep, Lease: e.cfg.Lease, Now: writerNow})
 	switch {
 	case errors.Is(err, store.ErrFenced):
 		r.log.Warn("lease lost: another worker owns the attempt; dropping this step", "token", a.Token)
@@ -302,10 +309,23 @@ func (r *run) reschedule(ctx context.Context, reason string) {
 // pace waits for the merchant's gateway slot, but never past the point where
 // the lease would be too short for the call itself.
 func (e *Executor) pace(ctx context.Context, mchid string, p store.Pace, leaseUntil time.Time) bool {
-	wait := leaseUntil.Sub(e.cfg.Now()) - e.cfg.Lease/2
+	// Never hold a slot further ahead than the claim look-ahead: a worker
+	// does not sit on one merchant's far slots while others wait, and a
+	// pause (429) is not run into by calls reserved long before it.
+	wait := min(leaseUntil.Sub(e.cfg.Now())-e.cfg.Lease/2, 2*claimLookahead)
 	wctx, cancel := context.WithTimeout(ctx, max(wait, 0))
 	defer cancel()
 	return e.pacer.Wait(wctx, mchid, p)
+}
+
+// paceKey names the budget a call draws from: the merchant's, or, for a
+// credential that never sends mchid (one QFPay merchant, known by its app
+// code), the credential's.
+func paceKey(mchid string, acct qfpay.Account) string {
+	if acct.Client != nil && !acct.Client.SendsMchID() {
+		return "app:" + acct.AppCode
+	}
+	return mchid
 }
 
 // merchantPace is the budget of a merchant signed by acct: the cluster-wide

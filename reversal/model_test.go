@@ -56,6 +56,7 @@ func modelAlphabet() []answer {
 		qerr("timeout", timeout),
 		qerr("refused 1294", &qfpay.RespError{Endpoint: "query", Respcd: "1294"}),
 		qerr("unknown 7777", &qfpay.RespError{Endpoint: "query", Respcd: "7777"}),
+		qerr("no credential", fmt.Errorf("merchant M: %w", qfpay.ErrNoCredential)),
 	}
 	for _, code := range []string{"0000", "1143", "1102", "1142", "1263", "1125", "1262", "1260",
 		"1136", "1268", "1181", "1147", "1111", "1294", "9999"} {

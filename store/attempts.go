@@ -104,7 +104,8 @@ func (s *Store) Claim(ctx context.Context, c Claim) ([]reversald.Attempt, error)
 						LIMIT $2 * 4
 					) candidates
 				) ranked WHERE rn <= $` + fmt.Sprint(len(args)) + `)
-			  AND status = 'pending' AND (lease_expires_at IS NULL OR lease_expires_at <= ` + dbClock + `)
+			  AND status = 'pending' AND ` + filter + paced + `
+			  AND (lease_expires_at IS NULL OR lease_expires_at <= ` + dbClock + `)
 			ORDER BY next_run_at
 			LIMIT $2
 			FOR UPDATE SKIP LOCKED`

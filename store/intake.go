@@ -37,6 +37,7 @@ func (s *Store) Intake(ctx context.Context, events []reversald.Event) (IntakeRes
 		return IntakeResult{Statuses: make([]EventStatus, 0), Reasons: make([]string, 0)}, nil
 	}
 	b := newIntakeBatch(events, s.now(), s.deadline)
+	b.clock = s.clock()
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		if err := b.insertAttempts(ctx, tx); err != nil {
 			return err
@@ -94,6 +95,9 @@ type intakeBatch struct {
 	unwritten []string
 
 	recorded map[string]reversald.Payment // lookUpRecorded: what the unwritten event_ids stand for
+	// clock is dbClock's parameter: a new attempt is due, and its deadline
+	// counted, on PostgreSQL's clock, whichever instance took it in.
+	clock *time.Time
 }
 
 func newIntakeBatch(events []reversald.Event, now time.Time, deadline time.Duration) *intakeBatch {
@@ -134,13 +138,13 @@ func (b *intakeBatch) insertAttempts(ctx context.Context, tx pgx.Tx) error {
 	rows, err := tx.Query(ctx, `
 		INSERT INTO attempts (mchid, out_trade_no, syssn, txamt, txcurrcd, txdtm, pay_type, udid,
 		                      next_run_at, deadline_at, first_seen_at, updated_at)
-		SELECT k.*, $9::timestamptz, $9::timestamptz + $10::interval, $9::timestamptz, $9::timestamptz
+		SELECT k.*, COALESCE($11::timestamptz, now()), COALESCE($11::timestamptz, now()) + $10::interval, $9::timestamptz, $9::timestamptz
 		FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[], $7::text[], $8::text[])
 		     AS k(mchid, out_trade_no, syssn, txamt, txcurrcd, txdtm, pay_type, udid)
 		ORDER BY k.mchid, k.out_trade_no
 		ON CONFLICT (mchid, out_trade_no) DO NOTHING
 		RETURNING mchid, out_trade_no`,
-		mchid, otn, syssn, amt, currcd, dtm, ptype, udid, b.now, b.deadline)
+		mchid, otn, syssn, amt, currcd, dtm, ptype, udid, b.now, b.deadline, b.clock)
 	if err != nil {
 		return fmt.Errorf("insert attempts: %w", err)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -149,12 +150,12 @@ var ErrNotRetryable = errors.New("attempt is not in needs_review")
 // new deadline. It refuses any other status: a final answer from QFPay is not
 // second-guessed by hand, and a pending attempt is already being worked.
 func (s *Store) Retry(ctx context.Context, id int64) error {
-	now := s.now()
+	clock := strings.ReplaceAll(dbClock, "$1", "$2") // PostgreSQL's, as for every lease and due time
 	tag, err := s.pool.Exec(ctx, `
 		UPDATE attempts SET status = 'pending', step = 'query', cancel_pending = false, rechecks = 0, budget_calls = 0,
-		       next_run_at = $2, deadline_at = $2::timestamptz + $3::interval, decided_at = NULL,
-		       reason = '', lease_owner = '', lease_expires_at = NULL, token = token + 1, updated_at = $2
-		WHERE id = $1 AND status = 'needs_review'`, id, now, s.deadline)
+		       next_run_at = `+clock+`, deadline_at = `+clock+` + $3::interval, decided_at = NULL,
+		       reason = '', lease_owner = '', lease_expires_at = NULL, token = token + 1, updated_at = `+clock+`
+		WHERE id = $1 AND status = 'needs_review'`, id, s.clock(), s.deadline)
 	if err != nil {
 		return fmt.Errorf("retry attempt %d: %w", id, err)
 	}
