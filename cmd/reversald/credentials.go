@@ -326,7 +326,15 @@ type credentialsReloader struct {
 	log      *slog.Logger
 	hooks    reloadHooks
 	last     string // the fingerprint of the last load, applied or refused
+	// pending is a changed fingerprint seen by one poll: it is applied
+	// when the next poll reads the same, so a file (or key file) caught
+	// half-written is never taken for a new set.
+	pending string
 }
+
+// settle is how long a SIGHUP reload waits before reading everything a
+// second time, to tell a finished write from one under way.
+const settle = 200 * time.Millisecond
 
 // reloadHooks count reloads (metrics); either may be nil.
 type reloadHooks struct {
@@ -357,10 +365,25 @@ func (w *credentialsReloader) reload(trigger string, force bool) {
 		return // only the QFPAY_* variables: nothing can change
 	}
 	creds, fp, err := w.src.load()
-	if !force && fp == w.last {
-		return
+	if force {
+		time.Sleep(settle)
+		var again string
+		if creds, again, err = w.src.load(); again != fp {
+			w.log.Warn("credentials are being written; the next poll reads them again", "file", w.src.path, "trigger", trigger)
+			w.pending = again
+			return
+		}
+	} else {
+		if fp == w.last {
+			w.pending = ""
+			return
+		}
+		if fp != w.pending {
+			w.pending = fp // changed: apply once the next poll reads the same
+			return
+		}
 	}
-	w.last = fp
+	w.pending, w.last = "", fp
 	if err == nil {
 		err = w.dir.Replace(creds)
 	}

@@ -314,7 +314,11 @@ func TestCredentialsReload(t *testing.T) {
 		t.Fatalf("an unchanged file was reloaded")
 	}
 	writeFile(t, path, good("")+"  - {name: c, app_code: APPC, mchids: [MA1]}\n")
-	w.reload("poll", false)
+	w.reload("poll", false) // a change seen once: it may be half-written, wait for the next poll
+	if refused.Load() != 0 {
+		t.Fatalf("a change was judged at its first sight")
+	}
+	w.reload("poll", false) // read the same twice: judged
 	w.reload("poll", false) // the same bad file: reported once
 	if refused.Load() != 1 || appCode("MA1") != "APPA" || appCode("Z") != "APPB" {
 		t.Fatalf("bad file: refused %d times, MA1 %s, Z %s; want one refusal and the old set", refused.Load(), appCode("MA1"), appCode("Z"))
@@ -329,12 +333,14 @@ func TestCredentialsReload(t *testing.T) {
 
 	writeFile(t, path, good("APPB2"))
 	w.reload("poll", false)
+	w.reload("poll", false)
 	if reloaded.Load() != 1 || appCode("Z") != "APPB2" {
 		t.Fatalf("good file: reloaded %d, Z %s; want the new set", reloaded.Load(), appCode("Z"))
 	}
 	// A rotated key file alone is a change.
 	before, _ := dirc.Resolve("MA1")
 	writeFile(t, keyPath, fileKeyA+"-rotated")
+	w.reload("poll", false)
 	w.reload("poll", false)
 	after, _ := dirc.Resolve("MA1")
 	if reloaded.Load() != 2 || before.Client == after.Client {
