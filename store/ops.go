@@ -169,20 +169,49 @@ func (s *Store) Retry(ctx context.Context, id int64) error {
 }
 
 // Backlog is what the daemon's gauges show: attempts still being worked and
-// outcomes not yet published. Both counts walk partial indexes only.
+// outcomes not yet published, with the age of the oldest of each, and every
+// attempt counted by status.
 type Backlog struct {
 	Pending int64
 	Outbox  int64
+	// OldestPending and OldestOutbox are the ages of the oldest pending
+	// attempt (since first seen) and unpublished outcome (since queued), on
+	// PostgreSQL's clock; 0 when there is none.
+	OldestPending time.Duration
+	OldestOutbox  time.Duration
+	ByStatus      map[reversald.Status]int64
 }
 
-// Backlog counts pending attempts and unpublished outcomes.
+// Backlog counts pending attempts and unpublished outcomes, and attempts by
+// status. The pending and outbox figures walk partial indexes only; the
+// count by status reads the status index.
 func (s *Store) Backlog(ctx context.Context) (Backlog, error) {
-	var b Backlog
+	var (
+		b             Backlog
+		pendUS, outUS int64
+		statuses      []string
+		counts        []int64
+	)
 	err := s.pool.QueryRow(ctx, `
 		SELECT (SELECT count(*) FROM attempts WHERE status = 'pending'),
-		       (SELECT count(*) FROM outbox WHERE published_at IS NULL)`).Scan(&b.Pending, &b.Outbox)
+		       (SELECT count(*) FROM outbox WHERE published_at IS NULL),
+		       COALESCE((SELECT extract(epoch FROM now() - min(first_seen_at)) * 1e6 FROM attempts WHERE status = 'pending'), 0)::bigint,
+		       COALESCE((SELECT extract(epoch FROM now() - min(created_at)) * 1e6 FROM outbox WHERE published_at IS NULL), 0)::bigint,
+		       COALESCE((SELECT array_agg(status ORDER BY status) FROM (SELECT status FROM attempts GROUP BY status) s), '{}'),
+		       COALESCE((SELECT array_agg(n ORDER BY status) FROM (SELECT status, count(*) AS n FROM attempts GROUP BY status) s), '{}')`,
+	).Scan(&b.Pending, &b.Outbox, &pendUS, &outUS, &statuses, &counts)
 	if err != nil {
 		return Backlog{}, fmt.Errorf("count backlog: %w", err)
+	}
+	b.OldestPending, b.OldestOutbox = time.Duration(max(pendUS, 0))*time.Microsecond, time.Duration(max(outUS, 0))*time.Microsecond
+	b.ByStatus = make(map[reversald.Status]int64, len(reversald.Statuses))
+	for _, st := range reversald.Statuses {
+		b.ByStatus[st] = 0 // every status is exported, at 0 when none
+	}
+	for i, st := range statuses {
+		if i < len(counts) {
+			b.ByStatus[reversald.Status(st)] = counts[i]
+		}
 	}
 	return b, nil
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"net/http"
+	"runtime"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -88,10 +89,11 @@ func newMetrics(reg *prometheus.Registry, st *store.Store) *metrics {
 		m.eventsIn, m.dlq, m.batches, m.retries, m.commitErrs, m.fetchErrs, m.published, m.publishErrs,
 		m.credReloads, m.credReloadErrs,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	reg.MustRegister(backlogCollector{st: st,
-		pending: prometheus.NewDesc("reversald_attempts_pending", "Attempts not yet final (all instances).", nil, nil),
-		outbox:  prometheus.NewDesc("reversald_outbox_backlog", "Outcomes not yet published (all instances).", nil, nil),
-	})
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "reversald_build_info", Help: "Always 1; the labels name the build.",
+		ConstLabels: prometheus.Labels{"version": versionString(), "goversion": runtime.Version()},
+	}, func() float64 { return 1 }))
+	reg.MustRegister(newDatabaseCollector(st))
 	return m
 }
 
@@ -158,23 +160,50 @@ func (m *metrics) handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
 }
 
-// backlogCollector asks PostgreSQL at scrape time; both counts walk partial
-// indexes, so a scrape stays cheap with millions of final rows.
-type backlogCollector struct {
-	st              *store.Store
-	pending, outbox *prometheus.Desc
+// databaseCollector asks PostgreSQL for the backlog at scrape time. A
+// database that does not answer never fails the scrape: the collector says
+// so in reversald_collector_up{collector="database"} and the rest of
+// /metrics is still served.
+type databaseCollector struct {
+	st                                               *store.Store
+	up, pending, outbox, oldestPending, oldestOutbox *prometheus.Desc
+	byStatus                                         *prometheus.Desc
 }
 
-func (c backlogCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.pending; ch <- c.outbox }
+func newDatabaseCollector(st *store.Store) databaseCollector {
+	return databaseCollector{st: st,
+		up: prometheus.NewDesc("reversald_collector_up", "1 when the collector could read its source at this scrape, else 0.",
+			nil, prometheus.Labels{"collector": "database"}),
+		pending: prometheus.NewDesc("reversald_attempts_pending", "Attempts not yet final (all instances).", nil, nil),
+		outbox:  prometheus.NewDesc("reversald_outbox_backlog", "Outcomes not yet published (all instances).", nil, nil),
+		oldestPending: prometheus.NewDesc("reversald_oldest_pending_attempt_age_seconds",
+			"Age of the oldest attempt not yet final, since its first event (0 when none).", nil, nil),
+		oldestOutbox: prometheus.NewDesc("reversald_oldest_unpublished_outcome_age_seconds",
+			"Age of the oldest outcome not yet published (0 when none).", nil, nil),
+		byStatus: prometheus.NewDesc("reversald_attempts", "Attempts by status (all instances, all time).", []string{"status"}, nil),
+	}
+}
 
-func (c backlogCollector) Collect(ch chan<- prometheus.Metric) {
+func (c databaseCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.up, c.pending, c.outbox, c.oldestPending, c.oldestOutbox, c.byStatus} {
+		ch <- d
+	}
+}
+
+func (c databaseCollector) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	b, err := c.st.Backlog(ctx)
 	if err != nil {
-		ch <- prometheus.NewInvalidMetric(c.pending, err)
+		ch <- prometheus.MustNewConstMetric(c.up, prometheus.GaugeValue, 0)
 		return
 	}
+	ch <- prometheus.MustNewConstMetric(c.up, prometheus.GaugeValue, 1)
 	ch <- prometheus.MustNewConstMetric(c.pending, prometheus.GaugeValue, float64(b.Pending))
 	ch <- prometheus.MustNewConstMetric(c.outbox, prometheus.GaugeValue, float64(b.Outbox))
+	ch <- prometheus.MustNewConstMetric(c.oldestPending, prometheus.GaugeValue, b.OldestPending.Seconds())
+	ch <- prometheus.MustNewConstMetric(c.oldestOutbox, prometheus.GaugeValue, b.OldestOutbox.Seconds())
+	for st, n := range b.ByStatus {
+		ch <- prometheus.MustNewConstMetric(c.byStatus, prometheus.GaugeValue, float64(n), string(st))
+	}
 }

@@ -1,0 +1,87 @@
+package main
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/reversald/reversald"
+	"github.com/reversald/reversald/store"
+	"github.com/reversald/reversald/store/storetest"
+)
+
+// TestMetricsSurviveTheDatabase: /metrics answers 200 with every series of
+// its own whether PostgreSQL answers or not; the database gauges come and go,
+// and reversald_collector_up says which.
+func TestMetricsSurviveTheDatabase(t *testing.T) {
+	t.Parallel()
+	st, err := store.Open(context.Background(), storetest.URL(t), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev := reversald.Event{EventID: "m-1", MchID: "M1", OutTradeNo: "O1", TxAmt: 2500, TxCurrCd: "HKD", TxDtm: "2026-11-29 10:00:00", PayType: "800101"}
+	if _, err := st.Intake(context.Background(), []reversald.Event{ev}); err != nil {
+		t.Fatal(err)
+	}
+	m := newMetrics(prometheus.NewRegistry(), st)
+	srv := httptest.NewServer(m.handler())
+	t.Cleanup(srv.Close)
+	scrape := func() string {
+		t.Helper()
+		resp, err := http.Get(srv.URL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("/metrics answered %d: %s", resp.StatusCode, body)
+		}
+		return string(body)
+	}
+
+	up := scrape()
+	for _, want := range []string{
+		`reversald_collector_up{collector="database"} 1`,
+		`reversald_attempts{status="pending"} 1`,
+		`reversald_attempts{status="needs_review"} 0`,
+		`reversald_attempts_pending 1`,
+		`reversald_outbox_backlog 0`,
+		`reversald_oldest_unpublished_outcome_age_seconds 0`,
+		`reversald_build_info{goversion="go`,
+	} {
+		if !strings.Contains(up, want) {
+			t.Errorf("with the database up, /metrics lacks %q", want)
+		}
+	}
+	if !strings.Contains(up, "reversald_oldest_pending_attempt_age_seconds ") {
+		t.Error("no oldest pending age")
+	}
+
+	st.Close() // the database is gone for this process
+	done := make(chan string, 1)
+	go func() { done <- scrape() }()
+	var down string
+	select {
+	case down = <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("/metrics hung with the database gone")
+	}
+	if !strings.Contains(down, `reversald_collector_up{collector="database"} 0`) {
+		t.Error("with the database gone, reversald_collector_up is not 0")
+	}
+	for _, want := range []string{"reversald_dlq_total", "reversald_claim_seconds", "reversald_build_info", "go_goroutines", "reversald_events_in_total"} {
+		if !strings.Contains(down, want) {
+			t.Errorf("with the database gone, /metrics lacks %s", want)
+		}
+	}
+	if strings.Contains(down, "reversald_attempts_pending ") {
+		t.Error("a database gauge was served without the database")
+	}
+}
