@@ -3,10 +3,12 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -28,6 +30,36 @@ func attempts(ctx context.Context, args []string, lookup envconfig.Lookuper, std
 	default:
 		return usageError{fmt.Sprintf("attempts: unknown command %q", sub)}
 	}
+	// Flags and arguments first: -h and a mistake need no database.
+	fs := flag.NewFlagSet("attempts "+sub, flag.ContinueOnError)
+	var flagHelp strings.Builder
+	fs.SetOutput(&flagHelp)
+	var status *string
+	var limit *int
+	if sub == "list" {
+		status = fs.String("status", "", "only attempts with this status (pending, needs_review, reversed, ...)")
+		limit = fs.Int("limit", 50, "at most this many")
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintf(stdout, "usage: reversald attempts %s\n", map[string]string{"list": "list [flags]", "show": "show ID", "retry": "retry ID"}[sub])
+			fs.SetOutput(stdout)
+			fs.PrintDefaults()
+			return nil
+		}
+		return usageError{"attempts " + sub + ": " + err.Error()}
+	}
+	args = fs.Args()
+	var id int64
+	if sub != "list" {
+		if len(args) != 1 {
+			return usageError{fmt.Sprintf("attempts %s takes one attempt ID", sub)}
+		}
+		var err error
+		if id, err = strconv.ParseInt(args[0], 10, 64); err != nil {
+			return usageError{fmt.Sprintf("attempts %s: %q is not an attempt ID", sub, args[0])}
+		}
+	}
 	url, err := databaseURL(lookup)
 	if err != nil {
 		return err
@@ -39,13 +71,6 @@ func attempts(ctx context.Context, args []string, lookup envconfig.Lookuper, std
 	defer st.Close()
 	switch sub {
 	case "list":
-		fs := flag.NewFlagSet("attempts list", flag.ContinueOnError)
-		fs.SetOutput(io.Discard)
-		status := fs.String("status", "", "only attempts with this status (pending, needs_review, reversed, ...)")
-		limit := fs.Int("limit", 50, "at most this many")
-		if err := fs.Parse(args); err != nil {
-			return usageError{"attempts list: " + err.Error()}
-		}
 		list, err := st.List(ctx, reversald.Status(*status), *limit)
 		if err != nil {
 			return err
@@ -58,13 +83,6 @@ func attempts(ctx context.Context, args []string, lookup envconfig.Lookuper, std
 		}
 		return tw.Flush()
 	case "show", "retry":
-		if len(args) != 1 {
-			return usageError{fmt.Sprintf("attempts %s takes one attempt ID", sub)}
-		}
-		id, err := strconv.ParseInt(args[0], 10, 64)
-		if err != nil {
-			return usageError{fmt.Sprintf("attempts %s: %q is not an attempt ID", sub, args[0])}
-		}
 		if sub == "retry" {
 			if err := st.Retry(ctx, id); err != nil {
 				return err

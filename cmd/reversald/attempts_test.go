@@ -1,8 +1,10 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -87,5 +89,40 @@ func TestOpsCommands(t *testing.T) {
 	}
 	if err := run(ctx, []string{"attempts", "list"}, envconfig.MapLookuper(nil), io.Discard, io.Discard); err == nil || !strings.Contains(err.Error(), "DATABASE_URL") {
 		t.Errorf("attempts without DATABASE_URL: %v", err)
+	}
+}
+
+// TestHelpAndVersionNeedNothing: --version exits 0, and a subcommand's -h
+// lists its flags, with no database configured or reachable.
+func TestHelpAndVersionNeedNothing(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		args []string
+		want []string
+	}{
+		{[]string{"--version"}, nil},
+		{[]string{"version"}, nil},
+		{[]string{"attempts", "list", "-h"}, []string{"-status", "-limit"}},
+		{[]string{"attempts", "show", "-h"}, []string{"attempts show ID"}},
+	} {
+		var out, errw bytes.Buffer
+		if err := run(context.Background(), tc.args, envconfig.MapLookuper(map[string]string{}), &out, &errw); err != nil {
+			t.Errorf("%v: %v", tc.args, err)
+			continue
+		}
+		if out.Len() == 0 {
+			t.Errorf("%v printed nothing", tc.args)
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(out.String(), w) {
+				t.Errorf("%v: output lacks %q:\n%s", tc.args, w, out.String())
+			}
+		}
+	}
+	var out bytes.Buffer
+	err := run(context.Background(), []string{"attempts", "show", "x"}, envconfig.MapLookuper(map[string]string{}), &out, &out)
+	var ue usageError
+	if !errors.As(err, &ue) {
+		t.Errorf("attempts show x: %v, want a usage error before any database", err)
 	}
 }

@@ -70,7 +70,7 @@ func run(ctx context.Context, args []string, lookup envconfig.Lookuper, stdout, 
 		return nil
 	case "attempts":
 		return attempts(ctx, args, lookup, stdout)
-	case "version":
+	case "version", "-version", "--version":
 		fmt.Fprintln(stdout, versionString())
 		return nil
 	case "help", "-h", "--help":
