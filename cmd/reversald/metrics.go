@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"runtime"
+	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -93,7 +94,9 @@ func newMetrics(reg *prometheus.Registry, st *store.Store) *metrics {
 		Name: "reversald_build_info", Help: "Always 1; the labels name the build.",
 		ConstLabels: prometheus.Labels{"version": versionString(), "goversion": runtime.Version()},
 	}, func() float64 { return 1 }))
-	reg.MustRegister(newDatabaseCollector(st))
+	if st != nil { // nil only in tests of the hooks alone
+		reg.MustRegister(newDatabaseCollector(st))
+	}
 	return m
 }
 
@@ -205,5 +208,40 @@ func (c databaseCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.oldestOutbox, prometheus.GaugeValue, b.OldestOutbox.Seconds())
 	for st, n := range b.ByStatus {
 		ch <- prometheus.MustNewConstMetric(c.byStatus, prometheus.GaugeValue, float64(n), string(st))
+	}
+}
+
+// kafkaCollector asks the brokers for the group's lag on the input topic at
+// scrape time. Brokers that do not answer never fail the scrape:
+// reversald_collector_up{collector="kafka"} says so.
+type kafkaCollector struct {
+	brokers      []string
+	sec          consumer.Security
+	group, topic string
+	up, lag      *prometheus.Desc
+}
+
+func (m *metrics) watchKafka(brokers []string, sec consumer.Security, group, topic string) {
+	m.reg.MustRegister(kafkaCollector{brokers: brokers, sec: sec, group: group, topic: topic,
+		up: prometheus.NewDesc("reversald_collector_up", "1 when the collector could read its source at this scrape, else 0.",
+			nil, prometheus.Labels{"collector": "kafka"}),
+		lag: prometheus.NewDesc("reversald_consumer_lag", "Input messages not yet committed by the consumer group, by partition.",
+			[]string{"partition"}, nil),
+	})
+}
+
+func (c kafkaCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.up; ch <- c.lag }
+
+func (c kafkaCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	lag, err := consumer.Lag(ctx, c.brokers, c.sec, c.group, c.topic)
+	if err != nil {
+		ch <- prometheus.MustNewConstMetric(c.up, prometheus.GaugeValue, 0)
+		return
+	}
+	ch <- prometheus.MustNewConstMetric(c.up, prometheus.GaugeValue, 1)
+	for p, n := range lag {
+		ch <- prometheus.MustNewConstMetric(c.lag, prometheus.GaugeValue, float64(n), strconv.Itoa(p))
 	}
 }

@@ -10,11 +10,62 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/segmentio/kafka-go"
 
 	"github.com/reversald/reversald"
+	"github.com/reversald/reversald/consumer"
+	"github.com/reversald/reversald/internal/kafkatest"
+	"github.com/reversald/reversald/internal/testenv"
 	"github.com/reversald/reversald/store"
 	"github.com/reversald/reversald/store/storetest"
 )
+
+// TestMetricsLagAndBrokersDown: the consumer lag is served per partition,
+// and brokers that do not answer never fail the scrape.
+func TestMetricsLagAndBrokersDown(t *testing.T) {
+	t.Parallel()
+	brokers := testenv.KafkaBrokers(t)
+	topic := kafkatest.NewTopic(t, brokers, "lagm", 2)
+	kafkatest.Produce(t, brokers, topic, kafka.Message{Key: []byte("a"), Value: []byte("v")}, kafka.Message{Key: []byte("b"), Value: []byte("v")})
+	m := newMetrics(prometheus.NewRegistry(), nil)
+	m.watchKafka(brokers, consumer.Security{}, kafkatest.RandomName("g"), topic)
+	// A second registry whose brokers are gone (a closed port).
+	down := newMetrics(prometheus.NewRegistry(), nil)
+	down.watchKafka([]string{"127.0.0.1:1"}, consumer.Security{}, "g", topic)
+	read := func(m *metrics) string {
+		t.Helper()
+		srv := httptest.NewServer(m.handler())
+		defer srv.Close()
+		resp, err := http.Get(srv.URL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("/metrics answered %d", resp.StatusCode)
+		}
+		return string(body)
+	}
+	up := read(m)
+	if !strings.Contains(up, `reversald_collector_up{collector="kafka"} 1`) || !strings.Contains(up, `reversald_consumer_lag{partition="0"}`) || !strings.Contains(up, `reversald_consumer_lag{partition="1"}`) {
+		t.Errorf("with brokers up, /metrics lacks the lag:\n%s", grepLines(up, "reversald_c"))
+	}
+	gone := read(down)
+	if !strings.Contains(gone, `reversald_collector_up{collector="kafka"} 0`) || strings.Contains(gone, "reversald_consumer_lag{") || !strings.Contains(gone, "reversald_build_info") {
+		t.Errorf("with brokers gone:\n%s", grepLines(gone, "reversald_c"))
+	}
+}
+
+func grepLines(s, prefix string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.HasPrefix(l, prefix) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
 
 // TestMetricsSurviveTheDatabase: /metrics answers 200 with every series of
 // its own whether PostgreSQL answers or not; the database gauges come and go,

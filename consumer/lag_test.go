@@ -1,0 +1,60 @@
+package consumer
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+
+	"github.com/reversald/reversald/internal/kafkatest"
+	"github.com/reversald/reversald/internal/testenv"
+)
+
+// TestLag: a group that committed nothing lags by the whole partition; a
+// commit at the end of a partition brings its lag to 0, the others' stay.
+func TestLag(t *testing.T) {
+	t.Parallel()
+	brokers := testenv.KafkaBrokers(t)
+	topic := kafkatest.NewTopic(t, brokers, "lag", 2)
+	group := kafkatest.RandomName("lag-group")
+	var msgs []kafka.Message
+	for i := range 10 {
+		msgs = append(msgs, kafka.Message{Key: []byte(fmt.Sprintf("k%d", i)), Value: []byte("v")})
+	}
+	kafkatest.Produce(t, brokers, topic, msgs...)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	lag, err := Lag(ctx, brokers, Security{}, group, topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(lag) != 2 || lag[0]+lag[1] != 10 {
+		t.Fatalf("lag before any commit = %v, want 10 over 2 partitions", lag)
+	}
+	hw := kafkatest.HighWatermarks(t, brokers, topic)
+	tr := &kafka.Transport{}
+	t.Cleanup(tr.CloseIdleConnections)
+	client := &kafka.Client{Addr: kafka.TCP(brokers...), Transport: tr, Timeout: 10 * time.Second}
+	resp, err := client.OffsetCommit(ctx, &kafka.OffsetCommitRequest{
+		GroupID: group, GenerationID: -1,
+		Topics: map[string][]kafka.OffsetCommit{topic: {{Partition: 0, Offset: hw[0]}}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range resp.Topics[topic] {
+		if p.Error != nil {
+			t.Fatal(p.Error)
+		}
+	}
+	lag, err = Lag(ctx, brokers, Security{}, group, topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lag[0] != 0 || lag[1] != hw[1] {
+		t.Errorf("lag after committing partition 0 = %v, want 0 and %d", lag, hw[1])
+	}
+}
