@@ -23,25 +23,26 @@ type Config struct {
 	MigrateOnStart  bool   `env:"MIGRATE_ON_START, default=true"`
 	DatabaseMaxConn int32  `env:"DATABASE_MAX_CONNS, default=0"`
 
-	KafkaBrokers      []string      `env:"KAFKA_BROKERS"`
-	InputTopic        string        `env:"KAFKA_INPUT_TOPIC, default=payment-uncertain"`
-	DLQTopic          string        `env:"KAFKA_DLQ_TOPIC, default=payment-uncertain.dlq"`
-	ResultsTopic      string        `env:"KAFKA_RESULTS_TOPIC, default=payment-reversal-results"`
-	GroupID           string        `env:"KAFKA_GROUP_ID, default=reversald"`
-	CreateTopics      bool          `env:"KAFKA_CREATE_TOPICS, default=false"`
-	TopicPartitions   int           `env:"KAFKA_TOPIC_PARTITIONS, default=12"`
-	TopicReplication  int           `env:"KAFKA_TOPIC_REPLICATION, default=3"`
-	KafkaTLS          bool          `env:"KAFKA_TLS, default=false"`
-	KafkaTLSCAFile    string        `env:"KAFKA_TLS_CA_FILE"`
-	KafkaTLSCertFile  string        `env:"KAFKA_TLS_CERT_FILE"`
-	KafkaTLSKeyFile   string        `env:"KAFKA_TLS_KEY_FILE"`
-	KafkaSASL         string        `env:"KAFKA_SASL_MECHANISM"`
-	KafkaSASLUser     string        `env:"KAFKA_SASL_USERNAME"`
-	KafkaSASLPassword string        `env:"KAFKA_SASL_PASSWORD"`
-	IntakeBatch       int           `env:"INTAKE_BATCH_SIZE, default=500"`
-	IntakeLinger      time.Duration `env:"INTAKE_BATCH_LINGER, default=20ms"`
-	PublishBatch      int           `env:"PUBLISH_BATCH_SIZE, default=500"`
-	PublishInterval   time.Duration `env:"PUBLISH_INTERVAL, default=100ms"`
+	KafkaBrokers        []string      `env:"KAFKA_BROKERS"`
+	InputTopic          string        `env:"KAFKA_INPUT_TOPIC, default=payment-uncertain"`
+	DLQTopic            string        `env:"KAFKA_DLQ_TOPIC, default=payment-uncertain.dlq"`
+	ResultsTopic        string        `env:"KAFKA_RESULTS_TOPIC, default=payment-reversal-results"`
+	GroupID             string        `env:"KAFKA_GROUP_ID, default=reversald"`
+	CreateTopics        bool          `env:"KAFKA_CREATE_TOPICS, default=false"`
+	TopicPartitions     int           `env:"KAFKA_TOPIC_PARTITIONS, default=12"`
+	TopicReplication    int           `env:"KAFKA_TOPIC_REPLICATION, default=3"`
+	KafkaTLS            bool          `env:"KAFKA_TLS, default=false"`
+	KafkaTLSCAFile      string        `env:"KAFKA_TLS_CA_FILE"`
+	KafkaTLSCertFile    string        `env:"KAFKA_TLS_CERT_FILE"`
+	KafkaTLSKeyFile     string        `env:"KAFKA_TLS_KEY_FILE"`
+	KafkaSASL           string        `env:"KAFKA_SASL_MECHANISM"`
+	KafkaSASLUser       string        `env:"KAFKA_SASL_USERNAME"`
+	KafkaSASLPassword   string        `env:"KAFKA_SASL_PASSWORD"`
+	KafkaAllowPlainSASL bool          `env:"KAFKA_ALLOW_PLAINTEXT_SASL, default=false"`
+	IntakeBatch         int           `env:"INTAKE_BATCH_SIZE, default=500"`
+	IntakeLinger        time.Duration `env:"INTAKE_BATCH_LINGER, default=20ms"`
+	PublishBatch        int           `env:"PUBLISH_BATCH_SIZE, default=500"`
+	PublishInterval     time.Duration `env:"PUBLISH_INTERVAL, default=100ms"`
 
 	QFPayBaseURL    string        `env:"QFPAY_BASE_URL"`
 	QFPayAppCode    string        `env:"QFPAY_APP_CODE"`
@@ -75,6 +76,7 @@ type Config struct {
 	HTTPAddr        string        `env:"HTTP_ADDR, default=:9090"`
 	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT, default=20s"`
 	LogLevel        string        `env:"LOG_LEVEL, default=info"`
+	Pprof           bool          `env:"PPROF, default=false"`
 	InstanceID      string        `env:"INSTANCE_ID"`
 }
 
@@ -167,6 +169,9 @@ func (c Config) validate() error {
 	}
 	if c.MerchantRate > 0 && (c.MerchantBurst < 1 || float64(c.MerchantBurst) >= c.MerchantRate) {
 		errs = append(errs, fmt.Errorf("MERCHANT_BURST must be at least 1 and below MERCHANT_RATE_PER_MIN, got %d", c.MerchantBurst))
+	}
+	if c.KafkaSASL != "" && !c.KafkaTLS && !c.KafkaAllowPlainSASL {
+		errs = append(errs, fmt.Errorf("KAFKA_SASL_MECHANISM %s without KAFKA_TLS=true sends the password (or its proof) in clear: set KAFKA_TLS=true, or KAFKA_ALLOW_PLAINTEXT_SASL=true for a network you trust", strings.ToUpper(c.KafkaSASL)))
 	}
 	if c.MerchantRateSec <= 0 {
 		errs = append(errs, fmt.Errorf("MERCHANT_RATE_PER_SEC must be positive, got %v", c.MerchantRateSec))

@@ -163,3 +163,22 @@ func TestConfigRefusesUnverifiableResponseSignatures(t *testing.T) {
 		t.Errorf("a valid configuration with another txzone refused: %v", err)
 	}
 }
+
+// TestConfigRefusesSASLInClear: SASL without TLS would send the password (or
+// its proof) in clear; it starts only when allowed explicitly.
+func TestConfigRefusesSASLInClear(t *testing.T) {
+	t.Parallel()
+	env := validEnv()
+	env["KAFKA_SASL_MECHANISM"], env["KAFKA_SASL_USERNAME"], env["KAFKA_SASL_PASSWORD"] = "PLAIN", "u", "pw-not-in-errors"
+	_, err := loadConfig(context.Background(), envconfig.MapLookuper(env))
+	if err == nil || !strings.Contains(err.Error(), "KAFKA_ALLOW_PLAINTEXT_SASL") {
+		t.Fatalf("SASL PLAIN without TLS: %v, want a refusal naming KAFKA_ALLOW_PLAINTEXT_SASL", err)
+	}
+	if strings.Contains(err.Error(), "pw-not-in-errors") {
+		t.Error("the error quotes the password")
+	}
+	env["KAFKA_ALLOW_PLAINTEXT_SASL"] = "true"
+	if _, err := loadConfig(context.Background(), envconfig.MapLookuper(env)); err != nil {
+		t.Errorf("allowed explicitly: %v", err)
+	}
+}
