@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -192,7 +193,7 @@ func (in *Intake) Run(ctx context.Context) error {
 	}
 	defer func() {
 		if err := dlq.Close(); err != nil {
-			in.cfg.Logger.Warn("close dead-letter writer", "err", err)
+			in.cfg.Logger.Warn("close dead-letter writer", "error", err)
 		}
 	}()
 	log := in.cfg.Logger.With("topic", in.cfg.Topic, "group", in.cfg.GroupID)
@@ -211,14 +212,21 @@ func (in *Intake) Run(ctx context.Context) error {
 		SessionTimeout:        in.cfg.SessionTimeout,
 		HeartbeatInterval:     in.cfg.HeartbeatInterval,
 		ErrorLogger: kafka.LoggerFunc(func(msg string, args ...any) {
-			log.Warn(fmt.Sprintf(msg, args...), "component", "kafka-go reader")
+			text := fmt.Sprintf(msg, args...)
+			// An idle partition's long poll ends in a read timeout: that is
+			// kafka-go waiting, not a fault.
+			if isIdleTimeout(text) {
+				log.Debug(text, "source", "kafka-go reader")
+				return
+			}
+			log.Warn(text, "source", "kafka-go reader")
 		}),
 	})
 	defer func() {
 		// Close leaves the group, so a rebalance hands our partitions over at once instead of
 		// after the session timeout.
 		if err := r.Close(); err != nil {
-			log.Warn("close reader", "err", err)
+			log.Warn("close reader", "error", err)
 		}
 	}()
 
@@ -240,7 +248,7 @@ func (in *Intake) Run(ctx context.Context) error {
 			fetchFailures++
 			in.cfg.Hooks.FetchError()
 			d := backoff.Delay(fetchFailures, in.cfg.RetryMin, in.cfg.RetryMax)
-			log.Warn("fetch from input topic", "err", ferr, "retry_in", d)
+			log.Warn("fetch from input topic", "error", ferr, "retry_in", d)
 			sleep(ctx, d)
 		}
 	}
@@ -294,13 +302,13 @@ func (in *Intake) handle(ctx context.Context, r *kafka.Reader, dlq *DeadLetters,
 		if commitFailures >= maxCommitAttempts {
 			// Durable but not committed: the next batch's commit covers these offsets, or they
 			// are redelivered and recorded as duplicates. Moving on beats stalling the partition.
-			log.Warn("giving up committing a durable batch; it may be redelivered", "err", err, "messages", len(batch))
+			log.Warn("giving up committing a durable batch; it may be redelivered", "error", err, "messages", len(batch))
 			in.cfg.Hooks.Batch(len(batch))
 			return
 		}
 		in.cfg.Hooks.Retry()
 		d := backoff.Delay(failures, in.cfg.RetryMin, in.cfg.RetryMax)
-		log.Warn("intake batch; retrying the same batch", "err", err, "messages", len(batch), "retry_in", d)
+		log.Warn("intake batch; retrying the same batch", "error", err, "messages", len(batch), "retry_in", d)
 		if !sleep(wctx, d) {
 			log.Warn("intake stopped before the batch was durable and committed; it will be redelivered",
 				"messages", len(batch), "dlq_written", w.deadLettered, "stored", w.stored)
@@ -440,4 +448,10 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	case <-ctx.Done():
 		return false
 	}
+}
+
+// isIdleTimeout reports kafka-go's report of a fetch that simply waited out
+// its long poll on a partition with nothing new.
+func isIdleTimeout(text string) bool {
+	return strings.Contains(text, "i/o timeout") || strings.Contains(text, "context deadline exceeded")
 }

@@ -58,3 +58,17 @@ func TestLag(t *testing.T) {
 		t.Errorf("lag after committing partition 0 = %v, want 0 and %d", lag, hw[1])
 	}
 }
+
+func TestIsIdleTimeout(t *testing.T) {
+	t.Parallel()
+	for text, want := range map[string]bool{
+		"unknown error while fetching: read tcp 127.0.0.1:1->127.0.0.1:2: i/o timeout":                       true,
+		"fetch: context deadline exceeded":                                                                   true,
+		"kafka.(*Reader): the kafka reader got an unknown error reading partition 3 of in at offset 12: EOF": false,
+		"broker not available": false,
+	} {
+		if got := isIdleTimeout(text); got != want {
+			t.Errorf("isIdleTimeout(%q) = %v, want %v", text, got, want)
+		}
+	}
+}

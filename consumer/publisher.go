@@ -145,7 +145,7 @@ func (p *Publisher) Run(ctx context.Context) error {
 	w := newWriter(p.cfg.Brokers, p.cfg.Topic, tr, p.cfg.BatchSize, 16<<20)
 	defer func() {
 		if err := w.Close(); err != nil {
-			p.cfg.Logger.Warn("close results writer", "err", err)
+			p.cfg.Logger.Warn("close results writer", "error", err)
 		}
 		tr.CloseIdleConnections() // kafka-go only closes transports it created itself
 	}()
@@ -176,7 +176,7 @@ func (p *Publisher) Run(ctx context.Context) error {
 			failures++
 			p.cfg.Hooks.Error()
 			next = backoff.Delay(failures, p.cfg.RetryMin, p.cfg.RetryMax)
-			p.cfg.Logger.Warn("publish outcomes", "err", err, "retry_in", next)
+			p.cfg.Logger.Warn("publish outcomes", "error", err, "retry_in", next)
 		}
 		timer.Reset(next)
 	}
@@ -188,7 +188,7 @@ func (p *Publisher) flush(ctx context.Context, w *kafka.Writer) {
 	defer cancel()
 	if err := p.drain(fctx, w); err != nil {
 		p.cfg.Hooks.Error()
-		p.cfg.Logger.Warn("final publish of outcomes; they stay in the outbox", "err", err)
+		p.cfg.Logger.Warn("final publish of outcomes; they stay in the outbox", "error", err)
 	}
 }
 

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"os"
@@ -180,5 +181,16 @@ func TestConfigRefusesSASLInClear(t *testing.T) {
 	env["KAFKA_ALLOW_PLAINTEXT_SASL"] = "true"
 	if _, err := loadConfig(context.Background(), envconfig.MapLookuper(env)); err != nil {
 		t.Errorf("allowed explicitly: %v", err)
+	}
+}
+
+// TestLogsWriteDurationsAsText: a duration in a log line reads "1.5s", not
+// a count of nanoseconds.
+func TestLogsWriteDurationsAsText(t *testing.T) {
+	t.Parallel()
+	var out bytes.Buffer
+	newLogger(&out, "info").Info("x", "retry_in", 1500*time.Millisecond)
+	if !strings.Contains(out.String(), `"retry_in":"1.5s"`) {
+		t.Errorf("log line %s", out.String())
 	}
 }
