@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"reflect"
+	"slices"
 	"strings"
 	"time"
 
@@ -96,17 +97,28 @@ func loadConfig(ctx context.Context, lookup envconfig.Lookuper) (Config, error) 
 	// One field at a time, so that one bad value does not hide the next.
 	v := reflect.ValueOf(&c).Elem()
 	t := v.Type()
+	unparsed := map[string]bool{}
 	for i := range t.NumField() {
 		f := t.Field(i)
 		one := reflect.New(reflect.StructOf([]reflect.StructField{{Name: f.Name, Type: f.Type, Tag: f.Tag}}))
 		if err := envconfig.ProcessWith(ctx, &envconfig.Config{Target: one.Interface(), Lookuper: fileLookup}); err != nil {
 			name, _, _ := strings.Cut(f.Tag.Get("env"), ",")
-			errs = append(errs, fmt.Errorf("%s: %w", name, unwrapAll(err)))
+			unparsed[name] = true
+			errs = append(errs, fmt.Errorf("%s: %s: %w", name, shownValue(fileLookup, name), unwrapAll(err)))
 			continue
 		}
 		v.Field(i).Set(one.Elem().Field(0))
 	}
-	errs = append(errs, c.validate(), c.validateParts())
+	// A value that did not parse is reported once: the checks of its range
+	// would only repeat it with a zero.
+	for _, err := range []error{c.validate(), c.validateParts()} {
+		for _, e := range flatten(err) {
+			name, _, _ := strings.Cut(e.Error(), " ")
+			if !unparsed[strings.TrimSuffix(name, ":")] {
+				errs = append(errs, e)
+			}
+		}
+	}
 	if err := errors.Join(errs...); err != nil {
 		return c, err
 	}
@@ -249,4 +261,32 @@ func envNames() []string {
 		names = append(names, s+"_FILE")
 	}
 	return names
+}
+
+// shownValue quotes the value a variable was given, shortened, or says it is
+// withheld for a secret.
+func shownValue(lookup envconfig.Lookuper, name string) string {
+	if slices.Contains(secretVars, name) {
+		return "(value withheld: a secret)"
+	}
+	v, _ := lookup.Lookup(name)
+	if len(v) > 64 {
+		v = v[:64] + "..."
+	}
+	return fmt.Sprintf("%q", v)
+}
+
+// flatten lists the errors errors.Join put together.
+func flatten(err error) []error {
+	if err == nil {
+		return nil
+	}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		var out []error
+		for _, e := range j.Unwrap() {
+			out = append(out, flatten(e)...)
+		}
+		return out
+	}
+	return []error{err}
 }

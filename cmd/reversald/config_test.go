@@ -194,3 +194,23 @@ func TestLogsWriteDurationsAsText(t *testing.T) {
 		t.Errorf("log line %s", out.String())
 	}
 }
+
+// TestConfigShowsTheBadValueOnce: a value that does not parse is quoted in
+// its problem (a secret is not), and its range check does not repeat it.
+func TestConfigShowsTheBadValueOnce(t *testing.T) {
+	t.Parallel()
+	env := validEnv()
+	env["EXECUTOR_WORKERS"] = "many"
+	env["KAFKA_SASL_PASSWORD"] = "" // not set
+	_, err := loadConfig(context.Background(), envconfig.MapLookuper(env))
+	if err == nil {
+		t.Fatal("accepted")
+	}
+	msg := err.Error()
+	if !strings.Contains(msg, `EXECUTOR_WORKERS: "many"`) {
+		t.Errorf("the bad value is not quoted:\n%s", msg)
+	}
+	if strings.Contains(msg, "EXECUTOR_WORKERS must be at least") {
+		t.Errorf("the unparsed value is reported twice:\n%s", msg)
+	}
+}
