@@ -1,6 +1,7 @@
-# Static, non-root images of reversald and the QFPay sandbox.
-#   docker build -t reversald .          (ENTRYPOINT reversald run)
-#   docker run --entrypoint /usr/local/bin/qfpay-sandbox reversald -addr 0.0.0.0:8089
+# Static, non-root images: reversald alone (the default, production target), and the QFPay
+# sandbox in an image of its own, so a production image never ships a fake gateway.
+#   docker build -t reversald .                                 (ENTRYPOINT reversald run)
+#   docker build --target sandbox -t qfpay-sandbox .           (ENTRYPOINT qfpay-sandbox)
 # Plain Dockerfile syntax (no BuildKit-only features) so that every builder takes it.
 
 ARG GO_VERSION=1.26
@@ -20,10 +21,19 @@ RUN mkdir -p /out \
  && ls -l /out
 
 # distroless/static: CA certificates, /etc/passwd with nonroot (65532), tzdata; no shell.
-FROM gcr.io/distroless/static-debian12:nonroot
-COPY --from=build /out/ /usr/local/bin/
+FROM gcr.io/distroless/static-debian12:nonroot AS sandbox
+COPY --from=build /out/qfpay-sandbox /out/healthprobe /usr/local/bin/
 USER 65532:65532
-# 9090: /healthz, /readyz, /metrics of reversald; 8089: the sandbox.
-EXPOSE 9090 8089
+# 8089: the sandbox's API and admin endpoints.
+EXPOSE 8089
+ENTRYPOINT ["/usr/local/bin/qfpay-sandbox"]
+
+# The production image, last so that a plain `docker build` makes it: reversald and its
+# healthcheck, nothing else.
+FROM gcr.io/distroless/static-debian12:nonroot AS reversald
+COPY --from=build /out/reversald /out/healthprobe /usr/local/bin/
+USER 65532:65532
+# 9090: /healthz, /readyz, /metrics.
+EXPOSE 9090
 ENTRYPOINT ["/usr/local/bin/reversald"]
 CMD ["run"]
