@@ -27,10 +27,14 @@ func TestLag(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 
-	lag, err := Lag(ctx, brokers, Security{}, group, topic)
-	if err != nil {
-		t.Fatal(err)
-	}
+	// A fresh broker answers a group's offsets only once its offsets topic
+	// exists: until then Lag says so with an error.
+	var lag map[int]int64
+	kafkatest.WaitFor(t, 60*time.Second, func() bool {
+		var err error
+		lag, err = Lag(ctx, brokers, Security{}, group, topic)
+		return err == nil
+	}, "the broker to answer the group's offsets")
 	if len(lag) != 2 || lag[0]+lag[1] != 10 {
 		t.Fatalf("lag before any commit = %v, want 10 over 2 partitions", lag)
 	}

@@ -47,7 +47,13 @@ func TestMetricsLagAndBrokersDown(t *testing.T) {
 		}
 		return string(body)
 	}
-	up := read(m)
+	// A fresh broker answers a new group's offsets only once its offsets
+	// topic exists: until then the collector says 0, as it should.
+	var up string
+	kafkatest.WaitFor(t, 60*time.Second, func() bool {
+		up = read(m)
+		return strings.Contains(up, `reversald_collector_up{collector="kafka"} 1`)
+	}, "the brokers to answer the group's offsets")
 	if !strings.Contains(up, `reversald_collector_up{collector="kafka"} 1`) || !strings.Contains(up, `reversald_consumer_lag{partition="0"}`) || !strings.Contains(up, `reversald_consumer_lag{partition="1"}`) {
 		t.Errorf("with brokers up, /metrics lacks the lag:\n%s", grepLines(up, "reversald_c"))
 	}
