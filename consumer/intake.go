@@ -249,7 +249,7 @@ func (in *Intake) Run(ctx context.Context) error {
 			in.cfg.Hooks.FetchError()
 			d := backoff.Delay(fetchFailures, in.cfg.RetryMin, in.cfg.RetryMax)
 			log.Warn("fetch from input topic", "error", ferr, "retry_in", d)
-			sleep(ctx, d)
+			backoff.Sleep(ctx, d)
 		}
 	}
 }
@@ -309,7 +309,7 @@ func (in *Intake) handle(ctx context.Context, r *kafka.Reader, dlq *DeadLetters,
 		in.cfg.Hooks.Retry()
 		d := backoff.Delay(failures, in.cfg.RetryMin, in.cfg.RetryMax)
 		log.Warn("intake batch; retrying the same batch", "error", err, "messages", len(batch), "retry_in", d)
-		if !sleep(wctx, d) {
+		if !backoff.Sleep(wctx, d) {
 			log.Warn("intake stopped before the batch was durable and committed; it will be redelivered",
 				"messages", len(batch), "dlq_written", w.deadLettered, "stored", w.stored)
 			return
@@ -435,18 +435,6 @@ func graceContext(parent context.Context, grace time.Duration) (context.Context,
 		}
 		mu.Unlock()
 		cancel()
-	}
-}
-
-// sleep waits d or until ctx is done; it reports whether the full wait happened.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 
 	"golang.org/x/time/rate"
 
+	"github.com/reversald/reversald/internal/backoff"
 	"github.com/reversald/reversald/store"
 )
 
@@ -49,7 +50,7 @@ func (p *sharedPacer) Wait(ctx context.Context, mchid string, pace store.Pace) b
 		p.waited(time.Since(started), false)
 		return false // no slot, or the budget cannot be read: no call
 	}
-	if wait > 0 && !sleep(ctx, wait) {
+	if wait > 0 && !backoff.Sleep(ctx, wait) {
 		p.waited(time.Since(started), false)
 		return false // the slot is spent unused: the budget holds
 	}
@@ -93,7 +94,7 @@ func (p *localPacer) Wait(ctx context.Context, mchid string, pace store.Pace) bo
 	l := b.l
 	until := p.paused[mchid]
 	p.mu.Unlock()
-	if d := time.Until(until); d > 0 && !sleep(ctx, d) {
+	if d := time.Until(until); d > 0 && !backoff.Sleep(ctx, d) {
 		p.waited(time.Since(started), false)
 		return false
 	}
@@ -120,19 +121,6 @@ type unpaced struct{}
 
 func (unpaced) Wait(context.Context, string, store.Pace) bool            { return true }
 func (unpaced) Pause(context.Context, string, store.Pace, time.Duration) {}
-
-// sleep waits d or until ctx is done; it reports whether the full wait
-// happened.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
-}
 
 // merchantPace is one merchant's budget that keeps within both of QFPay's
 // limits: at most perMinute calls in any 60 s window, with bursts of up to

@@ -5,6 +5,7 @@
 package backoff
 
 import (
+	"context"
 	"math/rand/v2"
 	"time"
 )
@@ -23,4 +24,17 @@ func Delay(n int, lo, hi time.Duration) time.Duration {
 	d = min(d, max(hi, lo))
 	half := d / 2
 	return half + rand.N(d-half+1)
+}
+
+// Sleep waits d or until ctx is done; it reports whether the full wait
+// happened.
+func Sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
 }
