@@ -57,7 +57,7 @@ func (e *Executor) drive(ctx context.Context, stopping <-chan struct{}, a revers
 	}
 	for made := 1; ; made++ {
 		if !e.cfg.Now().Before(r.a.DeadlineAt) {
-			r.a, _ = final(r.a, reversald.StatusNeedsReview, "deadline passed before a final answer")
+			r.a, _ = review(r.a, "deadline passed before a final answer")
 			r.write(ctx, false)
 			return
 		}
@@ -100,12 +100,9 @@ func (e *Executor) drive(ctx context.Context, stopping <-chan struct{}, a revers
 				// happens, so that a crash during the confirming query cannot
 				// turn it into a lost answer, which allows a second cancel.
 				// Any other answer, lost, reads the same as a lost answer.
-				written := e.cfg.Now()
-				if !r.write(ctx, true) {
+				if !r.keep(ctx) {
 					return
 				}
-				r.calls = nil
-				r.a.LeaseExpiresAt = written.Add(e.cfg.Lease)
 			}
 			select {
 			case <-stopping:
@@ -170,16 +167,13 @@ func cancelStep(ctx context.Context, r *run) (Observation, bool) {
 		r.a.CancelPending = true
 		r.a.CancelCalls++
 		r.a.Method = methodOf(method)
-		written := r.e.cfg.Now()
-		if !r.write(ctx, true) {
+		if !r.keep(ctx) {
 			return false
 		}
-		r.calls = nil
-		r.a.LeaseExpiresAt = written.Add(r.e.cfg.Lease)
 		// The lease must outlast the cancel. If the write itself was slow
 		// (pool or lock waits), give the attempt back instead: whoever
 		// claims it next queries first, as the intent says.
-		if r.e.cfg.Now().After(written.Add(r.e.cfg.Lease / 2)) {
+		if r.e.cfg.Now().After(r.a.LeaseExpiresAt.Add(-r.e.cfg.Lease / 2)) {
 			// The cancel provably did not leave: no intent to keep.
 			r.a.CancelPending, r.a.Step = false, reversald.StepQuery
 			r.a.CancelCalls--
@@ -296,6 +290,19 @@ func (r *run) write(ctx context.Context, keep bool) bool {
 		e.cfg.Hooks.Final(a.Status)
 		e.cfg.OnFinal(a.Status)
 	}
+	return true
+}
+
+// keep writes the attempt and the calls so far and renews the lease; what
+// is left of the lease is measured again on this process's clock, from just
+// before the write. It reports whether the write landed.
+func (r *run) keep(ctx context.Context) bool {
+	written := r.e.cfg.Now()
+	if !r.write(ctx, true) {
+		return false
+	}
+	r.calls = nil
+	r.a.LeaseExpiresAt = written.Add(r.e.cfg.Lease)
 	return true
 }
 

@@ -248,8 +248,8 @@ func TestExecutorNeedsReviewOnBadSignatureAndDeadline(t *testing.T) {
 	ex2.Notify(r2.intake(r2.event("STUCK", "800101")).NewAttempts)
 	r2.waitFinal(time.Hour)
 	a, _ = r2.store.Find(context.Background(), testMchID, "STUCK")
-	if a.Status != reversald.StatusNeedsReview || !strings.Contains(a.Reason, "deadline") {
-		t.Errorf("stuck: %s (%s), want needs_review for the deadline", a.Status, a.Reason)
+	if a.Status != reversald.StatusNeedsReview || !strings.Contains(a.Reason, "deadline") || !strings.Contains(a.Reason, "record") {
+		t.Errorf("stuck: %s (%s), want needs_review for the deadline, carrying the last record", a.Status, a.Reason)
 	}
 }
 
