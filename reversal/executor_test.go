@@ -70,20 +70,56 @@ func (r *rig) run(st *store.Store, gw *qfpay.Directory, mod func(*ExecutorConfig
 	if mod != nil {
 		mod(&cfg)
 	}
+	return startExecutor(r.t, cfg, st, gw)
+}
+
+// startExecutor builds an executor and runs it until the test ends; the run
+// must end without an error.
+func startExecutor(tb testing.TB, cfg ExecutorConfig, st *store.Store, gw *qfpay.Directory) *Executor {
+	tb.Helper()
 	ex, err := NewExecutor(cfg, st, gw)
 	if err != nil {
-		r.t.Fatal(err)
+		tb.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- ex.Run(ctx) }()
-	r.t.Cleanup(func() {
+	tb.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
-			r.t.Errorf("executor run: %v", err)
+			tb.Errorf("executor %s: %v", cfg.Owner, err)
 		}
 	})
 	return ex
+}
+
+// waitAllFinal polls, on the real clock, until every attempt is final, and
+// fails with the pending ones after timeout.
+func waitAllFinal(tb testing.TB, st *store.Store, timeout time.Duration) []reversald.Attempt {
+	tb.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		all, err := st.List(context.Background(), "", 100000)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		var pending []reversald.Attempt
+		for _, a := range all {
+			if !a.Final() {
+				pending = append(pending, a)
+			}
+		}
+		if len(pending) == 0 {
+			return all
+		}
+		if time.Now().After(deadline) {
+			for _, a := range pending {
+				tb.Logf("pending: %+v", a)
+			}
+			tb.Fatalf("%d of %d attempts still pending after %s", len(pending), len(all), timeout)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 func (r *rig) intake(events ...reversald.Event) store.IntakeResult {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"slices"
 	"testing"
 	"time"
 
@@ -82,53 +81,27 @@ func runPacedGroup(t *testing.T, shared bool) (tooMany int, coldLast, hotLast ti
 	var exs []*Executor
 	for i := range 3 {
 		gw := oneCredential(t, url, testKey)
-		ex, err := NewExecutor(ExecutorConfig{
+		ex := startExecutor(t, ExecutorConfig{
 			Owner: fmt.Sprintf("instance-%d", i), Workers: 8, Lease: 5 * time.Second, PollInterval: 10 * time.Millisecond,
 			BackoffBase: 50 * time.Millisecond, BackoffMax: time.Second,
 			MerchantRate: 600, MerchantRatePerSec: 20, SharedPacing: shared,
 			Policy: Policy{NotFoundRechecks: 1, ConfirmRechecks: 3}, Logger: slog.New(slog.DiscardHandler),
 		}, open(), gw)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- ex.Run(ctx) }()
-		t.Cleanup(func() {
-			cancel()
-			if err := <-done; err != nil {
-				t.Errorf("executor: %v", err)
-			}
-		})
 		exs = append(exs, ex)
 	}
 	for i, id := range res.NewAttempts {
 		exs[i%3].Notify([]int64{id})
 	}
-	deadline := time.Now().Add(90 * time.Second)
-	for {
-		all, err := st.List(context.Background(), "", 1000)
-		if err != nil {
-			t.Fatal(err)
+	for _, a := range waitAllFinal(t, st, 90*time.Second) {
+		if shared && a.Status != reversald.StatusReversed {
+			t.Errorf("%s: %s (%s)", a.OutTradeNo, a.Status, a.Reason)
 		}
-		if !slices.ContainsFunc(all, func(a reversald.Attempt) bool { return !a.Final() }) {
-			for _, a := range all {
-				if shared && a.Status != reversald.StatusReversed {
-					t.Errorf("%s: %s (%s)", a.OutTradeNo, a.Status, a.Reason)
-				}
-				if a.OutTradeNo[0] == 'C' && a.DecidedAt.After(coldLast) {
-					coldLast = a.DecidedAt
-				}
-				if a.OutTradeNo[0] == 'H' && a.DecidedAt.After(hotLast) {
-					hotLast = a.DecidedAt
-				}
-			}
-			break
+		if a.OutTradeNo[0] == 'C' && a.DecidedAt.After(coldLast) {
+			coldLast = a.DecidedAt
 		}
-		if time.Now().After(deadline) {
-			t.Fatal("attempts still pending after 90s")
+		if a.OutTradeNo[0] == 'H' && a.DecidedAt.After(hotLast) {
+			hotLast = a.DecidedAt
 		}
-		time.Sleep(20 * time.Millisecond)
 	}
 	for _, e := range sb.Entries() {
 		if e.HTTPStatus == 429 {

@@ -55,58 +55,20 @@ func TestLeasesIgnoreInstanceClocks(t *testing.T) {
 		t.Fatal(err)
 	}
 	start := func(owner string, now func() time.Time) *Executor {
-		ex, err := NewExecutor(ExecutorConfig{
+		return startExecutor(t, ExecutorConfig{
 			Owner: owner, Workers: 8, Lease: time.Second, PollInterval: 10 * time.Millisecond,
 			BackoffBase: 50 * time.Millisecond, BackoffMax: 200 * time.Millisecond,
 			MerchantRate: 40, // per instance: a burst of 10, then one call every 1.5s
 			Policy:       Policy{NotFoundRechecks: 1, ConfirmRechecks: 2}, Now: now,
 			Logger: slog.New(slog.DiscardHandler),
 		}, open(), client())
-		if err != nil {
-			t.Fatal(err)
-		}
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- ex.Run(ctx) }()
-		t.Cleanup(func() {
-			cancel()
-			if err := <-done; err != nil {
-				t.Errorf("executor %s: %v", owner, err)
-			}
-		})
-		return ex
 	}
 	a := start("on-time", time.Now)
 	b := start("ten-minutes-slow", func() time.Time { return time.Now().Add(-10 * time.Minute) })
 	a.Notify(res.NewAttempts[:n/2])
 	b.Notify(res.NewAttempts[n/2:])
 
-	deadline := time.Now().Add(90 * time.Second)
-	var all []reversald.Attempt
-	for {
-		all, err = st.List(context.Background(), "", 1000)
-		if err != nil {
-			t.Fatal(err)
-		}
-		pending := 0
-		for _, at := range all {
-			if !at.Final() {
-				pending++
-			}
-		}
-		if pending == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			for _, at := range all {
-				if !at.Final() {
-					t.Logf("pending: %+v", at)
-				}
-			}
-			t.Fatalf("%d of %d attempts still pending after 90s", pending, len(all))
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	all := waitAllFinal(t, st, 90*time.Second)
 	fenced := 0
 	for _, at := range all {
 		if at.Status != reversald.StatusReversed {
