@@ -41,9 +41,6 @@ var Statuses = []Status{
 // Final reports whether s is an outcome (anything but pending).
 func (s Status) Final() bool { return s != StatusPending }
 
-// Valid reports whether s is one of Statuses.
-func (s Status) Valid() bool { return contains(Statuses, s) }
-
 // Step is where an attempt is in its state machine.
 type Step string
 
@@ -58,9 +55,6 @@ const (
 // Steps lists every step.
 var Steps = []Step{StepQuery, StepCancel, StepConfirm, StepDone}
 
-// Valid reports whether s is one of Steps.
-func (s Step) Valid() bool { return contains(Steps, s) }
-
 // Method is how a payment is cancelled at QFPay.
 type Method string
 
@@ -73,18 +67,6 @@ const (
 
 // Methods lists every method.
 var Methods = []Method{MethodReversal, MethodClose, MethodNone}
-
-// Valid reports whether m is one of Methods.
-func (m Method) Valid() bool { return contains(Methods, m) }
-
-func contains[T comparable](list []T, v T) bool {
-	for _, x := range list {
-		if x == v {
-			return true
-		}
-	}
-	return false
-}
 
 // Attempt is one payment being driven to a final state, keyed by (MchID,
 // OutTradeNo).

@@ -82,18 +82,11 @@ func (r Record) State() RecordState {
 		return StateUnknown
 	case r.Respcd == "0000":
 		return StatePaid
-	case failedPayment[r.Respcd]:
+	case CodeClass(r.Respcd) == ClassPaymentFailed: // the codes QFPay documents as a failed payment
 		return StateFailed
 	default:
 		return StateInFlight
 	}
-}
-
-// failedPayment lists the record codes QFPay documents as a payment that
-// failed, so that nothing was charged (QFPAY.md §3).
-var failedPayment = map[string]bool{
-	"1147": true, "1181": true, "1201": true, "1202": true, "1203": true,
-	"1204": true, "1212": true, "2005": true,
 }
 
 // IsPayment reports whether the record is a payment (not a refund).

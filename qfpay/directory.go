@@ -6,7 +6,6 @@ import (
 	"math"
 	"slices"
 	"strings"
-	"sync"
 	"sync/atomic"
 )
 
@@ -54,7 +53,6 @@ type Account struct {
 // Account handed out before keeps working (its client is not closed, only
 // its idle connections are).
 type Directory struct {
-	mu  sync.Mutex // serialises Replace
 	set atomic.Pointer[accountSet]
 }
 
@@ -91,9 +89,7 @@ func (d *Directory) Replace(creds []Credential) error {
 	if err != nil {
 		return err
 	}
-	d.mu.Lock()
 	old := d.set.Swap(set)
-	d.mu.Unlock()
 	if old != nil {
 		for _, a := range old.all {
 			a.Client.CloseIdleConnections() // in-use connections finish their call
@@ -111,11 +107,11 @@ func (d *Directory) Resolve(mchid string) (Account, error) {
 	if set == nil {
 		return Account{}, fmt.Errorf("%w for merchant %s", ErrNoCredential, shownMchID(mchid))
 	}
-	if a, ok := set.byMchID[mchid]; ok && mchid != "" {
+	if a, ok := set.byMchID[mchid]; ok {
 		return *a, nil
 	}
 	for _, p := range set.prefixes {
-		if mchid != "" && strings.HasPrefix(mchid, p.prefix) {
+		if strings.HasPrefix(mchid, p.prefix) {
 			return *p.acct, nil
 		}
 	}

@@ -311,7 +311,7 @@ func docList(t *testing.T, doc, arrow string) []string {
 // TestDocRecordCodes checks §3 of docs/QFPAY.md against Record.State: the
 // codes it documents as a failed payment are StateFailed, the wait family is
 // StateInFlight, and so is every other code but 0000 ("any code this table
-// does not know"), so failedPayment holds exactly the documented list. It also
+// does not know"), so the payment-failed codes hold exactly the documented list. It also
 // holds §3's failed list to §4's payment-failed rows.
 func TestDocRecordCodes(t *testing.T) {
 	t.Parallel()
@@ -335,9 +335,9 @@ func TestDocRecordCodes(t *testing.T) {
 			t.Errorf("§3 documents %s as still in flight; Record{respcd %s}.State() = %v", c, c, got)
 		}
 	}
-	for c := range failedPayment {
-		if !isFailed[c] {
-			t.Errorf("failedPayment has %s, which §3 does not document as a failed payment", c)
+	for c, cls := range codeClasses {
+		if cls == ClassPaymentFailed && !isFailed[c] {
+			t.Errorf("codeClasses has %s as a failed payment, which §3 does not document", c)
 		}
 	}
 	for n := 1; n < 10000; n++ { // 0000 is paid

@@ -182,9 +182,9 @@ type Backlog struct {
 	ByStatus      map[reversald.Status]int64
 }
 
-// Backlog counts pending attempts and unpublished outcomes, and attempts by
-// status. The pending and outbox figures walk partial indexes only; the
-// count by status reads the status index.
+// Backlog counts attempts by status (one pass over the status index; the
+// pending count is one of them) and unpublished outcomes, with the ages of
+// the oldest of each.
 func (s *Store) Backlog(ctx context.Context) (Backlog, error) {
 	var (
 		b             Backlog
@@ -193,13 +193,13 @@ func (s *Store) Backlog(ctx context.Context) (Backlog, error) {
 		counts        []int64
 	)
 	err := s.pool.QueryRow(ctx, `
-		SELECT (SELECT count(*) FROM attempts WHERE status = 'pending'),
-		       (SELECT count(*) FROM outbox WHERE published_at IS NULL),
+		WITH by_status AS (SELECT status, count(*) AS n FROM attempts GROUP BY status)
+		SELECT (SELECT count(*) FROM outbox WHERE published_at IS NULL),
 		       COALESCE((SELECT extract(epoch FROM now() - min(first_seen_at)) * 1e6 FROM attempts WHERE status = 'pending'), 0)::bigint,
 		       COALESCE((SELECT extract(epoch FROM now() - min(created_at)) * 1e6 FROM outbox WHERE published_at IS NULL), 0)::bigint,
-		       COALESCE((SELECT array_agg(status ORDER BY status) FROM (SELECT status FROM attempts GROUP BY status) s), '{}'),
-		       COALESCE((SELECT array_agg(n ORDER BY status) FROM (SELECT status, count(*) AS n FROM attempts GROUP BY status) s), '{}')`,
-	).Scan(&b.Pending, &b.Outbox, &pendUS, &outUS, &statuses, &counts)
+		       COALESCE((SELECT array_agg(status ORDER BY status) FROM by_status), '{}'),
+		       COALESCE((SELECT array_agg(n ORDER BY status) FROM by_status), '{}')`,
+	).Scan(&b.Outbox, &pendUS, &outUS, &statuses, &counts)
 	if err != nil {
 		return Backlog{}, fmt.Errorf("count backlog: %w", err)
 	}
@@ -213,5 +213,6 @@ func (s *Store) Backlog(ctx context.Context) (Backlog, error) {
 			b.ByStatus[reversald.Status(st)] = counts[i]
 		}
 	}
+	b.Pending = b.ByStatus[reversald.StatusPending]
 	return b, nil
 }

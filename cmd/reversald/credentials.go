@@ -4,6 +4,7 @@ package main
 // combines with the QFPAY_* variables, and its reload on SIGHUP or a change.
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -123,7 +124,7 @@ func (s credentialSource) load() ([]qfpay.Credential, string, error) {
 			Name: label, MchIDs: e.MchIDs, Patterns: e.Patterns, Default: e.Default,
 			RatePerMin: e.RatePerMin, RatePerSec: e.RatePerSec,
 			Config: qfpay.Config{
-				BaseURL: or(e.BaseURL, s.env.BaseURL), AppCode: e.AppCode, ClientKey: qfpay.NewKey(key),
+				BaseURL: cmp.Or(e.BaseURL, s.env.BaseURL), AppCode: e.AppCode, ClientKey: qfpay.NewKey(key),
 				SignType: qfpay.SignType(strings.ToUpper(e.SignType)), OmitMchID: e.SendMchID != nil && !*e.SendMchID,
 				Timeout: s.env.Timeout, Routes: s.env.Routes,
 			},
@@ -139,7 +140,7 @@ func (s credentialSource) load() ([]qfpay.Credential, string, error) {
 		problems = append(problems, errors.New("QFPAY_APP_CODE and QFPAY_CLIENT_KEY make the default credential together: set both or neither"))
 	}
 	if len(problems) == 0 || len(creds) > 0 {
-		for _, p := range splitJoined(qfpay.ValidateCredentials(creds)) {
+		for _, p := range flatten(qfpay.ValidateCredentials(creds)) {
 			if !strings.HasSuffix(p.Error(), ": client key is required") || !keyProblem[strings.TrimSuffix(strings.TrimPrefix(p.Error(), "credential "), ": client key is required")] {
 				problems = append(problems, p)
 			}
@@ -154,29 +155,10 @@ func (s credentialSource) load() ([]qfpay.Credential, string, error) {
 	return creds, hex.EncodeToString(sum.Sum(nil)), nil
 }
 
-func or(v, def string) string {
-	if v != "" {
-		return v
-	}
-	return def
-}
-
 // label names the i-th entry (from 0) in problems and logs, and in the
 // directory: its name, else its app code, else its place.
 func (e fileCredential) label(i int) string {
-	return or(or(e.Name, e.AppCode), fmt.Sprintf("entry-%d", i+1))
-}
-
-// splitJoined turns an errors.Join into its parts.
-func splitJoined(err error) []error {
-	if err == nil {
-		return nil
-	}
-	var j interface{ Unwrap() []error }
-	if errors.As(err, &j) {
-		return j.Unwrap()
-	}
-	return []error{err}
+	return cmp.Or(e.Name, e.AppCode, fmt.Sprintf("entry-%d", i+1))
 }
 
 // parseCredentialsFile reads the file's entries. YAML or JSON (JSON is

@@ -154,11 +154,11 @@ func (m *metrics) publisherHooks() consumer.PublisherHooks {
 	}
 }
 
-// handler serves the registry in the Prometheus text format.
 func (m *metrics) reloadHooks() reloadHooks {
 	return reloadHooks{Reloaded: m.credReloads.Inc, Refused: m.credReloadErrs.Inc}
 }
 
+// handler serves the registry in the Prometheus text format.
 func (m *metrics) handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
 }

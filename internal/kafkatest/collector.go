@@ -60,9 +60,6 @@ func (c Cluster) Collect(ctx context.Context, topic string) (*Collector, error) 
 	return col, nil
 }
 
-// Topic is the topic the Collector reads.
-func (col *Collector) Topic() string { return col.topic }
-
 // Close stops the readers and returns once they have exited; it may be called more than once.
 // The messages stay readable.
 func (col *Collector) Close() {
