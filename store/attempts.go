@@ -176,7 +176,7 @@ func (s *Store) WriteStep(ctx context.Context, st Step) error {
 	b := &pgx.Batch{}
 	// $20 is the clock (dbClock's parameter): NULL in production, so the
 	// lease, the decision time and the re-check are on PostgreSQL's clock.
-	clock := strings.ReplaceAll(dbClock, "$1", "$20")
+	clock := clockParam(20)
 	update := b.Queue(`
 		UPDATE attempts SET
 			status = $3, step = $4, method = $5, cancel_pending = $6, syssn = $7, pay_type = $8,

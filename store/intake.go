@@ -138,7 +138,7 @@ func (b *intakeBatch) insertAttempts(ctx context.Context, tx pgx.Tx) error {
 	rows, err := tx.Query(ctx, `
 		INSERT INTO attempts (mchid, out_trade_no, syssn, txamt, txcurrcd, txdtm, pay_type, udid,
 		                      next_run_at, deadline_at, first_seen_at, updated_at)
-		SELECT k.*, COALESCE($11::timestamptz, now()), COALESCE($11::timestamptz, now()) + $10::interval, $9::timestamptz, $9::timestamptz
+		SELECT k.*, `+clockParam(11)+`, `+clockParam(11)+` + $10::interval, $9::timestamptz, $9::timestamptz
 		FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[], $7::text[], $8::text[])
 		     AS k(mchid, out_trade_no, syssn, txamt, txcurrcd, txdtm, pay_type, udid)
 		ORDER BY k.mchid, k.out_trade_no

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -150,7 +149,7 @@ var ErrNotRetryable = errors.New("attempt is not in needs_review")
 // new deadline. It refuses any other status: a final answer from QFPay is not
 // second-guessed by hand, and a pending attempt is already being worked.
 func (s *Store) Retry(ctx context.Context, id int64) error {
-	clock := strings.ReplaceAll(dbClock, "$1", "$2") // PostgreSQL's, as for every lease and due time
+	clock := clockParam(2) // PostgreSQL's, as for every lease and due time
 	tag, err := s.pool.Exec(ctx, `
 		UPDATE attempts SET status = 'pending', step = 'query', cancel_pending = false, rechecks = 0, budget_calls = 0,
 		       next_run_at = `+clock+`, deadline_at = `+clock+` + $3::interval, decided_at = NULL,

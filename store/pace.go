@@ -29,7 +29,7 @@ func (s *Store) Reserve(ctx context.Context, mchid string, p Pace, maxWait time.
 	var us int64
 	// slot: the earliest time both GCRAs allow. RETURNING sees the new row,
 	// where tat_s is slot + MinGap.
-	const slot = `GREATEST(` + dbClock + `, p.tat - $4::interval, p.tat_s)`
+	slot := `GREATEST(` + dbClock + `, p.tat - $4::interval, p.tat_s)`
 	args := []any{s.clock(), mchid, p.Interval, tolerance, p.MinGap, maxWait}
 	// The row exists after a merchant's first call: a plain UPDATE is the
 	// common path (cheaper than an upsert); the first call inserts it.

@@ -132,7 +132,10 @@ func lockerForMigrations() (lock.SessionLocker, error) {
 // dbClock is the time leases are set and compared with: PostgreSQL's now(),
 // unless a test gave the store its own clock ($1 then, see clock). No
 // instance's clock decides who owns an attempt.
-const dbClock = `COALESCE($1::timestamptz, now())`
+var dbClock = clockParam(1)
+
+// clockParam is dbClock with its parameter at position n of a statement.
+func clockParam(n int) string { return fmt.Sprintf("COALESCE($%d::timestamptz, now())", n) }
 
 // clock is dbClock's parameter: the test clock's time, or NULL.
 func (s *Store) clock() *time.Time {
