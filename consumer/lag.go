@@ -8,16 +8,31 @@ import (
 	"github.com/segmentio/kafka-go"
 )
 
-// Lag is how far a consumer group is behind on each partition of a topic:
-// the partition's next offset less the group's committed one (the whole
-// partition when the group has committed nothing there).
-func Lag(ctx context.Context, brokers []string, sec Security, group, topic string) (map[int]int64, error) {
+// LagReader asks the brokers how far consumer groups are behind, over one
+// transport kept for its whole life (a metrics scrape does not dial and
+// handshake each time).
+type LagReader struct {
+	tr     *kafka.Transport
+	client *kafka.Client
+}
+
+// NewLagReader connects lazily to brokers, secured as sec says.
+func NewLagReader(brokers []string, sec Security) (*LagReader, error) {
 	tr, err := sec.Transport()
 	if err != nil {
 		return nil, fmt.Errorf("consumer lag: %w", err)
 	}
-	defer tr.CloseIdleConnections()
-	client := &kafka.Client{Addr: kafka.TCP(brokers...), Transport: tr, Timeout: 10 * time.Second}
+	return &LagReader{tr: tr, client: &kafka.Client{Addr: kafka.TCP(brokers...), Transport: tr, Timeout: 10 * time.Second}}, nil
+}
+
+// Close releases the reader's connections.
+func (l *LagReader) Close() { l.tr.CloseIdleConnections() }
+
+// Lag is how far group is behind on each partition of topic: the
+// partition's next offset less the group's committed one (the whole
+// partition when the group has committed nothing there).
+func (l *LagReader) Lag(ctx context.Context, group, topic string) (map[int]int64, error) {
+	client := l.client
 	meta, err := client.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
 	if err != nil {
 		return nil, fmt.Errorf("consumer lag of %s on %s: %w", group, topic, err)

@@ -27,12 +27,17 @@ func TestLag(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 
+	lr, err := NewLagReader(brokers, Security{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(lr.Close)
 	// A fresh broker answers a group's offsets only once its offsets topic
 	// exists: until then Lag says so with an error.
 	var lag map[int]int64
 	kafkatest.WaitFor(t, 60*time.Second, func() bool {
 		var err error
-		lag, err = Lag(ctx, brokers, Security{}, group, topic)
+		lag, err = lr.Lag(ctx, group, topic)
 		return err == nil
 	}, "the broker to answer the group's offsets")
 	if len(lag) != 2 || lag[0]+lag[1] != 10 {
@@ -54,7 +59,7 @@ func TestLag(t *testing.T) {
 			t.Fatal(p.Error)
 		}
 	}
-	lag, err = Lag(ctx, brokers, Security{}, group, topic)
+	lag, err = lr.Lag(ctx, group, topic)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -215,19 +215,25 @@ func (c databaseCollector) Collect(ch chan<- prometheus.Metric) {
 // scrape time. Brokers that do not answer never fail the scrape:
 // reversald_collector_up{collector="kafka"} says so.
 type kafkaCollector struct {
-	brokers      []string
-	sec          consumer.Security
+	lr           *consumer.LagReader
 	group, topic string
 	up, lag      *prometheus.Desc
 }
 
-func (m *metrics) watchKafka(brokers []string, sec consumer.Security, group, topic string) {
-	m.reg.MustRegister(kafkaCollector{brokers: brokers, sec: sec, group: group, topic: topic,
+// watchKafka serves the group's lag on topic; the returned func closes the
+// collector's connections.
+func (m *metrics) watchKafka(brokers []string, sec consumer.Security, group, topic string) (func(), error) {
+	lr, err := consumer.NewLagReader(brokers, sec)
+	if err != nil {
+		return nil, err
+	}
+	m.reg.MustRegister(kafkaCollector{lr: lr, group: group, topic: topic,
 		up: prometheus.NewDesc("reversald_collector_up", "1 when the collector could read its source at this scrape, else 0.",
 			nil, prometheus.Labels{"collector": "kafka"}),
 		lag: prometheus.NewDesc("reversald_consumer_lag", "Input messages not yet committed by the consumer group, by partition.",
 			[]string{"partition"}, nil),
 	})
+	return lr.Close, nil
 }
 
 func (c kafkaCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.up; ch <- c.lag }
@@ -235,7 +241,7 @@ func (c kafkaCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.up; ch <-
 func (c kafkaCollector) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
-	lag, err := consumer.Lag(ctx, c.brokers, c.sec, c.group, c.topic)
+	lag, err := c.lr.Lag(ctx, c.group, c.topic)
 	if err != nil {
 		ch <- prometheus.MustNewConstMetric(c.up, prometheus.GaugeValue, 0)
 		return

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -28,36 +29,21 @@ func TestMetricsLagAndBrokersDown(t *testing.T) {
 	topic := kafkatest.NewTopic(t, brokers, "lagm", 2)
 	kafkatest.Produce(t, brokers, topic, kafka.Message{Key: []byte("a"), Value: []byte("v")}, kafka.Message{Key: []byte("b"), Value: []byte("v")})
 	m := newMetrics(prometheus.NewRegistry(), nil)
-	m.watchKafka(brokers, consumer.Security{}, kafkatest.RandomName("g"), topic)
+	watchKafka(t, m, brokers, kafkatest.RandomName("g"), topic)
 	// A second registry whose brokers are gone (a closed port).
 	down := newMetrics(prometheus.NewRegistry(), nil)
-	down.watchKafka([]string{"127.0.0.1:1"}, consumer.Security{}, "g", topic)
-	read := func(m *metrics) string {
-		t.Helper()
-		srv := httptest.NewServer(m.handler())
-		defer srv.Close()
-		resp, err := http.Get(srv.URL)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		body, _ := io.ReadAll(resp.Body)
-		if resp.StatusCode != http.StatusOK {
-			t.Fatalf("/metrics answered %d", resp.StatusCode)
-		}
-		return string(body)
-	}
+	watchKafka(t, down, []string{"127.0.0.1:1"}, "g", topic)
 	// A fresh broker answers a new group's offsets only once its offsets
 	// topic exists: until then the collector says 0, as it should.
 	var up string
 	kafkatest.WaitFor(t, 60*time.Second, func() bool {
-		up = read(m)
+		up = scrapeMetrics(t, m)
 		return strings.Contains(up, `reversald_collector_up{collector="kafka"} 1`)
 	}, "the brokers to answer the group's offsets")
 	if !strings.Contains(up, `reversald_collector_up{collector="kafka"} 1`) || !strings.Contains(up, `reversald_consumer_lag{partition="0"}`) || !strings.Contains(up, `reversald_consumer_lag{partition="1"}`) {
 		t.Errorf("with brokers up, /metrics lacks the lag:\n%s", grepLines(up, "reversald_c"))
 	}
-	gone := read(down)
+	gone := scrapeMetrics(t, down)
 	if !strings.Contains(gone, `reversald_collector_up{collector="kafka"} 0`) || strings.Contains(gone, "reversald_consumer_lag{") || !strings.Contains(gone, "reversald_build_info") {
 		t.Errorf("with brokers gone:\n%s", grepLines(gone, "reversald_c"))
 	}
@@ -87,23 +73,7 @@ func TestMetricsSurviveTheDatabase(t *testing.T) {
 		t.Fatal(err)
 	}
 	m := newMetrics(prometheus.NewRegistry(), st)
-	srv := httptest.NewServer(m.handler())
-	t.Cleanup(srv.Close)
-	scrape := func() string {
-		t.Helper()
-		resp, err := http.Get(srv.URL)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		body, _ := io.ReadAll(resp.Body)
-		if resp.StatusCode != http.StatusOK {
-			t.Fatalf("/metrics answered %d: %s", resp.StatusCode, body)
-		}
-		return string(body)
-	}
-
-	up := scrape()
+	up := scrapeMetrics(t, m)
 	for _, want := range []string{
 		`reversald_collector_up{collector="database"} 1`,
 		`reversald_attempts{status="pending"} 1`,
@@ -122,11 +92,18 @@ func TestMetricsSurviveTheDatabase(t *testing.T) {
 	}
 
 	st.Close() // the database is gone for this process
-	done := make(chan string, 1)
-	go func() { done <- scrape() }()
+	done := make(chan error, 1)
 	var down string
+	go func() {
+		var err error
+		down, err = getMetrics(m)
+		done <- err
+	}()
 	select {
-	case down = <-done:
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err) // a scrape must answer 200 with the database gone
+		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("/metrics hung with the database gone")
 	}
@@ -141,4 +118,42 @@ func TestMetricsSurviveTheDatabase(t *testing.T) {
 	if strings.Contains(down, "reversald_attempts_pending ") {
 		t.Error("a database gauge was served without the database")
 	}
+}
+
+// watchKafka adds the lag collector to m until the test ends.
+func watchKafka(t *testing.T, m *metrics, brokers []string, group, topic string) {
+	t.Helper()
+	closeLag, err := m.watchKafka(brokers, consumer.Security{}, group, topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(closeLag)
+}
+
+// scrapeMetrics reads m's /metrics, which must answer 200.
+func scrapeMetrics(t *testing.T, m *metrics) string {
+	t.Helper()
+	body, err := getMetrics(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return body
+}
+
+func getMetrics(m *metrics) (string, error) {
+	srv := httptest.NewServer(m.handler())
+	defer srv.Close()
+	resp, err := http.Get(srv.URL)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return "", err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return string(body), fmt.Errorf("/metrics answered %d: %s", resp.StatusCode, body)
+	}
+	return string(body), nil
 }

@@ -172,7 +172,11 @@ func daemon(ctx context.Context, cfg Config, logw io.Writer) error {
 
 	reg := prometheus.NewRegistry()
 	m := newMetrics(reg, st)
-	m.watchKafka(cfg.KafkaBrokers, sec, cfg.GroupID, cfg.InputTopic)
+	closeLag, err := m.watchKafka(cfg.KafkaBrokers, sec, cfg.GroupID, cfg.InputTopic)
+	if err != nil {
+		return err
+	}
+	defer closeLag()
 	reloader := &credentialsReloader{src: creds, dir: gw, interval: cfg.QFPayCredentialsPoll, hup: hup,
 		log: log.With("component", "credentials"), hooks: m.reloadHooks(), last: fingerprint}
 
