@@ -19,7 +19,7 @@ import (
 // given, are the domain's (reversald.Conflict, reversald.ReusedEventID).
 //
 // The phases, in this order, over one intakeBatch (the common path, where no
-// event_id was recorded before, is four statements):
+// event_id was recorded before, is three statements):
 //
 //	newIntakeBatch     which events repeat an event_id, which keys (no I/O)
 //	-- one transaction --
@@ -29,7 +29,7 @@ import (
 //	writeEvents        a row per event_id, unless it is recorded already
 //	lookUpRecorded     what the event_ids that were not written stand for (only if any)
 //	dropOrphanAttempts attempts created here but left without events (only if any)
-//	queueOutcomes      the outcomes already known: conflicts, events of final attempts
+//	queueOutcomes      the outcomes already known: conflicts, events of final attempts (only if any)
 //	-- committed --
 //	judge              each event's status, decided once from the above (no I/O)
 func (s *Store) Intake(ctx context.Context, events []reversald.Event) (IntakeResult, error) {
@@ -164,6 +164,7 @@ type lockedAttempt struct {
 	id    int64
 	txamt int64
 	txdtm string
+	final bool // decided already: an event joining it gets its outcome at once
 }
 
 // lockAttempts reads the attempts of the batch's keys and holds a share lock
@@ -176,7 +177,7 @@ func (b *intakeBatch) lockAttempts(ctx context.Context, tx pgx.Tx) error {
 		mchid[j], otn[j] = k.mchid, k.outTradeNo
 	}
 	rows, err := tx.Query(ctx, `
-		SELECT a.id, a.mchid, a.out_trade_no, a.txamt, a.txdtm
+		SELECT a.id, a.mchid, a.out_trade_no, a.txamt, a.txdtm, a.status <> 'pending'
 		FROM attempts a
 		JOIN unnest($1::text[], $2::text[]) AS k(mchid, out_trade_no)
 		  ON a.mchid = k.mchid AND a.out_trade_no = k.out_trade_no
@@ -190,7 +191,7 @@ func (b *intakeBatch) lockAttempts(ctx context.Context, tx pgx.Tx) error {
 		k attemptKey
 		a lockedAttempt
 	)
-	_, err = pgx.ForEachRow(rows, []any{&a.id, &k.mchid, &k.outTradeNo, &a.txamt, &a.txdtm}, func() error {
+	_, err = pgx.ForEachRow(rows, []any{&a.id, &k.mchid, &k.outTradeNo, &a.txamt, &a.txdtm, &a.final}, func() error {
 		b.attempts[k] = a
 		return nil
 	})
@@ -287,11 +288,14 @@ func (b *intakeBatch) dropOrphanAttempts(ctx context.Context, tx pgx.Tx) error {
 // written: a conflict's (needs_review, with its reason), and that of an
 // attempt already final for an event joining it.
 func (b *intakeBatch) queueOutcomes(ctx context.Context, tx pgx.Tx) error {
-	ids := make([]string, 0, len(b.written))
+	var ids []string
 	for i, e := range b.events {
-		if !b.repeat(i) && b.written[e.EventID] {
+		if !b.repeat(i) && b.written[e.EventID] && (b.conflict[i] != "" || b.attempts[attemptKey{e.MchID, e.OutTradeNo}].final) {
 			ids = append(ids, e.EventID)
 		}
+	}
+	if len(ids) == 0 {
+		return nil // the common path: nothing is known yet, no statement
 	}
 	// A conflict's outcome is decided at e.received_at: b.now, as writeEvents
 	// wrote every one of these events.
