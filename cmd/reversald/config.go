@@ -109,16 +109,7 @@ func loadConfig(ctx context.Context, lookup envconfig.Lookuper) (Config, error) 
 		}
 		v.Field(i).Set(one.Elem().Field(0))
 	}
-	// A value that did not parse is reported once: the checks of its range
-	// would only repeat it with a zero.
-	for _, err := range []error{c.validate(), c.validateParts()} {
-		for _, e := range flatten(err) {
-			name, _, _ := strings.Cut(e.Error(), " ")
-			if !unparsed[strings.TrimSuffix(name, ":")] {
-				errs = append(errs, e)
-			}
-		}
-	}
+	errs = append(errs, c.validate(unparsed), c.validateParts())
 	if err := errors.Join(errs...); err != nil {
 		return c, err
 	}
@@ -129,7 +120,10 @@ func loadConfig(ctx context.Context, lookup envconfig.Lookuper) (Config, error) 
 	return c, nil
 }
 
-func (c Config) validate() error {
+// validate reports every problem with c's values. A variable in unparsed
+// was reported already: its range is not checked (it would only repeat the
+// problem with a zero).
+func (c Config) validate(unparsed map[string]bool) error {
 	var errs []error
 	req := func(name, v string) {
 		if strings.TrimSpace(v) == "" {
@@ -157,7 +151,7 @@ func (c Config) validate() error {
 		{"EXECUTOR_WORKERS", c.Workers, 1}, {"NOT_FOUND_RECHECKS", c.NotFoundRechecks, 0}, {"CONFIRM_RECHECKS", c.ConfirmRechecks, 0},
 		{"CANCEL_MAX_CALLS", c.CancelMaxCalls, 1}, {"GATEWAY_MAX_CALLS", c.GatewayMaxCalls, 3},
 	} {
-		if p.v < p.min {
+		if p.v < p.min && !unparsed[p.name] {
 			errs = append(errs, fmt.Errorf("%s must be at least %d, got %d", p.name, p.min, p.v))
 		}
 	}
@@ -170,7 +164,7 @@ func (c Config) validate() error {
 		{"EXECUTOR_BACKOFF_MAX", c.BackoffMax}, {"ATTEMPT_DEADLINE", c.Deadline}, {"SHUTDOWN_TIMEOUT", c.ShutdownTimeout},
 		{"QFPAY_CREDENTIALS_POLL", c.QFPayCredentialsPoll},
 	} {
-		if d.v <= 0 {
+		if d.v <= 0 && !unparsed[d.name] {
 			errs = append(errs, fmt.Errorf("%s must be positive, got %s", d.name, d.v))
 		}
 	}
@@ -179,13 +173,13 @@ func (c Config) validate() error {
 	if c.QFPayTimeout > 0 && c.Lease > 0 && c.Lease < 2*c.QFPayTimeout+5*time.Second {
 		errs = append(errs, fmt.Errorf("EXECUTOR_LEASE (%s) must be at least twice QFPAY_TIMEOUT (%s) plus 5s", c.Lease, c.QFPayTimeout))
 	}
-	if c.MerchantRate > 0 && (c.MerchantBurst < 1 || float64(c.MerchantBurst) >= c.MerchantRate) {
+	if c.MerchantRate > 0 && !unparsed["MERCHANT_BURST"] && (c.MerchantBurst < 1 || float64(c.MerchantBurst) >= c.MerchantRate) {
 		errs = append(errs, fmt.Errorf("MERCHANT_BURST must be at least 1 and below MERCHANT_RATE_PER_MIN, got %d", c.MerchantBurst))
 	}
 	if c.KafkaSASL != "" && !c.KafkaTLS && !c.KafkaAllowPlainSASL {
 		errs = append(errs, fmt.Errorf("KAFKA_SASL_MECHANISM %s without KAFKA_TLS=true sends the password (or its proof) in clear: set KAFKA_TLS=true, or KAFKA_ALLOW_PLAINTEXT_SASL=true for a network you trust", strings.ToUpper(c.KafkaSASL)))
 	}
-	if c.MerchantRateSec <= 0 {
+	if c.MerchantRateSec <= 0 && !unparsed["MERCHANT_RATE_PER_SEC"] {
 		errs = append(errs, fmt.Errorf("MERCHANT_RATE_PER_SEC must be positive, got %v", c.MerchantRateSec))
 	}
 	switch c.Pacing {
@@ -202,7 +196,7 @@ func (c Config) validate() error {
 			"endpoint answers data as an array of records and reversal/close answer no data object, so no documented "+
 			"scheme covers the answers reversald reads; unset it rather than verify against a guessed scheme"))
 	}
-	if c.MerchantRate == 0 {
+	if c.MerchantRate == 0 && !unparsed["MERCHANT_RATE_PER_MIN"] {
 		errs = append(errs, errors.New("MERCHANT_RATE_PER_MIN must be positive, or negative to switch pacing off"))
 	}
 	switch strings.ToLower(c.LogLevel) {
