@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"path/filepath"
 	"strings"
@@ -39,13 +38,9 @@ func credentialsFile(keyA string) string {
 `
 }
 
-// message is an input event for mchid (the harness's ev names one merchant).
+// message is an input event for mchid.
 func message(mchid, otn string) kafka.Message {
-	v, _ := json.Marshal(map[string]any{
-		"event_id": "e-" + otn, "out_trade_no": otn, "mchid": mchid, "txamt": 2500, "txcurrcd": "HKD",
-		"txdtm": defaultTxDtm, "pay_type": "800101", "reason": "timeout",
-	})
-	return kafka.Message{Key: []byte(otn), Value: v}
+	return ev{id: "e-" + otn, otn: otn, mchid: mchid}.message()
 }
 
 // TestDaemonSignsWithEachMerchantsCredential runs the daemon as a process
@@ -95,11 +90,7 @@ func TestDaemonSignsWithEachMerchantsCredential(t *testing.T) {
 	s.produce(s.in, msgs...)
 	waitOutcomes := func(n int) map[string]string {
 		t.Helper()
-		kafkatest.WaitFor(t, 60*time.Second, func() bool {
-			got, _ := out.outcomes(t)
-			return len(got) >= n
-		}, fmt.Sprintf("%d outcomes", n))
-		got, _ := out.outcomes(t)
+		got := out.waitOutcomes(t, n, 60*time.Second)
 		statuses := map[string]string{}
 		for id, o := range got {
 			statuses[id] = string(o.Status)

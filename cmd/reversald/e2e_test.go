@@ -186,10 +186,7 @@ func TestDaemonSurvivesStop(t *testing.T) {
 			out := s.collect(s.results)
 			want := s.loadEvents(400)
 			first := s.start(map[string]string{"EXECUTOR_WORKERS": "8"})
-			kafkatest.WaitFor(t, 60*time.Second, func() bool {
-				got, _ := out.outcomes(t)
-				return len(got) >= 40
-			}, "the first outcomes")
+			out.waitOutcomes(t, 40, 60*time.Second) // the first outcomes
 			first.stop(t, sig)
 			got, _ := out.outcomes(t)
 			if len(got) >= len(want) {

@@ -212,6 +212,18 @@ func (c collector) outcomes(t testing.TB) (map[string]reversald.Outcome, int) {
 	return byID, len(msgs)
 }
 
+// waitOutcomes waits up to timeout for outcomes of at least n events and
+// returns them by event_id.
+func (c collector) waitOutcomes(t testing.TB, n int, timeout time.Duration) map[string]reversald.Outcome {
+	t.Helper()
+	kafkatest.WaitFor(t, timeout, func() bool {
+		got, _ := c.outcomes(t)
+		return len(got) >= n
+	}, fmt.Sprintf("outcomes of %d events", n))
+	got, _ := c.outcomes(t)
+	return got
+}
+
 // runInProcess starts the daemon through run, as main would, and stops it
 // with a cancelled context (SIGTERM) when the test ends.
 func (s *stack) runInProcess(extra map[string]string) {

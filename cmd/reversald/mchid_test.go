@@ -7,7 +7,6 @@ import (
 
 	"github.com/segmentio/kafka-go"
 
-	"github.com/reversald/reversald/internal/kafkatest"
 	"github.com/reversald/reversald/qfpay"
 	"github.com/reversald/reversald/qfpay/sandbox"
 )
@@ -29,11 +28,7 @@ func TestDaemonKeysTheEffectiveMchID(t *testing.T) {
 	out := s.collect(s.results)
 	s.runInProcess(map[string]string{"QFPAY_MCHID": e2eMchID})
 	s.produce(s.in, ev{id: "e-M1-named", otn: "M1", txdtm: txdtm}.message(), kafka.Message{Key: []byte("M1"), Value: bare})
-	kafkatest.WaitFor(t, 60*time.Second, func() bool {
-		got, _ := out.outcomes(t)
-		return len(got) >= 2
-	}, "two outcomes")
-	got, _ := out.outcomes(t)
+	got := out.waitOutcomes(t, 2, 60*time.Second)
 	named, bareOut := got["e-M1-named"], got["e-M1-bare"]
 	if named.Status != "paid" || bareOut.Status != "paid" {
 		t.Fatalf("statuses %s and %s, want paid for both", named.Status, bareOut.Status)

@@ -6,7 +6,6 @@ import (
 
 	"github.com/segmentio/kafka-go"
 
-	"github.com/reversald/reversald/internal/kafkatest"
 	"github.com/reversald/reversald/qfpay/sandbox"
 )
 
@@ -57,11 +56,7 @@ func TestDaemonMoneyTruth(t *testing.T) {
 	out := s.collect(s.results)
 	s.runInProcess(nil)
 	s.produce(s.in, msgs...)
-	kafkatest.WaitFor(t, 90*time.Second, func() bool {
-		got, _ := out.outcomes(t)
-		return len(got) >= len(want)
-	}, "an outcome per event")
-	got, _ := out.outcomes(t)
+	got := out.waitOutcomes(t, len(want), 90*time.Second)
 	for id, status := range want {
 		if o := got[id]; string(o.Status) != status {
 			t.Errorf("%s: status %s (%s), want %s", id, o.Status, o.Reason, status)

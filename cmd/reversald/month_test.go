@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/reversald/reversald/internal/kafkatest"
 	"github.com/reversald/reversald/qfpay"
 	"github.com/reversald/reversald/qfpay/sandbox"
 )
@@ -43,11 +42,7 @@ func TestDaemonQueriesEachMonthAndCapsRetryAfter(t *testing.T) {
 	out := s.collect(s.results)
 	s.runInProcess(nil)
 	s.produce(s.in, ev{id: "e-MONTH", otn: "MONTH", txdtm: txdtm}.message(), ev{id: "e-WAIT429", otn: "WAIT429"}.message())
-	kafkatest.WaitFor(t, 60*time.Second, func() bool {
-		got, _ := out.outcomes(t)
-		return len(got) >= 2
-	}, "an outcome per event (a 30-day Retry-After must be capped)")
-	got, _ := out.outcomes(t)
+	got := out.waitOutcomes(t, 2, 60*time.Second) // a 30-day Retry-After must be capped
 	for _, otn := range []string{"MONTH", "WAIT429"} {
 		if o := got["e-"+otn]; o.Status != "reversed" || o.QFPayTxAmt != 2500 {
 			t.Errorf("%s: status %s (%s), QFPay's txamt %d; want reversed, 2500", otn, o.Status, o.Reason, o.QFPayTxAmt)
