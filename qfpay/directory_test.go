@@ -242,6 +242,10 @@ func TestDirectoryConcurrent(t *testing.T) {
 				if err != nil || err2 != nil || a.Name != "a" || b.Name != "b" || a.Client == nil {
 					t.Errorf("Resolve: %+v %v, %+v %v", a, err, b, err2)
 				}
+				// One whole set: both accounts from the same version.
+				if all := d.Accounts(); len(all) != 2 || all[0].AppCode[1:] != all[1].AppCode[1:] {
+					t.Errorf("Accounts mixes sets: %+v", all)
+				}
 			}
 		})
 	}
