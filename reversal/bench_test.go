@@ -80,13 +80,16 @@ func benchExecutor(b *testing.B, workers int, paced bool) {
 	}
 	runCtx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
+	cpu := storetest.NewCPU(b)
 	b.ResetTimer()
+	cpuFrom := cpu.Sample(b)
 	go func() { done <- ex.Run(runCtx) }()
 	ex.Notify(ids) // the hand-off path the daemon takes; polling finds what does not fit
 	for range b.N {
 		<-finals
 	}
 	b.StopTimer()
+	cpu.Report(b, cpuFrom, b.N, "attempt")
 	cancel()
 	if err := <-done; err != nil {
 		b.Fatal(err)

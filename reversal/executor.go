@@ -196,7 +196,7 @@ func NewExecutor(cfg ExecutorConfig, st *store.Store, gw *qfpay.Directory) (*Exe
 	var p Pacer = unpaced{}
 	if cfg.MerchantRate > 0 {
 		if cfg.SharedPacing {
-			p = &sharedPacer{st: st, waited: cfg.Hooks.PaceWait}
+			p = newSharedPacer(st, cfg.Hooks.PaceWait)
 		} else {
 			p = newLocalPacer(cfg.Hooks.PaceWait)
 		}

@@ -25,11 +25,20 @@ type Pacer interface {
 }
 
 // sharedPacer keeps each merchant's budget in PostgreSQL, so that every
-// instance of the group draws from the same one (store.Reserve): N instances
-// together never exceed it. Its cost is one round trip per gateway call.
+// instance of the group draws from the same one (store.ReserveMany): N
+// instances together never exceed it. The reservations of this instance's
+// workers are grouped (a reservations batch): one round trip takes the slots
+// of every worker that asked while the previous one was under way.
 type sharedPacer struct {
 	st     *store.Store
 	waited func(d time.Duration, ok bool)
+	batch  reservations
+}
+
+func newSharedPacer(st *store.Store, waited func(time.Duration, bool)) *sharedPacer {
+	p := &sharedPacer{st: st, waited: waited}
+	p.batch.reserve = st.ReserveMany
+	return p
 }
 
 func (p *sharedPacer) Wait(ctx context.Context, mchid string, pace store.Pace) bool {
@@ -37,25 +46,106 @@ func (p *sharedPacer) Wait(ctx context.Context, mchid string, pace store.Pace) b
 	if dl, ok := ctx.Deadline(); ok {
 		maxWait = time.Until(dl)
 	}
-	if maxWait < 0 {
-		maxWait = 0
-	}
 	started := time.Now()
-	// The reservation must land even when the wait budget is spent, or a
-	// slot due now could not be taken.
-	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-	wait, ok, err := p.st.Reserve(rctx, mchid, pace, maxWait)
-	cancel()
-	if err != nil || !ok {
+	got, err := p.batch.take(ctx, store.Reservation{MchID: mchid, Pace: pace, MaxWait: max(maxWait, 0)})
+	if err != nil || !got.OK {
 		p.waited(time.Since(started), false)
 		return false // no slot, or the budget cannot be read: no call
 	}
-	if wait > 0 && !backoff.Sleep(ctx, wait) {
+	if got.Wait > 0 && !backoff.Sleep(ctx, got.Wait) {
 		p.waited(time.Since(started), false)
 		return false // the slot is spent unused: the budget holds
 	}
 	p.waited(time.Since(started), true)
 	return true
+}
+
+// reservations groups concurrent reservations into few statements, like a
+// group commit: a request made while fewer than maxReserveFlushes
+// statements are under way starts a flusher, which sends every request
+// waiting (one per merchant per statement: a second one for the same
+// merchant goes in the next) until none is left. A request waits for its
+// answer however its caller's context ends: a slot due now must still be
+// taken, and a reservation under way lands either way.
+type reservations struct {
+	reserve func(context.Context, []store.Reservation) ([]store.Reserved, error)
+
+	mu       sync.Mutex
+	pending  []*reservation
+	flushers int
+}
+
+type reservation struct {
+	req  store.Reservation
+	got  store.Reserved
+	err  error
+	done chan struct{}
+}
+
+const (
+	maxReserveFlushes = 2   // statements under way at once
+	maxReserveBatch   = 256 // merchants per statement
+)
+
+// take queues req and waits for its answer. ctx is not a deadline for the
+// answer (see reservations); a flusher it starts runs on ctx's values only.
+func (b *reservations) take(ctx context.Context, req store.Reservation) (store.Reserved, error) {
+	r := &reservation{req: req, done: make(chan struct{})}
+	b.mu.Lock()
+	b.pending = append(b.pending, r)
+	if b.flushers < maxReserveFlushes {
+		b.flushers++
+		go b.flush(context.WithoutCancel(ctx))
+	}
+	b.mu.Unlock()
+	<-r.done
+	return r.got, r.err
+}
+
+// flush sends batches until no request waits.
+func (b *reservations) flush(ctx context.Context) {
+	for {
+		b.mu.Lock()
+		batch := b.next()
+		if len(batch) == 0 {
+			b.flushers--
+			b.mu.Unlock()
+			return
+		}
+		b.mu.Unlock()
+		reqs := make([]store.Reservation, len(batch))
+		for i, r := range batch {
+			reqs[i] = r.req
+		}
+		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		got, err := b.reserve(rctx, reqs)
+		cancel()
+		for i, r := range batch {
+			if err != nil {
+				r.err = err
+			} else {
+				r.got = got[i]
+			}
+			close(r.done)
+		}
+	}
+}
+
+// next takes the oldest waiting requests, at most one per merchant, off
+// pending. b.mu is held.
+func (b *reservations) next() []*reservation {
+	var batch, rest []*reservation
+	seen := make(map[string]bool, len(b.pending))
+	for _, r := range b.pending {
+		if len(batch) < maxReserveBatch && !seen[r.req.MchID] {
+			seen[r.req.MchID] = true
+			batch = append(batch, r)
+		} else {
+			rest = append(rest, r)
+		}
+	}
+	b.pending = rest
+	return batch
 }
 
 func (p *sharedPacer) Pause(ctx context.Context, mchid string, pace store.Pace, d time.Duration) {

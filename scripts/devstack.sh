@@ -223,7 +223,7 @@ EOF
       log "PostgreSQL: starting on 127.0.0.1:$port"
       # pg_ctl copes with a stale postmaster.pid left by a killed run.
       if as_pg "$bin/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/postgres.log" -w -t 60 \
-          -o "-p $port -k $PG_DIR/run -c listen_addresses=127.0.0.1" start >/dev/null 9>&-; then
+          -o "-p $port -k $PG_DIR/run -c listen_addresses=127.0.0.1 -c shared_preload_libraries=pg_stat_statements" start >/dev/null 9>&-; then
         break
       fi
       tries=$((tries + 1))

@@ -84,34 +84,39 @@ func (s *Store) Claim(ctx context.Context, c Claim) ([]reversald.Attempt, error)
 			ORDER BY next_run_at
 			LIMIT $2
 			FOR UPDATE SKIP LOCKED`
+	with := ""
 	if c.Paced && c.PerMerchant > 0 {
 		// Fair across merchants: among the oldest due attempts (a bounded
 		// look, so a claim costs the same with a backlog), each merchant's
 		// oldest few, then the oldest of those. A merchant with a backlog
 		// soon has no budget and drops out of the look. The window cannot
-		// lock, so the rows it picks are locked (and checked again) after.
+		// lock, so the rows it picks are locked (and checked again) after,
+		// found by id: a claim never reads more than the look, whatever
+		// plan PostgreSQL caches for the statement.
 		args = append(args, c.PerMerchant)
-		due = `
-			SELECT id FROM attempts
-			WHERE id IN (
-				SELECT id FROM (
-					SELECT id, row_number() OVER (PARTITION BY mchid ORDER BY next_run_at) AS rn
-					FROM (
-						SELECT id, mchid, next_run_at FROM attempts
-						WHERE status = 'pending' AND ` + filter + paced + `
-						  AND (lease_expires_at IS NULL OR lease_expires_at <= ` + dbClock + `)
-						ORDER BY next_run_at
-						LIMIT $2 * 4
-					) candidates
-				) ranked WHERE rn <= $` + fmt.Sprint(len(args)) + `)
-			  AND status = 'pending' AND ` + filter + paced + `
-			  AND (lease_expires_at IS NULL OR lease_expires_at <= ` + dbClock + `)
+		with = `fair AS MATERIALIZED (
+			SELECT id FROM (
+				SELECT id, next_run_at, row_number() OVER (PARTITION BY mchid ORDER BY next_run_at) AS rn
+				FROM (
+					SELECT id, mchid, next_run_at FROM attempts
+					WHERE status = 'pending' AND ` + filter + paced + `
+					  AND (lease_expires_at IS NULL OR lease_expires_at <= ` + dbClock + `)
+					ORDER BY next_run_at
+					LIMIT $2 * 4
+				) candidates
+			) ranked WHERE rn <= $` + fmt.Sprint(len(args)) + `
 			ORDER BY next_run_at
 			LIMIT $2
+		), `
+		due = `
+			SELECT id FROM attempts
+			WHERE id = ANY (ARRAY(SELECT id FROM fair))
+			  AND status = 'pending' AND ` + filter + paced + `
+			  AND (lease_expires_at IS NULL OR lease_expires_at <= ` + dbClock + `)
 			FOR UPDATE SKIP LOCKED`
 	}
 	rows, err := s.pool.Query(ctx, `
-		WITH due AS (`+due+`
+		WITH `+with+`due AS (`+due+`
 		)
 		UPDATE attempts a
 		SET lease_owner = $3, lease_expires_at = `+dbClock+` + $4::interval, token = a.token + 1, updated_at = `+dbClock+`

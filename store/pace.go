@@ -2,11 +2,8 @@ package store
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
-
-	"github.com/jackc/pgx/v5"
 )
 
 // Pace is one merchant's budget: calls spaced Interval apart on average
@@ -19,52 +16,101 @@ type Pace struct {
 	MinGap   time.Duration
 }
 
+// tolerance is how far ahead of its theoretical arrival time a call may go
+// (the burst, in the per-minute GCRA's terms).
+func (p Pace) tolerance() time.Duration { return time.Duration(max(p.Burst-1, 0)) * p.Interval }
+
+// Reservation asks for merchant MchID's next gateway slot under Pace, if it
+// comes no more than MaxWait from now.
+type Reservation struct {
+	MchID   string
+	Pace    Pace
+	MaxWait time.Duration
+}
+
+// Reserved is the answer to one Reservation: OK when a slot was taken, and
+// how long to wait for it.
+type Reserved struct {
+	Wait time.Duration
+	OK   bool
+}
+
 // Reserve takes the next gateway slot of merchant mchid, shared by every
 // instance (two GCRAs on PostgreSQL's clock), unless a pause (Pause) holds
 // it back. It reserves only a slot no more than maxWait away and returns how
 // long to wait for it; ok is false (nothing reserved) when the next slot is
 // further away.
 func (s *Store) Reserve(ctx context.Context, mchid string, p Pace, maxWait time.Duration) (wait time.Duration, ok bool, err error) {
-	tolerance := time.Duration(max(p.Burst-1, 0)) * p.Interval
-	var us int64
-	// slot: the earliest time both GCRAs allow. RETURNING sees the new row,
-	// where tat_s is slot + MinGap.
-	slot := `GREATEST(` + dbClock + `, p.tat - $4::interval, p.tat_s)`
-	args := []any{s.clock(), mchid, p.Interval, tolerance, p.MinGap, maxWait}
-	// The row exists after a merchant's first call: a plain UPDATE is the
-	// common path (cheaper than an upsert); the first call inserts it.
-	err = s.pool.QueryRow(ctx, `
-		UPDATE merchant_pace AS p SET
-			tat = GREATEST(p.tat, `+slot+`) + $3::interval,
-			tat_s = `+slot+` + $5::interval,
-			free_at = GREATEST(GREATEST(p.tat, `+slot+`) + $3::interval - $4::interval, `+slot+` + $5::interval)
-		WHERE p.mchid = $2 AND `+slot+` <= `+dbClock+` + $6::interval
-		RETURNING (extract(epoch FROM (p.tat_s - $5::interval - `+dbClock+`)) * 1e6)::bigint`,
-		args...).Scan(&us)
-	if errors.Is(err, pgx.ErrNoRows) {
-		// Over budget, or the merchant's first call: insert (another
-		// instance may have just inserted it: then this is a refusal and
-		// the next try takes the UPDATE path).
-		err = s.pool.QueryRow(ctx, `
-			INSERT INTO merchant_pace (mchid, tat, tat_s, free_at)
-			VALUES ($2, `+dbClock+` + $3::interval, `+dbClock+` + $5::interval,
-			        GREATEST(`+dbClock+` + $3::interval - $4::interval, `+dbClock+` + $5::interval))
-			ON CONFLICT (mchid) DO NOTHING
-			RETURNING 0::bigint`, args[:5]...).Scan(&us)
-	}
-	if errors.Is(err, pgx.ErrNoRows) {
-		return 0, false, nil
-	}
+	got, err := s.ReserveMany(ctx, []Reservation{{MchID: mchid, Pace: p, MaxWait: maxWait}})
 	if err != nil {
-		return 0, false, fmt.Errorf("reserve a gateway slot for merchant %s: %w", mchid, err)
+		return 0, false, err
 	}
-	return max(time.Duration(us)*time.Microsecond, 0), true, nil
+	return got[0].Wait, got[0].OK, nil
+}
+
+// ReserveMany is Reserve for several merchants in one statement (one round
+// trip, one commit): answers in the order asked. The merchants must be
+// distinct; a merchant's first reservation inserts its row, and one that
+// another instance inserted at the same moment is refused (try again).
+func (s *Store) ReserveMany(ctx context.Context, rs []Reservation) ([]Reserved, error) {
+	n := len(rs)
+	mchids := make([]string, n)
+	intervals, tolerances, gaps, maxWaits := make([]time.Duration, n), make([]time.Duration, n), make([]time.Duration, n), make([]time.Duration, n)
+	for i, r := range rs {
+		mchids[i], intervals[i], tolerances[i], gaps[i], maxWaits[i] = r.MchID, r.Pace.Interval, r.Pace.tolerance(), r.Pace.MinGap, max(r.MaxWait, 0)
+	}
+	// slot: the earliest time both GCRAs allow. RETURNING sees the new row,
+	// where tat_s is slot + gap. A merchant's row exists after its first
+	// call, so the UPDATE is the common path; the INSERT sees the
+	// statement's snapshot and adds only rows that did not exist.
+	slot := `GREATEST(` + dbClock + `, p.tat - r.tol, p.tat_s)`
+	rows, err := s.pool.Query(ctx, `
+		WITH r AS (
+			SELECT * FROM unnest($2::text[], $3::interval[], $4::interval[], $5::interval[], $6::interval[])
+				WITH ORDINALITY AS r(mchid, iv, tol, gap, mw, n)
+		), taken AS (
+			UPDATE merchant_pace AS p SET
+				tat = GREATEST(p.tat, `+slot+`) + r.iv,
+				tat_s = `+slot+` + r.gap,
+				free_at = GREATEST(GREATEST(p.tat, `+slot+`) + r.iv - r.tol, `+slot+` + r.gap)
+			FROM r
+			WHERE p.mchid = r.mchid AND `+slot+` <= `+dbClock+` + r.mw
+			RETURNING r.n, (extract(epoch FROM (p.tat_s - r.gap - `+dbClock+`)) * 1e6)::bigint AS us
+		), first AS (
+			INSERT INTO merchant_pace (mchid, tat, tat_s, free_at)
+			SELECT r.mchid, `+dbClock+` + r.iv, `+dbClock+` + r.gap, GREATEST(`+dbClock+` + r.iv - r.tol, `+dbClock+` + r.gap)
+			FROM r WHERE NOT EXISTS (SELECT 1 FROM merchant_pace p WHERE p.mchid = r.mchid)
+			ON CONFLICT (mchid) DO NOTHING
+			RETURNING mchid
+		)
+		SELECT n, us FROM taken
+		UNION ALL
+		SELECT r.n, 0 FROM first JOIN r USING (mchid)`,
+		s.clock(), mchids, intervals, tolerances, gaps, maxWaits)
+	if err != nil {
+		return nil, fmt.Errorf("reserve gateway slots for %d merchants: %w", n, err)
+	}
+	defer rows.Close()
+	got := make([]Reserved, n)
+	for rows.Next() {
+		var i, us int64
+		if err := rows.Scan(&i, &us); err != nil {
+			return nil, fmt.Errorf("reserve gateway slots: %w", err)
+		}
+		if i < 1 || i > int64(n) {
+			return nil, fmt.Errorf("reserve gateway slots: answer %d of %d", i, n)
+		}
+		got[i-1] = Reserved{Wait: max(time.Duration(us)*time.Microsecond, 0), OK: true}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("reserve gateway slots for %d merchants: %w", n, err)
+	}
+	return got, nil
 }
 
 // Pause holds every instance's calls for merchant mchid back for d (QFPay
 // answered 429 or asked to retry after d). The burst is spent too.
 func (s *Store) Pause(ctx context.Context, mchid string, p Pace, d time.Duration) error {
-	tolerance := time.Duration(max(p.Burst-1, 0)) * p.Interval
 	_, err := s.pool.Exec(ctx, `
 		INSERT INTO merchant_pace AS p (mchid, tat, tat_s, free_at, paused_until, pauses)
 		VALUES ($2, `+dbClock+` + $3::interval + $4::interval, `+dbClock+` + $3::interval, `+dbClock+` + $3::interval, `+dbClock+` + $3::interval, 1)
@@ -73,7 +119,7 @@ func (s *Store) Pause(ctx context.Context, mchid string, p Pace, d time.Duration
 			tat_s = GREATEST(p.tat_s, `+dbClock+` + $3::interval),
 			free_at = GREATEST(p.free_at, `+dbClock+` + $3::interval),
 			paused_until = GREATEST(p.paused_until, `+dbClock+` + $3::interval), pauses = p.pauses + 1`,
-		s.clock(), mchid, d, tolerance)
+		s.clock(), mchid, d, p.tolerance())
 	if err != nil {
 		return fmt.Errorf("pause merchant %s for %s: %w", mchid, d, err)
 	}

@@ -55,6 +55,46 @@ func TestReserveSpacesAMerchantsCalls(t *testing.T) {
 	}
 }
 
+// TestReserveManyAnswersEachMerchantInOrder: one statement takes the slots
+// of several merchants, each under its own pace: a known merchant's next
+// slot, a new merchant's first (its row inserted), and a refusal for one whose
+// slot is beyond its maxWait, answered in the order asked.
+func TestReserveManyAnswersEachMerchantInOrder(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s, _ := newStore(t)
+	slow := store.Pace{Interval: time.Second, Burst: 1}
+	fast := store.Pace{Interval: 100 * time.Millisecond, Burst: 1, MinGap: 10 * time.Millisecond}
+	for _, m := range []string{"KNOWN", "FULL"} {
+		if _, ok, err := s.Reserve(ctx, m, slow, 0); err != nil || !ok {
+			t.Fatalf("first slot of %s: %v %v", m, ok, err)
+		}
+	}
+	got, err := s.ReserveMany(ctx, []store.Reservation{
+		{MchID: "KNOWN", Pace: fast, MaxWait: time.Second}, // its row says the next slot is a second away
+		{MchID: "NEW", Pace: fast, MaxWait: 0},
+		{MchID: "FULL", Pace: slow, MaxWait: 500 * time.Millisecond},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []store.Reserved{{Wait: time.Second, OK: true}, {Wait: 0, OK: true}, {OK: false}}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("answer %d: %+v, want %+v", i, got[i], want[i])
+		}
+	}
+	// NEW's row exists now and counted its first call: its next slot is
+	// one interval on.
+	if w, ok, err := s.Reserve(ctx, "NEW", fast, time.Second); err != nil || !ok || w != fast.Interval {
+		t.Errorf("NEW's second slot: wait %s ok %v err %v, want %s", w, ok, err, fast.Interval)
+	}
+	// The refusal spent nothing: FULL's next slot is still a second after its first.
+	if w, ok, err := s.Reserve(ctx, "FULL", slow, 2*time.Second); err != nil || !ok || w != time.Second {
+		t.Errorf("FULL after a refusal: wait %s ok %v err %v, want 1s", w, ok, err)
+	}
+}
+
 // TestPacedClaimSkipsMerchantsWithoutBudget: a paced claim takes no attempt
 // of a merchant whose next slot is beyond the look-ahead, and at most
 // PerMerchant of one merchant's attempts, so others get the workers.

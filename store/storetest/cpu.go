@@ -1,0 +1,117 @@
+package storetest
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/reversald/reversald/internal/testenv"
+)
+
+// CPU measures the CPU time that a benchmark costs, which on a busy machine
+// says more than its wall-clock rate: this process's (the daemon's code and
+// whatever else runs in the test binary) and the PostgreSQL server's on
+// DATABASE_URL (its postmaster and every backend, ended ones included). The
+// server must run on this machine (the tests' is on loopback).
+type CPU struct {
+	postmaster int
+}
+
+// CPUSample is the CPU spent so far.
+type CPUSample struct {
+	Process, Server time.Duration
+}
+
+// NewCPU finds the PostgreSQL server's postmaster.
+func NewCPU(tb testing.TB) *CPU {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, testenv.DatabaseURL(tb))
+	if err != nil {
+		tb.Fatalf("connect to DATABASE_URL: %v (%s)", err, howToStart)
+	}
+	defer conn.Close(ctx)
+	var backend int
+	if err := conn.QueryRow(ctx, `SELECT pg_backend_pid()`).Scan(&backend); err != nil {
+		tb.Fatalf("read the backend's pid: %v", err)
+	}
+	st, err := procStat(backend)
+	if err != nil {
+		tb.Fatalf("PostgreSQL's processes must be on this machine to measure their CPU: %v", err)
+	}
+	return &CPU{postmaster: st.ppid}
+}
+
+// Sample reads the CPU spent so far.
+func (c *CPU) Sample(tb testing.TB) CPUSample {
+	tb.Helper()
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		tb.Fatalf("getrusage: %v", err)
+	}
+	s := CPUSample{Process: time.Duration(ru.Utime.Nano() + ru.Stime.Nano())}
+	pm, err := procStat(c.postmaster)
+	if err != nil {
+		tb.Fatalf("read PostgreSQL's postmaster: %v", err)
+	}
+	s.Server = pm.self + pm.children // children: the backends that ended
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		tb.Fatalf("read /proc: %v", err)
+	}
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if st, err := procStat(pid); err == nil && st.ppid == c.postmaster {
+			s.Server += st.self
+		}
+	}
+	return s
+}
+
+// Report adds the CPU per op since from to b's metrics.
+func (c *CPU) Report(b *testing.B, from CPUSample, n int, unit string) {
+	b.Helper()
+	to := c.Sample(b)
+	per := func(d time.Duration) float64 { return float64(d.Microseconds()) / float64(n) }
+	b.ReportMetric(per(to.Process-from.Process), "proc-cpu-µs/"+unit)
+	b.ReportMetric(per(to.Server-from.Server), "pg-cpu-µs/"+unit)
+}
+
+type stat struct {
+	ppid           int
+	self, children time.Duration
+}
+
+// procStat reads /proc/PID/stat: the parent, and CPU in clock ticks (USER_HZ,
+// 100 a second on Linux).
+func procStat(pid int) (stat, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return stat{}, err
+	}
+	// The command name is in parentheses and may hold spaces: fields start
+	// after the last ')'.
+	i := strings.LastIndexByte(string(b), ')')
+	if i < 0 {
+		return stat{}, fmt.Errorf("/proc/%d/stat: unexpected format", pid)
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 15 {
+		return stat{}, fmt.Errorf("/proc/%d/stat: unexpected format", pid)
+	}
+	num := func(k int) int64 { v, _ := strconv.ParseInt(f[k], 10, 64); return v }
+	tick := func(v int64) time.Duration { return time.Duration(v) * (time.Second / 100) }
+	// f[0] is the state (field 3): ppid is field 4, utime..cstime 14..17.
+	return stat{ppid: int(num(1)), self: tick(num(11) + num(12)), children: tick(num(13) + num(14))}, nil
+}
