@@ -115,17 +115,23 @@ func (s *Store) Claim(ctx context.Context, c Claim) ([]reversald.Attempt, error)
 			  AND (lease_expires_at IS NULL OR lease_expires_at <= ` + dbClock + `)
 			FOR UPDATE SKIP LOCKED`
 	}
-	rows, err := s.pool.Query(ctx, `
+	// The claim runs all the time and its best plan is the same whatever
+	// its arguments: planned once (see queryGeneric).
+	var got []reversald.Attempt
+	err := s.queryGeneric(ctx, `
 		WITH `+with+`due AS (`+due+`
 		)
 		UPDATE attempts a
 		SET lease_owner = $3, lease_expires_at = `+dbClock+` + $4::interval, token = a.token + 1, updated_at = `+dbClock+`
 		FROM due WHERE a.id = due.id
-		RETURNING `+attemptColumns, args...)
-	if err != nil {
-		return nil, fmt.Errorf("claim attempts for %s: %w", c.Owner, err)
-	}
-	got, err := pgx.CollectRows(rows, scanAttempt)
+		RETURNING `+attemptColumns, args, func(rows pgx.Rows) error {
+		a, err := scanAttempt(rows)
+		if err != nil {
+			return err
+		}
+		got = append(got, a)
+		return nil
+	})
 	if err != nil {
 		return nil, fmt.Errorf("claim attempts for %s: %w", c.Owner, err)
 	}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 )
 
 // Pace is one merchant's budget: calls spaced Interval apart on average
@@ -64,7 +66,8 @@ func (s *Store) ReserveMany(ctx context.Context, rs []Reservation) ([]Reserved, 
 	// call, so the UPDATE is the common path; the INSERT sees the
 	// statement's snapshot and adds only rows that did not exist.
 	slot := `GREATEST(` + dbClock + `, p.tat - r.tol, p.tat_s)`
-	rows, err := s.pool.Query(ctx, `
+	got := make([]Reserved, n)
+	err := s.queryGeneric(ctx, `
 		WITH r AS (
 			SELECT * FROM unnest($2::text[], $3::interval[], $4::interval[], $5::interval[], $6::interval[])
 				WITH ORDINALITY AS r(mchid, iv, tol, gap, mw, n)
@@ -86,23 +89,18 @@ func (s *Store) ReserveMany(ctx context.Context, rs []Reservation) ([]Reserved, 
 		SELECT n, us FROM taken
 		UNION ALL
 		SELECT r.n, 0 FROM first JOIN r USING (mchid)`,
-		s.clock(), mchids, intervals, tolerances, gaps, maxWaits)
+		[]any{s.clock(), mchids, intervals, tolerances, gaps, maxWaits}, func(rows pgx.Rows) error {
+			var i, us int64
+			if err := rows.Scan(&i, &us); err != nil {
+				return err
+			}
+			if i < 1 || i > int64(n) {
+				return fmt.Errorf("answer %d of %d", i, n)
+			}
+			got[i-1] = Reserved{Wait: max(time.Duration(us)*time.Microsecond, 0), OK: true}
+			return nil
+		})
 	if err != nil {
-		return nil, fmt.Errorf("reserve gateway slots for %d merchants: %w", n, err)
-	}
-	defer rows.Close()
-	got := make([]Reserved, n)
-	for rows.Next() {
-		var i, us int64
-		if err := rows.Scan(&i, &us); err != nil {
-			return nil, fmt.Errorf("reserve gateway slots: %w", err)
-		}
-		if i < 1 || i > int64(n) {
-			return nil, fmt.Errorf("reserve gateway slots: answer %d of %d", i, n)
-		}
-		got[i-1] = Reserved{Wait: max(time.Duration(us)*time.Microsecond, 0), OK: true}
-	}
-	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("reserve gateway slots for %d merchants: %w", n, err)
 	}
 	return got, nil

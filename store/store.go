@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/pressly/goose/v3"
@@ -144,4 +145,25 @@ func (s *Store) clock() *time.Time {
 	}
 	t := s.testClock()
 	return &t
+}
+
+// queryGeneric runs one statement with PostgreSQL's generic plan for it
+// (plan_cache_mode, for its transaction only) and calls each for every row,
+// in one round trip. For the statements that run all the time and whose best
+// plan does not depend on their arguments: left to choose, PostgreSQL plans
+// them again at every call, which costs more than running them.
+func (s *Store) queryGeneric(ctx context.Context, sql string, args []any, each func(pgx.Rows) error) error {
+	b := &pgx.Batch{}
+	b.Queue(`BEGIN`)
+	b.Queue(`SET LOCAL plan_cache_mode = force_generic_plan`)
+	b.Queue(sql, args...).Query(func(rows pgx.Rows) error {
+		for rows.Next() {
+			if err := each(rows); err != nil {
+				return err
+			}
+		}
+		return rows.Err()
+	})
+	b.Queue(`COMMIT`)
+	return s.pool.SendBatch(ctx, b).Close()
 }

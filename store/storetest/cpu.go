@@ -115,3 +115,19 @@ func procStat(pid int) (stat, error) {
 	// f[0] is the state (field 3): ppid is field 4, utime..cstime 14..17.
 	return stat{ppid: int(num(1)), self: tick(num(11) + num(12)), children: tick(num(13) + num(14))}, nil
 }
+
+// Analyze updates PostgreSQL's statistics of the database at url, as
+// autovacuum does on its own a while after a table changes a lot.
+func Analyze(tb testing.TB, url string) {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		tb.Fatalf("connect to analyze: %v", err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, `ANALYZE`); err != nil {
+		tb.Fatalf("analyze: %v", err)
+	}
+}
