@@ -91,8 +91,7 @@ func (s *Store) Claim(ctx context.Context, c Claim) ([]reversald.Attempt, error)
 		// oldest few, then the oldest of those. A merchant with a backlog
 		// soon has no budget and drops out of the look. The window cannot
 		// lock, so the rows it picks are locked (and checked again) after,
-		// found by id: a claim never reads more than the look, whatever
-		// plan PostgreSQL caches for the statement.
+		// one by one by id: a claim never reads more than the look.
 		args = append(args, c.PerMerchant)
 		with = `fair AS MATERIALIZED (
 			SELECT id FROM (
@@ -109,16 +108,17 @@ func (s *Store) Claim(ctx context.Context, c Claim) ([]reversald.Attempt, error)
 			LIMIT $2
 		), `
 		due = `
-			SELECT id FROM attempts
-			WHERE id = ANY (ARRAY(SELECT id FROM fair))
-			  AND status = 'pending' AND ` + filter + paced + `
-			  AND (lease_expires_at IS NULL OR lease_expires_at <= ` + dbClock + `)
-			FOR UPDATE SKIP LOCKED`
+			SELECT a.id FROM fair CROSS JOIN LATERAL (
+				SELECT id FROM attempts
+				WHERE id = fair.id
+				  AND status = 'pending' AND ` + filter + paced + `
+				  AND (lease_expires_at IS NULL OR lease_expires_at <= ` + dbClock + `)
+				FOR UPDATE SKIP LOCKED
+			) a`
 	}
-	// The claim runs all the time and its best plan is the same whatever
-	// its arguments: planned once (see queryGeneric).
+	// The claim runs all the time: its plan is pinned (see queryPinned).
 	var got []reversald.Attempt
-	err := s.queryGeneric(ctx, `
+	err := s.queryPinned(ctx, `
 		WITH `+with+`due AS (`+due+`
 		)
 		UPDATE attempts a

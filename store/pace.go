@@ -67,7 +67,7 @@ func (s *Store) ReserveMany(ctx context.Context, rs []Reservation) ([]Reserved, 
 	// statement's snapshot and adds only rows that did not exist.
 	slot := `GREATEST(` + dbClock + `, p.tat - r.tol, p.tat_s)`
 	got := make([]Reserved, n)
-	err := s.queryGeneric(ctx, `
+	err := s.queryPinned(ctx, `
 		WITH r AS (
 			SELECT * FROM unnest($2::text[], $3::interval[], $4::interval[], $5::interval[], $6::interval[])
 				WITH ORDINALITY AS r(mchid, iv, tol, gap, mw, n)

@@ -147,15 +147,20 @@ func (s *Store) clock() *time.Time {
 	return &t
 }
 
-// queryGeneric runs one statement with PostgreSQL's generic plan for it
-// (plan_cache_mode, for its transaction only) and calls each for every row,
-// in one round trip. For the statements that run all the time and whose best
-// plan does not depend on their arguments: left to choose, PostgreSQL plans
-// them again at every call, which costs more than running them.
-func (s *Store) queryGeneric(ctx context.Context, sql string, args []any, each func(pgx.Rows) error) error {
+// queryPinned runs one statement with its plan pinned, and calls each for
+// every row, in one round trip. For the statements that run all the time and
+// whose best plan is always the same, index lookups and nested loops, whatever
+// PostgreSQL's statistics say. Left to choose, PostgreSQL plans them again at
+// every call (which cost more than running the fair claim), and while its
+// statistics are stale (the first minute of a fresh database, before
+// autovacuum has looked) it reads the whole backlog with bitmap scans. The
+// settings hold for the statement's transaction only.
+func (s *Store) queryPinned(ctx context.Context, sql string, args []any, each func(pgx.Rows) error) error {
 	b := &pgx.Batch{}
 	b.Queue(`BEGIN`)
-	b.Queue(`SET LOCAL plan_cache_mode = force_generic_plan`)
+	b.Queue(`SELECT set_config('plan_cache_mode', 'force_generic_plan', true),
+		set_config('enable_seqscan', 'off', true), set_config('enable_bitmapscan', 'off', true),
+		set_config('enable_hashjoin', 'off', true), set_config('enable_mergejoin', 'off', true)`)
 	b.Queue(sql, args...).Query(func(rows pgx.Rows) error {
 		for rows.Next() {
 			if err := each(rows); err != nil {
