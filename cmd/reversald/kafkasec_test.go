@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/x509"
 	"io"
 	"net/http"
 	"os"
@@ -167,7 +168,7 @@ func TestDaemonRefusesBadKafkaSecurity(t *testing.T) {
 			case err = <-done:
 			case <-time.After(2 * kafkaStartCheck):
 				cancel()
-				<-done
+				<-done //nolint:errcheck // stopped by the test: what it returns says nothing
 				t.Fatalf("the daemon did not give up within %s; logs:\n%s", 2*kafkaStartCheck, tail(logs.String(), 20))
 			}
 			if err == nil {
@@ -186,5 +187,39 @@ func TestDaemonRefusesBadKafkaSecurity(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestKafkaTLSClientCertificateDates: the client certificate is refused at start-up outside its
+// dates, with the date and without key material.
+func TestKafkaTLSClientCertificateDates(t *testing.T) {
+	t.Parallel()
+	k := testenv.KafkaSecurity(t)
+	c := Config{KafkaTLS: true, KafkaTLSCAFile: k.CAFile, KafkaTLSCertFile: k.ClientCert, KafkaTLSKeyFile: k.ClientKey}
+	tc, err := c.kafkaTLS(time.Now())
+	if err != nil || len(tc.Certificates) != 1 || tc.RootCAs == nil {
+		t.Fatalf("kafkaTLS now: %v", err)
+	}
+	leaf, err := x509.ParseCertificate(tc.Certificates[0].Certificate[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, at := range []struct {
+		now  time.Time
+		want string
+	}{
+		{leaf.NotBefore.Add(-time.Hour), "is not valid before " + leaf.NotBefore.UTC().Format(time.RFC3339)},
+		{leaf.NotAfter.Add(time.Second), "expired at " + leaf.NotAfter.UTC().Format(time.RFC3339)},
+	} {
+		_, err := c.kafkaTLS(at.now)
+		if err == nil || !strings.Contains(err.Error(), at.want) || !strings.Contains(err.Error(), "KAFKA_TLS_CERT_FILE") {
+			t.Errorf("at %s: %v; want %q", at.now, err, at.want)
+			continue
+		}
+		for _, line := range kafkatest.KeyMaterial(t, k.ClientKey) {
+			if strings.Contains(err.Error(), line) {
+				t.Fatal("the error holds key material")
+			}
+		}
 	}
 }
