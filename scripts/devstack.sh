@@ -598,6 +598,11 @@ write_env() {
   mv "$tmp" "$ENV_FILE"
 }
 
+# show_env: .stack/env for a terminal, the test SCRAM password left out.
+show_env() {
+  sed -e 's/^/  /' -e 's/^\(  export KAFKA_TEST_SCRAM_PASSWORD=\).*/\1(see .stack\/env)/' "$ENV_FILE" | grep -v '^  #'
+}
+
 cmd_up() {
   mkdir -p "$STACK"
   lock
@@ -611,7 +616,7 @@ cmd_up() {
   kafka_up
   write_env
   log "env written to $ENV_FILE:"
-  sed 's/^/  /' "$ENV_FILE" | grep -v '^  #' >&2
+  show_env >&2
 }
 
 cmd_down() {
@@ -626,7 +631,7 @@ cmd_down() {
 cmd_status() {
   pg_status
   kafka_status
-  if [ -f "$ENV_FILE" ]; then echo "env: $ENV_FILE"; sed 's/^/  /' "$ENV_FILE" | grep -v '^  #'; else echo "env: none (run up)"; fi
+  if [ -f "$ENV_FILE" ]; then echo "env: $ENV_FILE"; show_env; else echo "env: none (run up)"; fi
 }
 
 cmd_env() {

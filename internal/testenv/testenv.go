@@ -99,8 +99,9 @@ func KafkaSecurity(tb testing.TB) KafkaSecure {
 		ScramPassword:  get("KAFKA_TEST_SCRAM_PASSWORD"),
 	}
 	if len(problems) > 0 {
-		tb.Fatalf("the dev stack's Kafka security listeners are not known (%s): %s; a stack started by an older "+
-			"scripts/devstack.sh has none, `make up` restarts its broker with them",
+		tb.Fatalf("the dev stack's Kafka security listeners are not known (%s): %s; a broker started by an older "+
+			"scripts/devstack.sh has none, and `make up` restarts it with them (with KAFKA_BROKERS naming another "+
+			"broker, `make up` starts none: set these variables for that broker's secured listeners too)",
 			strings.Join(problems, "; "), hint)
 	}
 	return k
