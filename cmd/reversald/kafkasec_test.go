@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"io"
 	"net/http"
@@ -15,6 +16,7 @@ import (
 	"github.com/segmentio/kafka-go"
 	"github.com/sethvargo/go-envconfig"
 
+	"github.com/reversald/reversald/consumer"
 	"github.com/reversald/reversald/internal/kafkatest"
 	"github.com/reversald/reversald/internal/testenv"
 )
@@ -221,5 +223,43 @@ func TestKafkaTLSClientCertificateDates(t *testing.T) {
 				t.Fatal("the error holds key material")
 			}
 		}
+	}
+}
+
+// TestReadinessOverMutualTLS: the readiness check (kafkaReachable, behind /readyz) asks the
+// mTLS listener for metadata, so a client certificate the broker refuses (expired here;
+// start-up refuses it before, this is a clock that moved on) fails it, where a dial alone
+// passed: under TLS 1.3 the client's handshake ends before the broker has checked the
+// certificate.
+func TestReadinessOverMutualTLS(t *testing.T) {
+	t.Parallel()
+	k := testenv.KafkaSecurity(t)
+	reachable := func(cert, key string, at time.Time) error {
+		t.Helper()
+		c := Config{KafkaTLS: true, KafkaTLSCAFile: k.CAFile, KafkaTLSCertFile: cert, KafkaTLSKeyFile: key}
+		tc, err := c.kafkaTLS(at)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Not /readyz's own 2s: the race detector on a loaded machine may need more.
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		return kafkaReachable(ctx, k.MTLSBrokers, consumer.Security{TLS: tc})
+	}
+	if err := reachable(k.ClientCert, k.ClientKey, time.Now()); err != nil {
+		t.Errorf("with a good client certificate: %v", err)
+	}
+	// The expired certificate as the daemon saw it an hour before it expired.
+	kp, err := tls.LoadX509KeyPair(k.ExpiredCert, k.ExpiredKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, err := x509.ParseCertificate(kp.Certificate[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = reachable(k.ExpiredCert, k.ExpiredKey, leaf.NotAfter.Add(-time.Hour))
+	if err == nil || !strings.Contains(err.Error(), "refused the TLS handshake") {
+		t.Errorf("with an expired client certificate: %v; want the refusal", err)
 	}
 }
