@@ -1,7 +1,9 @@
 // Package consumer is the Kafka side of reversald: Intake reads payment-uncertain events as a
 // consumer group and records them in PostgreSQL, DeadLetters parks invalid input, Publisher
 // moves outcomes from the PostgreSQL outbox to the results topic, and EnsureTopics creates
-// missing topics. Security builds both the reader's Dialer and the writers' Transport.
+// missing topics. Security builds both the reader's Dialer and the writers' Transport, and its
+// Check asks a broker for metadata over them, telling a broker that refuses the client's TLS or
+// SASL settings (AccessError, with its Refusal) from one that cannot be reached.
 //
 // Invariants (money is at stake: a lost event or a double cancel is an incident):
 //

@@ -8,6 +8,14 @@
 #   scripts/devstack.sh status   say what runs where
 #   scripts/devstack.sh env      print .stack/env (eval "$(scripts/devstack.sh env)")
 #
+# The broker has three client listeners on loopback: PLAINTEXT (KAFKA_BROKERS), SASL_SSL with
+# SCRAM-SHA-512 (KAFKA_SASL_SSL_BROKERS) and mutual TLS, client certificate required
+# (KAFKA_MTLS_BROKERS). Their test CA and certificates are made once per stack by
+# internal/devcerts (Go) under .stack/kafka/tls, never checked in, and the SCRAM user and its
+# random password are made when the storage is formatted; .stack/env names them all
+# (KAFKA_TEST_*). A broker started by an older devstack.sh, without those listeners, is
+# restarted with them by `up`.
+#
 # If DATABASE_URL or KAFKA_BROKERS is already set (and is not the value this stack wrote), that
 # part is not started: the given value is written to .stack/env as is.
 #
@@ -22,6 +30,8 @@ ENV_FILE="$STACK/env"
 PG_DIR="$STACK/pg"
 KAFKA_DIR="$STACK/kafka"
 KAFKA_POM="$REPO/build/kafka/pom.xml"
+TLS_DIR="$KAFKA_DIR/tls"
+SCRAM_USER=reversald
 CACHE_ROOT="${XDG_CACHE_HOME:-$HOME/.cache}/reversald"
 
 log() { printf 'devstack: %s\n' "$*" >&2; }
@@ -318,21 +328,61 @@ kafka_libs() {
 kafka_running() {
   [ -s "$KAFKA_DIR/port" ] || return 1
   pid_alive "$KAFKA_DIR/pid" "$KAFKA_DIR/server.properties" || return 1
-  wait_tcp "$(cat "$KAFKA_DIR/port")" 2
+  kafka_current || return 1
+  wait_tcp "$(cat "$KAFKA_DIR/port")" 2 && wait_tcp "$(cat "$KAFKA_DIR/sasl_ssl.port")" 2 && wait_tcp "$(cat "$KAFKA_DIR/mtls.port")" 2
+}
+
+# kafka_current: the broker's config has the security listeners, and their ports, certificates
+# and SCRAM user are on record (a broker started by an older devstack.sh has none of them).
+kafka_current() {
+  grep -q '^listeners=.*SASL_SSL://.*MTLS://' "$KAFKA_DIR/server.properties" 2>/dev/null &&
+    [ -s "$KAFKA_DIR/sasl_ssl.port" ] && [ -s "$KAFKA_DIR/mtls.port" ] &&
+    [ -s "$TLS_DIR/.complete" ] && [ -s "$KAFKA_DIR/scram.user" ]
+}
+
+# kafka_certs: the test CA, broker and client certificates (internal/devcerts), once per stack.
+kafka_certs() {
+  [ -s "$TLS_DIR/.complete" ] && return 0
+  local go=${GO:-go}
+  command -v "$go" >/dev/null || die "Kafka: $go is not on PATH; it is needed once to make the test certificates (internal/devcerts)"
+  log "Kafka: making the test CA and certificates in $TLS_DIR"
+  rm -rf "$TLS_DIR"
+  (cd "$REPO" && "$go" run ./internal/devcerts -dir "$TLS_DIR") || die "Kafka: internal/devcerts could not make the test certificates"
+  date -u +%FT%TZ >"$TLS_DIR/.complete"
+}
+
+# scram_password: this stack's SCRAM password, made once (random, letters and digits only).
+scram_password() {
+  if [ ! -s "$KAFKA_DIR/scram.password" ]; then
+    (umask 077; head -c 64 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' | head -c 32 >"$KAFKA_DIR/scram.password")
+  fi
+  cat "$KAFKA_DIR/scram.password"
 }
 
 kafka_write_config() {
-  local port=$1 cport=$2
+  local port=$1 cport=$2 sport=$3 mport=$4
   cat >"$KAFKA_DIR/server.properties" <<EOF
 # written by scripts/devstack.sh: single-node KRaft (broker + controller) for tests only.
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:$cport
-listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport
-advertised.listeners=PLAINTEXT://127.0.0.1:$port
+listeners=PLAINTEXT://127.0.0.1:$port,SASL_SSL://127.0.0.1:$sport,MTLS://127.0.0.1:$mport,CONTROLLER://127.0.0.1:$cport
+advertised.listeners=PLAINTEXT://127.0.0.1:$port,SASL_SSL://127.0.0.1:$sport,MTLS://127.0.0.1:$mport
 controller.listener.names=CONTROLLER
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,SASL_SSL:SASL_SSL,MTLS:SSL,CONTROLLER:PLAINTEXT
 inter.broker.listener.name=PLAINTEXT
+# Security listeners for the TLS and SASL tests. No authorizer: an authenticated client may do
+# anything. TLS from PEM files made by internal/devcerts (test CA, never checked in).
+ssl.keystore.type=PEM
+ssl.keystore.location=$TLS_DIR/broker.pem
+ssl.truststore.type=PEM
+ssl.truststore.location=$TLS_DIR/ca.pem
+# SASL_SSL: SCRAM-SHA-512 only, server-authenticated TLS (no client certificate).
+sasl.enabled.mechanisms=SCRAM-SHA-512
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_ssl.ssl.client.auth=none
+# MTLS: TLS with a client certificate of the test CA required.
+listener.name.mtls.ssl.client.auth=required
 log.dirs=$KAFKA_DIR/data
 auto.create.topics.enable=true
 delete.topic.enable=true
@@ -381,17 +431,21 @@ rootLogger.appenderRef.e.ref = E
 EOF
 }
 
-# kafka_start PORT CPORT: start the broker in the background; 0 once it serves, 1 if it died.
+# kafka_start PORT CPORT SPORT MPORT: start the broker in the background; 0 once it serves on
+# every listener, 1 if it died.
 kafka_start() {
-  local port=$1 cport=$2 deadline pid cid
-  kafka_write_config "$port" "$cport"
+  local port=$1 cport=$2 sport=$3 mport=$4 deadline pid cid
+  kafka_write_config "$port" "$cport" "$sport" "$mport"
   if [ ! -s "$KAFKA_DIR/data/meta.properties" ]; then
-    rm -rf "$KAFKA_DIR/data"
+    rm -rf "$KAFKA_DIR/data" "$KAFKA_DIR/scram.user"
     # A Kafka cluster id is 16 random bytes, base64url without padding.
     cid=$(head -c16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')
+    # The SCRAM user goes in with the format: no admin round trip after the start.
     "$JAVA" -Dlog4j2.configurationFile="$KAFKA_DIR/log4j2-cli.properties" -cp "$KAFKA_LIBS/*" \
       kafka.tools.StorageTool format -t "$cid" -c "$KAFKA_DIR/server.properties" \
+      --add-scram "SCRAM-SHA-512=[name=$SCRAM_USER,password=$(scram_password)]" \
       >"$KAFKA_DIR/format.log" 2>&1 || { cat "$KAFKA_DIR/format.log" >&2; die "Kafka: storage format failed"; }
+    echo "$SCRAM_USER" >"$KAFKA_DIR/scram.user"
   fi
   rm -f "$KAFKA_DIR/server.log"
   : >"$KAFKA_DIR/kafka.out"
@@ -404,7 +458,8 @@ kafka_start() {
   deadline=$(( SECONDS + 120 ))
   while [ "$SECONDS" -lt "$deadline" ]; do
     kill -0 "$pid" 2>/dev/null || return 1
-    if grep -q 'Kafka Server started' "$KAFKA_DIR/server.log" 2>/dev/null && wait_tcp "$port" 1; then
+    if grep -q 'Kafka Server started' "$KAFKA_DIR/server.log" 2>/dev/null &&
+        wait_tcp "$port" 1 && wait_tcp "$sport" 1 && wait_tcp "$mport" 1; then
       return 0
     fi
     sleep 0.3
@@ -421,39 +476,66 @@ kafka_up() {
   KAFKA_LIBS=$(kafka_libs)
   JAVA=$(java_bin)
   if kafka_running; then
-    log "Kafka: already running on 127.0.0.1:$(cat "$KAFKA_DIR/port")"
+    log "Kafka: already running on 127.0.0.1:$(cat "$KAFKA_DIR/port") (SASL_SSL :$(cat "$KAFKA_DIR/sasl_ssl.port"), mTLS :$(cat "$KAFKA_DIR/mtls.port"))"
   else
     mkdir -p "$KAFKA_DIR"
     if pid_alive "$KAFKA_DIR/pid" "$KAFKA_DIR/server.properties"; then
-      log "Kafka: a broker of this stack runs but does not answer; restarting it"
+      if kafka_current; then
+        log "Kafka: a broker of this stack runs but does not answer; restarting it"
+      else
+        log "Kafka: the running broker has no SASL_SSL and mTLS listeners (an older devstack.sh started it); restarting it with them"
+      fi
       kafka_stop
     fi
-    local port cport tries=0
+    kafka_certs
+    local port cport sport mport tries=0
     port=$(cat "$KAFKA_DIR/port" 2>/dev/null || true)
     cport=$(cat "$KAFKA_DIR/controller.port" 2>/dev/null || true)
+    sport=$(cat "$KAFKA_DIR/sasl_ssl.port" 2>/dev/null || true)
+    mport=$(cat "$KAFKA_DIR/mtls.port" 2>/dev/null || true)
     while :; do
       # Reuse the previous ports when free (stable env), otherwise take others.
       if [ -z "$port" ] || [ -z "$cport" ] || port_in_use "$port" || port_in_use "$cport"; then
         port=$(free_port); cport=$(free_port "$port")
       fi
-      log "Kafka: starting $(kafka_version) (KRaft) on 127.0.0.1:$port, controller :$cport"
-      if kafka_start "$port" "$cport"; then break; fi
+      if [ -z "$sport" ] || [ -z "$mport" ] || port_in_use "$sport" || port_in_use "$mport"; then
+        sport=$(free_port "$port" "$cport"); mport=$(free_port "$port" "$cport" "$sport")
+      fi
+      log "Kafka: starting $(kafka_version) (KRaft) on 127.0.0.1:$port, SASL_SSL :$sport, mTLS :$mport, controller :$cport"
+      if kafka_start "$port" "$cport" "$sport" "$mport"; then break; fi
       tries=$((tries + 1))
       tail -n 20 "$KAFKA_DIR/kafka.out" >&2 || true
       [ "$tries" -lt 3 ] || die "Kafka: broker exited at start (see $KAFKA_DIR/server.log)"
       log "Kafka: broker exited at start, retrying on other ports"
-      port=""; cport=""
+      port=""; cport=""; sport=""; mport=""
     done
     echo "$port" >"$KAFKA_DIR/port"
     echo "$cport" >"$KAFKA_DIR/controller.port"
+    echo "$sport" >"$KAFKA_DIR/sasl_ssl.port"
+    echo "$mport" >"$KAFKA_DIR/mtls.port"
     # Admin round trip: the broker serves metadata, not just accepts TCP connections.
     if ! "$JAVA" -Dlog4j2.configurationFile="$KAFKA_DIR/log4j2-cli.properties" -cp "$KAFKA_LIBS/*" \
         org.apache.kafka.tools.TopicCommand --bootstrap-server "127.0.0.1:$port" --list >/dev/null; then
       die "Kafka: broker started but cannot list topics (see $KAFKA_DIR/server.log)"
     fi
-    log "Kafka: ready on 127.0.0.1:$port (pid $(cat "$KAFKA_DIR/pid"))"
+    kafka_scram_user "$port"
+    log "Kafka: ready on 127.0.0.1:$port, SASL_SSL :$sport, mTLS :$mport (pid $(cat "$KAFKA_DIR/pid"))"
   fi
   KAFKA_ADDR="127.0.0.1:$(cat "$KAFKA_DIR/port")"
+  KAFKA_SASL_SSL_ADDR="127.0.0.1:$(cat "$KAFKA_DIR/sasl_ssl.port")"
+  KAFKA_MTLS_ADDR="127.0.0.1:$(cat "$KAFKA_DIR/mtls.port")"
+}
+
+# kafka_scram_user PORT: storage formatted by an older devstack.sh has no SCRAM user: add it
+# through the admin API, once.
+kafka_scram_user() {
+  [ -s "$KAFKA_DIR/scram.user" ] && return 0
+  log "Kafka: adding the SCRAM-SHA-512 user $SCRAM_USER (storage formatted without it)"
+  "$JAVA" -Dlog4j2.configurationFile="$KAFKA_DIR/log4j2-cli.properties" -cp "$KAFKA_LIBS/*" \
+    kafka.admin.ConfigCommand --bootstrap-server "127.0.0.1:$1" --alter --entity-type users --entity-name "$SCRAM_USER" \
+    --add-config "SCRAM-SHA-512=[password=$(scram_password)]" >"$KAFKA_DIR/scram.log" 2>&1 ||
+    { cat "$KAFKA_DIR/scram.log" >&2; die "Kafka: could not add the SCRAM user"; }
+  echo "$SCRAM_USER" >"$KAFKA_DIR/scram.user"
 }
 
 kafka_stop() {
@@ -471,7 +553,7 @@ kafka_stop() {
 
 kafka_status() {
   if [ -s "$KAFKA_DIR/port" ] && pid_alive "$KAFKA_DIR/pid" "$KAFKA_DIR/server.properties"; then
-    echo "kafka: running, 127.0.0.1:$(cat "$KAFKA_DIR/port") (controller :$(cat "$KAFKA_DIR/controller.port")), pid $(cat "$KAFKA_DIR/pid"), version $(kafka_version), logs $KAFKA_DIR"
+    echo "kafka: running, 127.0.0.1:$(cat "$KAFKA_DIR/port") (SASL_SSL :$(cat "$KAFKA_DIR/sasl_ssl.port" 2>/dev/null || echo none), mTLS :$(cat "$KAFKA_DIR/mtls.port" 2>/dev/null || echo none), controller :$(cat "$KAFKA_DIR/controller.port")), pid $(cat "$KAFKA_DIR/pid"), version $(kafka_version), logs $KAFKA_DIR"
   else
     echo "kafka: not running"
   fi
@@ -499,14 +581,32 @@ write_env() {
     echo "# written by scripts/devstack.sh up; source it: . .stack/env"
     if [ -n "${PG_URL:-}" ]; then echo "export DATABASE_URL=$(env_value "$PG_URL" "$PG_EXTERNAL")"; fi
     if [ -n "${KAFKA_ADDR:-}" ]; then echo "export KAFKA_BROKERS=$(env_value "$KAFKA_ADDR" "$KAFKA_EXTERNAL")"; fi
+    if [ -n "${KAFKA_SASL_SSL_ADDR:-}" ]; then
+      # The broker's security listeners and the test material to reach them (tests only; the
+      # daemon reads none of these names).
+      echo "export KAFKA_SASL_SSL_BROKERS=$KAFKA_SASL_SSL_ADDR"
+      echo "export KAFKA_MTLS_BROKERS=$KAFKA_MTLS_ADDR"
+      echo "export KAFKA_TEST_CA_FILE=$TLS_DIR/ca.pem"
+      echo "export KAFKA_TEST_CLIENT_CERT_FILE=$TLS_DIR/client.pem"
+      echo "export KAFKA_TEST_CLIENT_KEY_FILE=$TLS_DIR/client.key"
+      echo "export KAFKA_TEST_EXPIRED_CERT_FILE=$TLS_DIR/client-expired.pem"
+      echo "export KAFKA_TEST_EXPIRED_KEY_FILE=$TLS_DIR/client-expired.key"
+      echo "export KAFKA_TEST_SCRAM_USERNAME=$(cat "$KAFKA_DIR/scram.user")"
+      echo "export KAFKA_TEST_SCRAM_PASSWORD=$(scram_password)"
+    fi
   } >"$tmp"
   mv "$tmp" "$ENV_FILE"
+}
+
+# show_env: .stack/env for a terminal, the test SCRAM password left out.
+show_env() {
+  sed -e 's/^/  /' -e 's/^\(  export KAFKA_TEST_SCRAM_PASSWORD=\).*/\1(see .stack\/env)/' "$ENV_FILE" | grep -v '^  #'
 }
 
 cmd_up() {
   mkdir -p "$STACK"
   lock
-  PG_URL="" KAFKA_ADDR=""
+  PG_URL="" KAFKA_ADDR="" KAFKA_SASL_SSL_ADDR="" KAFKA_MTLS_ADDR=""
   # Decide before .stack/env is rewritten below (it is what tells our values from others').
   PG_EXTERNAL=0 KAFKA_EXTERNAL=0
   if external DATABASE_URL; then PG_EXTERNAL=1; fi
@@ -516,7 +616,7 @@ cmd_up() {
   kafka_up
   write_env
   log "env written to $ENV_FILE:"
-  sed 's/^/  /' "$ENV_FILE" | grep -v '^  #' >&2
+  show_env >&2
 }
 
 cmd_down() {
@@ -531,7 +631,7 @@ cmd_down() {
 cmd_status() {
   pg_status
   kafka_status
-  if [ -f "$ENV_FILE" ]; then echo "env: $ENV_FILE"; sed 's/^/  /' "$ENV_FILE" | grep -v '^  #'; else echo "env: none (run up)"; fi
+  if [ -f "$ENV_FILE" ]; then echo "env: $ENV_FILE"; show_env; else echo "env: none (run up)"; fi
 }
 
 cmd_env() {

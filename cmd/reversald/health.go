@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"net"
 	"net/http"
 	"time"
 
@@ -32,26 +31,11 @@ func handleHealth(mux *http.ServeMux, st *store.Store, brokers []string, sec con
 	})
 }
 
-// kafkaReachable succeeds when any broker accepts a connection (with TLS and
-// SASL as configured).
+// kafkaReachable succeeds when a broker answers a metadata request over a
+// connection secured as configured (consumer.Security.Check): a dial alone
+// would pass a broker that then refuses the client certificate or the password.
 func kafkaReachable(ctx context.Context, brokers []string, sec consumer.Security) error {
-	d, err := sec.Dialer()
-	if err != nil {
-		return err
-	}
-	var last error
-	for _, b := range brokers {
-		conn, err := d.DialContext(ctx, "tcp", b)
-		if err == nil {
-			_ = conn.Close() // a probe: only the dial mattered
-			return nil
-		}
-		last = err
-	}
-	if last == nil {
-		last = &net.AddrError{Err: "no brokers configured"}
-	}
-	return last
+	return sec.Check(ctx, brokers)
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

@@ -129,6 +129,13 @@ func daemon(ctx context.Context, cfg Config, logw io.Writer) error {
 	log := newLogger(logw, cfg.LogLevel).With("instance", cfg.InstanceID)
 	log.Info("starting", "version", versionString())
 
+	sec, err := cfg.security()
+	if err != nil {
+		return err
+	}
+	if err := checkKafka(ctx, cfg.KafkaBrokers, sec, log); err != nil {
+		return err
+	}
 	if cfg.MigrateOnStart {
 		if err := store.Migrate(ctx, cfg.DatabaseURL); err != nil {
 			return err
@@ -146,10 +153,6 @@ func daemon(ctx context.Context, cfg Config, logw io.Writer) error {
 	}
 	defer st.Close()
 
-	sec, err := cfg.security()
-	if err != nil {
-		return err
-	}
 	gw, creds, fingerprint, err := cfg.qfpayDirectory()
 	if err != nil {
 		return err
@@ -297,6 +300,32 @@ func daemon(ctx context.Context, cfg Config, logw io.Writer) error {
 		return first
 	}
 	log.Info("stopped")
+	return nil
+}
+
+// kafkaStartCheck bounds the start-up check of the brokers (each one gets the dial timeout).
+const kafkaStartCheck = 30 * time.Second
+
+// checkKafka connects to the brokers once, as every Kafka connection of the daemon will, before
+// anything starts. A broker that refuses the client's TLS or SASL settings (or that the client
+// refuses) stops the start-up with the settings to check: the readers and writers would retry
+// it forever. Brokers that cannot be reached only get a warning: the daemon starts, /readyz
+// says 503, and the intake connects when they come back.
+func checkKafka(parent context.Context, brokers []string, sec consumer.Security, log *slog.Logger) error {
+	ctx, cancel := context.WithTimeout(parent, kafkaStartCheck)
+	defer cancel()
+	err := sec.Check(ctx, brokers)
+	var refused *consumer.AccessError
+	switch {
+	case err == nil:
+		log.Info("kafka brokers answer", "kafka", sec)
+		return nil
+	case errors.As(err, &refused):
+		return fmt.Errorf("%w (%s)", err, kafkaAccessHint(refused.Reason))
+	case parent.Err() != nil:
+		return parent.Err() // stopped while starting
+	}
+	log.Warn("no kafka broker answered at start-up; starting anyway, the intake connects when one does", "kafka", sec, "error", err.Error())
 	return nil
 }
 

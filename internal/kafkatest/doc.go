@@ -1,7 +1,8 @@
 // Package kafkatest is the kit for tests (and the demo) that talk to a real Kafka: a random
 // topic per test, produce, read back, collect in the background, committed offsets of a group,
-// consumer-group membership, and a poller for conditions. There is no mock here: the broker is
-// the one internal/testenv names.
+// consumer-group membership, a poller for conditions, and for security tests a CA the broker
+// does not trust (UntrustedCA) and the key lines that must never leak (KeyMaterial). There is
+// no mock here: the broker is the one internal/testenv names.
 //
 // Two layers:
 //

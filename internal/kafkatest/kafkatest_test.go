@@ -76,6 +76,9 @@ func TestRoundTrip(t *testing.T) {
 	}
 	kafkatest.Produce(t, brokers, topic, kafka.Message{Key: []byte("late"), Value: []byte("late")})
 	kafkatest.WaitFor(t, 30*time.Second, func() bool {
+		// A context per check: ctx above may be spent by now on a loaded machine.
+		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+		defer cancel()
 		ok, err := col.CaughtUp(ctx)
 		return err == nil && ok && col.Len() == n+1
 	}, "the collector to read the late message")

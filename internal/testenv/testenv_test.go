@@ -5,6 +5,8 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -19,6 +21,49 @@ func TestKafkaBrokersSplitsTheList(t *testing.T) {
 	got := testenv.KafkaBrokers(t)
 	if len(got) != 2 || got[0] != "127.0.0.1:1" || got[1] != "127.0.0.1:2" {
 		t.Errorf("KafkaBrokers() = %q", got)
+	}
+}
+
+// fatalTB records the message of Fatalf and stops the caller there, like testing.T does.
+type fatalTB struct {
+	testing.TB
+	msg string
+}
+
+func (f *fatalTB) Helper() {}
+
+func (f *fatalTB) Fatalf(format string, args ...any) {
+	f.msg = fmt.Sprintf(format, args...)
+	panic(f)
+}
+
+// TestKafkaSecurityFailsLoudly: a variable that is not set, or a file that is not there, fails
+// the test with every problem named and the way to get them; it never skips.
+func TestKafkaSecurityFailsLoudly(t *testing.T) {
+	t.Setenv("KAFKA_SASL_SSL_BROKERS", "")
+	t.Setenv("KAFKA_TEST_CA_FILE", "/nonexistent/ca.pem")
+	f := &fatalTB{TB: t}
+	func() {
+		defer func() {
+			if r := recover(); r != nil && r != f {
+				panic(r)
+			}
+		}()
+		testenv.KafkaSecurity(f)
+	}()
+	for _, want := range []string{"KAFKA_SASL_SSL_BROKERS is not set", "KAFKA_TEST_CA_FILE", "/nonexistent/ca.pem", "make up"} {
+		if !strings.Contains(f.msg, want) {
+			t.Errorf("KafkaSecurity's failure %q does not say %q", f.msg, want)
+		}
+	}
+}
+
+// TestKafkaSecurityNamesTheStack: the stack's own variables name listeners and files that exist.
+func TestKafkaSecurityNamesTheStack(t *testing.T) {
+	t.Parallel()
+	k := testenv.KafkaSecurity(t)
+	if len(k.SASLSSLBrokers) == 0 || len(k.MTLSBrokers) == 0 || k.ScramUsername == "" || k.ScramPassword == "" {
+		t.Errorf("KafkaSecurity() = %+v", k)
 	}
 }
 
