@@ -375,9 +375,9 @@ func readBytes(b protocol.Bytes) ([]byte, error) {
 
 func closeRecord(r *kafka.Record) {
 	if r.Key != nil {
-		r.Key.Close()
+		_ = r.Key.Close()
 	}
 	if r.Value != nil {
-		r.Value.Close()
+		_ = r.Value.Close()
 	}
 }

@@ -87,8 +87,8 @@ func (l DeadLetter) Replayable() error {
 	return nil
 }
 
-// ReplayMessage is the message a replay of l writes: the original key, value and headers (the
-// x-dlq-* ones removed), marked with HeaderReplayOf.
+// ReplayMessage is the message a replay of l writes: the original key, value and headers (every
+// x-dlq-* one removed), marked with HeaderReplayOf.
 func ReplayMessage(l DeadLetter) (kafka.Message, error) {
 	if err := l.Replayable(); err != nil {
 		return kafka.Message{}, err
@@ -99,7 +99,9 @@ func ReplayMessage(l DeadLetter) (kafka.Message, error) {
 	}
 	headers := make([]kafka.Header, 0, len(l.Headers)+1)
 	for _, h := range l.Headers {
-		if h.Key != HeaderReplayOf {
+		// Our own headers never go back to the input: x-replay-of is set once below, and an
+		// x-dlq-* header of a later version would be repeated by the next dead-lettering.
+		if h.Key != HeaderReplayOf && !strings.HasPrefix(h.Key, "x-dlq-") {
 			headers = append(headers, h)
 		}
 	}
