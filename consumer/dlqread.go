@@ -12,6 +12,8 @@ import (
 
 	"github.com/segmentio/kafka-go"
 	"github.com/segmentio/kafka-go/protocol"
+
+	"github.com/reversald/reversald/internal/backoff"
 )
 
 // DeadLetter is one message of the dead-letter topic with its headers decoded.
@@ -138,6 +140,10 @@ type DeadLetterReadConfig struct {
 	Brokers  []string
 	Topic    string
 	Security Security
+
+	// fetchBytes bounds one fetch; 0 means fetchMaxBytes. Tests lower it so that a read takes
+	// many fetches.
+	fetchBytes int64
 }
 
 // Validate lists every problem.
@@ -174,8 +180,11 @@ func ReadDeadLetters(ctx context.Context, cfg DeadLetterReadConfig, fn func(Dead
 	if err != nil {
 		return fmt.Errorf("read dead letters of %s: %w", cfg.Topic, err)
 	}
+	if cfg.fetchBytes == 0 {
+		cfg.fetchBytes = fetchMaxBytes
+	}
 	for _, b := range bounds {
-		if err := readPartition(ctx, client, cfg.Topic, b, fn); err != nil {
+		if err := readPartition(ctx, client, cfg.Topic, cfg.fetchBytes, b, fn); err != nil {
 			return err
 		}
 	}
@@ -200,16 +209,22 @@ func offsetBounds(ctx context.Context, client *kafka.Client, topic string) ([]pa
 	for _, p := range ids {
 		req.Topics[topic] = append(req.Topics[topic], kafka.FirstOffsetOf(p), kafka.LastOffsetOf(p))
 	}
-	resp, err := client.ListOffsets(ctx, req)
-	if err != nil {
-		return nil, fmt.Errorf("list offsets: %w", err)
-	}
 	byID := map[int]partitionBounds{}
-	for _, po := range resp.Topics[topic] {
-		if po.Error != nil {
-			return nil, fmt.Errorf("list offsets of partition %d: %w", po.Partition, po.Error)
+	err = retryTemporary(ctx, func() error {
+		resp, err := client.ListOffsets(ctx, req)
+		if err != nil {
+			return fmt.Errorf("list offsets: %w", err)
 		}
-		byID[po.Partition] = partitionBounds{partition: po.Partition, first: po.FirstOffset, last: po.LastOffset}
+		for _, po := range resp.Topics[topic] {
+			if po.Error != nil {
+				return fmt.Errorf("list offsets of partition %d: %w", po.Partition, po.Error)
+			}
+			byID[po.Partition] = partitionBounds{partition: po.Partition, first: po.FirstOffset, last: po.LastOffset}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	out := make([]partitionBounds, 0, len(ids))
 	for _, p := range ids {
@@ -251,17 +266,44 @@ func partitionIDs(ctx context.Context, client *kafka.Client, topic string) ([]in
 	return ids, nil
 }
 
+// readTries bounds the tries of one request that Kafka answers with a retriable error (a leader
+// moving, a topic just created): with the backoff below, about ten seconds.
+const readTries = 8
+
+// retryTemporary runs op until it succeeds, fails with an error that Kafka does not call
+// retriable, or has been tried readTries times.
+func retryTemporary(ctx context.Context, op func() error) error {
+	for n := 1; ; n++ {
+		err := op()
+		var ke kafka.Error
+		if err == nil || n == readTries || !errors.As(err, &ke) || !ke.Temporary() {
+			return err
+		}
+		if !backoff.Sleep(ctx, backoff.Delay(n, 100*time.Millisecond, 2*time.Second)) {
+			return err
+		}
+	}
+}
+
 // maxEmptyFetches is how many fetches in a row may return nothing below the high watermark
 // before the read gives up on the partition (a gap it cannot get past).
 const maxEmptyFetches = 5
 
 // readPartition reads one partition of topic from b.first up to b.last.
-func readPartition(ctx context.Context, client *kafka.Client, topic string, b partitionBounds, fn func(DeadLetter) error) error {
+func readPartition(ctx context.Context, client *kafka.Client, topic string, maxBytes int64, b partitionBounds, fn func(DeadLetter) error) error {
 	offset, empty := b.first, 0
 	for offset < b.last {
-		resp, err := client.Fetch(ctx, &kafka.FetchRequest{
-			Topic: topic, Partition: b.partition, Offset: offset,
-			MinBytes: 1, MaxBytes: fetchMaxBytes, MaxWait: 500 * time.Millisecond,
+		var resp *kafka.FetchResponse
+		err := retryTemporary(ctx, func() error {
+			var err error
+			resp, err = client.Fetch(ctx, &kafka.FetchRequest{
+				Topic: topic, Partition: b.partition, Offset: offset,
+				MinBytes: 1, MaxBytes: maxBytes, MaxWait: 500 * time.Millisecond,
+			})
+			if err == nil && resp.Error != nil && !errors.Is(resp.Error, kafka.OffsetOutOfRange) {
+				err = resp.Error
+			}
+			return err
 		})
 		if err != nil {
 			return fmt.Errorf("read dead letters of %s/%d at offset %d: %w", topic, b.partition, offset, err)
@@ -269,7 +311,7 @@ func readPartition(ctx context.Context, client *kafka.Client, topic string, b pa
 		if resp.Error != nil {
 			// Retention may delete the oldest records during a long read: go on from the
 			// first that is left.
-			if errors.Is(resp.Error, kafka.OffsetOutOfRange) && resp.LogStartOffset > offset {
+			if resp.LogStartOffset > offset {
 				offset = resp.LogStartOffset
 				continue
 			}
