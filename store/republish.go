@@ -64,7 +64,11 @@ func (s *Store) PublishedOutcomes(ctx context.Context, f OutcomeFilter, page int
 	after := int64(0)
 	for {
 		// Keyset paging on the outbox id: each page is one short query, so a
-		// long walk holds no transaction open against the hot path.
+		// long walk holds no transaction open against the hot path. The
+		// attempt_id conditions repeat the out_trade_no and event_id filters
+		// in a form the indexes serve (attempts' key, events' primary key,
+		// outbox by attempt), so a narrow filter reads a few rows, not the
+		// outbox.
 		rows, err := s.pool.Query(ctx, `
 			SELECT `+outboxColumns+`
 			FROM outbox o JOIN events e ON e.event_id = o.event_id
@@ -72,7 +76,9 @@ func (s *Store) PublishedOutcomes(ctx context.Context, f OutcomeFilter, page int
 			  AND (cardinality($2::text[]) = 0 OR o.status = ANY($2::text[]))
 			  AND ($3 = '' OR e.mchid = $3)
 			  AND ($4 = '' OR e.out_trade_no = $4)
+			  AND ($4 = '' OR o.attempt_id IN (SELECT a.id FROM attempts a WHERE a.out_trade_no = $4 AND ($3 = '' OR a.mchid = $3)))
 			  AND (cardinality($5::text[]) = 0 OR o.event_id = ANY($5::text[]))
+			  AND (cardinality($5::text[]) = 0 OR o.attempt_id IN (SELECT ev.attempt_id FROM events ev WHERE ev.event_id = ANY($5::text[])))
 			  AND ($6::timestamptz IS NULL OR o.decided_at >= $6)
 			  AND ($7::timestamptz IS NULL OR o.decided_at < $7)
 			  AND ($8::timestamptz IS NULL OR o.published_at >= $8)

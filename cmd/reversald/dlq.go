@@ -151,8 +151,13 @@ func dlqList(ctx context.Context, read consumer.DeadLetterReadConfig, f dlqFilte
 	var (
 		n    int
 		more bool
-		rows []consumer.DeadLetter
 	)
+	// The table is written row by row as letters are read (tabwriter keeps only the text until
+	// Flush), so a long list holds no letter in memory.
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	if output == "table" {
+		fmt.Fprintln(tw, "DLQ\tDEAD_LETTERED_AT\tORIGIN\tKEY\tEVENT_ID\tREPLAYABLE\tREASON")
+	}
 	err := consumer.ReadDeadLetters(ctx, read, func(l consumer.DeadLetter) error {
 		if !f.match(l) {
 			return nil
@@ -170,39 +175,32 @@ func dlqList(ctx context.Context, read consumer.DeadLetterReadConfig, f dlqFilte
 			_, err = fmt.Fprintf(stdout, "%s\n", b)
 			return err
 		}
-		rows = append(rows, l)
-		return nil
+		replayable := "yes"
+		if err := l.Replayable(); err != nil {
+			replayable = "no"
+			if l.TruncatedFrom != 0 {
+				replayable = "no (truncated)"
+			}
+		}
+		_, err := fmt.Fprintf(tw, "%d/%d\t%s\t%s\t%s\t%s\t%s\t%s\n", l.Partition, l.Offset, deadLetteredAt(l).Format(time.RFC3339),
+			cmp.Or(l.Origin.String(), "?"), cell(string(l.Key), 40), cell(l.EventID(), 48), replayable,
+			cell(cmp.Or(l.Reason, "(no x-dlq-error)"), 120))
+		return err
 	})
 	if err != nil && !errors.Is(err, errEnough) {
 		return err
 	}
-	if output == "table" {
-		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "DLQ\tDEAD_LETTERED_AT\tORIGIN\tKEY\tEVENT_ID\tREPLAYABLE\tREASON")
-		for _, l := range rows {
-			replayable := "yes"
-			if err := l.Replayable(); err != nil {
-				replayable = "no"
-				if l.TruncatedFrom != 0 {
-					replayable = "no (truncated)"
-				}
-			}
-			fmt.Fprintf(tw, "%d/%d\t%s\t%s\t%s\t%s\t%s\t%s\n", l.Partition, l.Offset, deadLetteredAt(l).Format(time.RFC3339),
-				cmp.Or(l.Origin.String(), "?"), cell(string(l.Key), 40), cell(l.EventID(), 48), replayable,
-				cell(cmp.Or(l.Reason, "(no x-dlq-error)"), 120))
-		}
-		if err := tw.Flush(); err != nil {
-			return err
-		}
-		if n == 0 {
-			fmt.Fprintf(stdout, "no dead letter in %s matches\n", read.Topic)
-		}
+	if output != "table" {
+		return nil
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if n == 0 {
+		fmt.Fprintf(stdout, "no dead letter in %s matches\n", read.Topic)
 	}
 	if more {
-		// On stdout for the table, which people read; JSON lines stay JSON only.
-		if output == "table" {
-			fmt.Fprintf(stdout, "(more letters match: raise -limit, or 0 for all)\n")
-		}
+		fmt.Fprintln(stdout, "(more letters match: raise -limit, or 0 for all)")
 	}
 	return nil
 }
