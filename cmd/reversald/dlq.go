@@ -20,7 +20,7 @@ import (
 	"github.com/reversald/reversald/consumer"
 )
 
-// dlq runs `reversald dlq list|replay`: read the dead-letter topic (up to the
+// dlqCmd runs `reversald dlq list|replay`: read the dead-letter topic (up to the
 // high watermarks seen at the start, so it always ends), show the letters
 // with their headers decoded, and write chosen ones back to the input topic.
 // They need the KAFKA_* settings only.
