@@ -3,7 +3,10 @@
 // moves outcomes from the PostgreSQL outbox to the results topic, and EnsureTopics creates
 // missing topics. Security builds both the reader's Dialer and the writers' Transport, and its
 // Check asks a broker for metadata over them, telling a broker that refuses the client's TLS or
-// SASL settings (AccessError, with its Refusal) from one that cannot be reached.
+// SASL settings (AccessError, with its Refusal) from one that cannot be reached. For the ops
+// commands, ReadDeadLetters reads the dead-letter topic up to the high watermarks seen when it
+// starts (so it always ends), ReplayMessage rebuilds the original of a letter, and TopicWriter
+// writes replays and republished outcomes to a topic that must exist.
 //
 // Invariants (money is at stake: a lost event or a double cancel is an incident):
 //
@@ -20,7 +23,9 @@
 //     member of the current generation, which can move that partition's offset back and cause
 //     more redelivery, never less), or twice in one batch. store.Intake keys events by event_id
 //     (the producer's, or topic/partition/offset when it sent none, so the same message always
-//     gets the same id) and reports a repeat as EventDuplicate without writing anything.
+//     gets the same id; for a replayed dead letter, the x-replay-of header's topic/partition/
+//     offset of the original, so every replay of it gets the same id) and reports a repeat as
+//     EventDuplicate without writing anything.
 //     Dead letters and outcomes are at-least-once; readers drop repeats by offset or event_id.
 //   - Intake never calls QFPay, so a slow gateway never stalls a partition. The hand-off to the
 //     executor (IntakeConfig.OnNew) runs after the store commit and before the offset commit.
@@ -39,5 +44,5 @@
 //
 // This package knows kafka-go, reversal's Event/Outcome and the store API; it does not know
 // qfpay or the executor. kafka-go types appear in its API only where a message is the subject
-// (Letter); its errors are wrapped with what was being done.
+// (Letter, DeadLetter); its errors are wrapped with what was being done.
 package consumer

@@ -396,7 +396,7 @@ func (in *Intake) record(ctx context.Context, w *batchWork) error {
 func (in *Intake) decode(batch []kafka.Message) *batchWork {
 	w := &batchWork{messages: batch}
 	for _, m := range batch {
-		ev, err := reversal.DecodeEvent(m.Value, fmt.Sprintf("%s/%d/%d", m.Topic, m.Partition, m.Offset))
+		ev, err := reversal.DecodeEvent(m.Value, fallbackEventID(m))
 		if err != nil {
 			w.letters = append(w.letters, Letter{Message: m, Reason: err.Error()})
 			continue

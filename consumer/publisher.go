@@ -217,16 +217,11 @@ func (p *Publisher) write(ctx context.Context, w *kafka.Writer, recs []store.Out
 	}
 	msgs := make([]kafka.Message, len(recs))
 	for i, r := range recs {
-		value, err := json.Marshal(r.Outcome)
+		m, err := OutcomeMessage(r)
 		if err != nil {
-			// Only a time outside year 0..9999 can get here; that is a store bug, not Kafka's.
-			return fmt.Errorf("encode outcome of event %s: %w", r.EventID, err)
+			return err
 		}
-		msgs[i] = kafka.Message{
-			Key:     []byte(r.OutTradeNo),
-			Value:   value,
-			Headers: []kafka.Header{{Key: HeaderEventID, Value: []byte(r.EventID)}},
-		}
+		msgs[i] = m
 	}
 	ctx, cancel := context.WithTimeout(ctx, p.cfg.WriteTimeout)
 	defer cancel()
@@ -234,4 +229,19 @@ func (p *Publisher) write(ctx context.Context, w *kafka.Writer, recs []store.Out
 		return fmt.Errorf("write %d outcomes to %s: %w", len(msgs), p.cfg.Topic, writeError(err))
 	}
 	return nil
+}
+
+// OutcomeMessage is the results-topic message of one stored outcome: key out_trade_no, the
+// outcome's JSON as value, and its event_id in a header.
+func OutcomeMessage(r store.OutboxRecord) (kafka.Message, error) {
+	value, err := json.Marshal(r.Outcome)
+	if err != nil {
+		// Only a time outside year 0..9999 can get here; that is a store bug, not Kafka's.
+		return kafka.Message{}, fmt.Errorf("encode outcome of event %s: %w", r.EventID, err)
+	}
+	return kafka.Message{
+		Key:     []byte(r.OutTradeNo),
+		Value:   value,
+		Headers: []kafka.Header{{Key: HeaderEventID, Value: []byte(r.EventID)}},
+	}, nil
 }

@@ -88,27 +88,7 @@ var secretVars = []string{"DATABASE_URL", "QFPAY_CLIENT_KEY", "KAFKA_SASL_PASSWO
 // loadConfig reads the configuration through lookup and reports every
 // problem at once: unparsable values, missing settings, and values out of range.
 func loadConfig(ctx context.Context, lookup envconfig.Lookuper) (Config, error) {
-	var (
-		c    Config
-		errs []error
-	)
-	fileLookup, fileErrs := withSecretFiles(lookup)
-	errs = append(errs, fileErrs...)
-	// One field at a time, so that one bad value does not hide the next.
-	v := reflect.ValueOf(&c).Elem()
-	t := v.Type()
-	unparsed := map[string]bool{}
-	for i := range t.NumField() {
-		f := t.Field(i)
-		one := reflect.New(reflect.StructOf([]reflect.StructField{{Name: f.Name, Type: f.Type, Tag: f.Tag}}))
-		if err := envconfig.ProcessWith(ctx, &envconfig.Config{Target: one.Interface(), Lookuper: fileLookup}); err != nil {
-			name, _, _ := strings.Cut(f.Tag.Get("env"), ",")
-			unparsed[name] = true
-			errs = append(errs, fmt.Errorf("%s: %s: %w", name, shownValue(fileLookup, name), unwrapAll(err)))
-			continue
-		}
-		v.Field(i).Set(one.Elem().Field(0))
-	}
+	c, unparsed, errs := parseConfig(ctx, lookup, func(string) bool { return true })
 	errs = append(errs, c.validate(unparsed), c.validateParts())
 	if err := errors.Join(errs...); err != nil {
 		return c, err
@@ -118,6 +98,37 @@ func loadConfig(ctx context.Context, lookup envconfig.Lookuper) (Config, error) 
 		c.InstanceID = fmt.Sprintf("%s-%d", host, os.Getpid())
 	}
 	return c, nil
+}
+
+// parseConfig reads the variables that want accepts (and their _FILE forms)
+// into a Config, one field at a time so that one bad value does not hide the
+// next. The others keep their zero value. It returns the variables that did
+// not parse and every problem; ranges are not checked.
+func parseConfig(ctx context.Context, lookup envconfig.Lookuper, want func(name string) bool) (Config, map[string]bool, []error) {
+	var (
+		c    Config
+		errs []error
+	)
+	fileLookup, fileErrs := withSecretFiles(lookup, want)
+	errs = append(errs, fileErrs...)
+	v := reflect.ValueOf(&c).Elem()
+	t := v.Type()
+	unparsed := map[string]bool{}
+	for i := range t.NumField() {
+		f := t.Field(i)
+		name, _, _ := strings.Cut(f.Tag.Get("env"), ",")
+		if !want(name) {
+			continue
+		}
+		one := reflect.New(reflect.StructOf([]reflect.StructField{{Name: f.Name, Type: f.Type, Tag: f.Tag}}))
+		if err := envconfig.ProcessWith(ctx, &envconfig.Config{Target: one.Interface(), Lookuper: fileLookup}); err != nil {
+			unparsed[name] = true
+			errs = append(errs, fmt.Errorf("%s: %s: %w", name, shownValue(fileLookup, name), unwrapAll(err)))
+			continue
+		}
+		v.Field(i).Set(one.Elem().Field(0))
+	}
+	return c, unparsed, errs
 }
 
 // validate reports every problem with c's values. A variable in unparsed
@@ -131,9 +142,7 @@ func (c Config) validate(unparsed map[string]bool) error {
 		}
 	}
 	req("DATABASE_URL (or DATABASE_URL_FILE)", c.DatabaseURL)
-	if len(c.KafkaBrokers) == 0 {
-		errs = append(errs, errors.New("KAFKA_BROKERS is required (host:port, comma-separated)"))
-	}
+	errs = append(errs, c.validateKafka())
 	if c.QFPayCredentialsFile == "" {
 		// Without a credentials file, the QFPAY_* variables are the one
 		// credential; with one, they are optional (credentials.go).
@@ -176,9 +185,6 @@ func (c Config) validate(unparsed map[string]bool) error {
 	if c.MerchantRate > 0 && !unparsed["MERCHANT_BURST"] && (c.MerchantBurst < 1 || float64(c.MerchantBurst) >= c.MerchantRate) {
 		errs = append(errs, fmt.Errorf("MERCHANT_BURST must be at least 1 and below MERCHANT_RATE_PER_MIN, got %d", c.MerchantBurst))
 	}
-	if c.KafkaSASL != "" && !c.KafkaTLS && !c.KafkaAllowPlainSASL {
-		errs = append(errs, fmt.Errorf("KAFKA_SASL_MECHANISM %s without KAFKA_TLS=true sends the password (or its proof) in clear: set KAFKA_TLS=true, or KAFKA_ALLOW_PLAINTEXT_SASL=true for a network you trust", strings.ToUpper(c.KafkaSASL)))
-	}
 	if c.MerchantRateSec <= 0 && !unparsed["MERCHANT_RATE_PER_SEC"] {
 		errs = append(errs, fmt.Errorf("MERCHANT_RATE_PER_SEC must be positive, got %v", c.MerchantRateSec))
 	}
@@ -207,12 +213,28 @@ func (c Config) validate(unparsed map[string]bool) error {
 	return errors.Join(errs...)
 }
 
-// withSecretFiles lets NAME_FILE stand in for each secret NAME. Giving both
-// is a problem, so is an unreadable file.
-func withSecretFiles(l envconfig.Lookuper) (envconfig.Lookuper, []error) {
+// validateKafka reports the problems of the settings every Kafka connection
+// shares: the brokers, and SASL only over TLS unless allowed.
+func (c Config) validateKafka() error {
+	var errs []error
+	if len(c.KafkaBrokers) == 0 {
+		errs = append(errs, errors.New("KAFKA_BROKERS is required (host:port, comma-separated)"))
+	}
+	if c.KafkaSASL != "" && !c.KafkaTLS && !c.KafkaAllowPlainSASL {
+		errs = append(errs, fmt.Errorf("KAFKA_SASL_MECHANISM %s without KAFKA_TLS=true sends the password (or its proof) in clear: set KAFKA_TLS=true, or KAFKA_ALLOW_PLAINTEXT_SASL=true for a network you trust", strings.ToUpper(c.KafkaSASL)))
+	}
+	return errors.Join(errs...)
+}
+
+// withSecretFiles lets NAME_FILE stand in for each secret NAME that want
+// accepts. Giving both is a problem, so is an unreadable file.
+func withSecretFiles(l envconfig.Lookuper, want func(name string) bool) (envconfig.Lookuper, []error) {
 	vals := map[string]string{}
 	var errs []error
 	for _, name := range secretVars {
+		if !want(name) {
+			continue
+		}
 		path, ok := l.Lookup(name + "_FILE")
 		if !ok || path == "" {
 			continue

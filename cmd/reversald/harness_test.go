@@ -148,12 +148,21 @@ func (s *stack) produce(topic string, msgs ...kafka.Message) {
 }
 
 // collector reads every partition of a topic from the start, in the
-// background, until the test ends.
+// background, until the test ends. When the test ends, what it read of the
+// results or the dead-letter topic is validated against the published
+// schemas (schema_check_test.go).
 type collector struct{ *kafkatest.Collector }
 
 func (s *stack) collect(topic string) collector {
 	s.t.Helper()
-	return collector{kafkatest.Collect(s.t, s.brokers, topic)}
+	c := collector{kafkatest.Collect(s.t, s.brokers, topic)}
+	switch topic {
+	case s.results:
+		s.t.Cleanup(func() { checkOutcomes(s.t, c.Messages()) })
+	case s.dlq:
+		s.t.Cleanup(func() { checkDeadLetters(s.t, c.Messages()) })
+	}
+	return c
 }
 
 // quiet reports whether nothing more can arrive: the group has committed the

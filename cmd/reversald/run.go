@@ -42,6 +42,10 @@ commands:
                            list attempts, most recently updated first
   attempts show ID         one attempt with its events, gateway calls and outcomes
   attempts retry ID        re-drive a needs_review attempt from a fresh query
+  dlq list [flags]         dead letters with their headers decoded (reason, origin, time)
+  dlq replay [flags]       write chosen dead letters back to the input topic (-dry-run)
+  outcomes republish [flags]
+                           send stored outcomes to the results topic again (-dry-run)
   version                  print the version
 
 Configuration is read from the environment; see README.md.`
@@ -71,6 +75,10 @@ func run(ctx context.Context, args []string, lookup envconfig.Lookuper, stdout, 
 		return nil
 	case "attempts":
 		return attempts(ctx, args, lookup, stdout)
+	case "dlq":
+		return dlqCmd(ctx, args, lookup, stdout)
+	case "outcomes":
+		return outcomesCmd(ctx, args, lookup, stdout)
 	case "version", "-version", "--version":
 		fmt.Fprintln(stdout, versionString())
 		return nil

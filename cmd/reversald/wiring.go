@@ -165,7 +165,7 @@ func (c Config) validateParts() error {
 // databaseURL reads only DATABASE_URL (or DATABASE_URL_FILE), for the
 // commands that need nothing else.
 func databaseURL(lookup envconfig.Lookuper) (string, error) {
-	l, errs := withSecretFiles(lookup)
+	l, errs := withSecretFiles(lookup, func(name string) bool { return name == "DATABASE_URL" })
 	if err := errors.Join(errs...); err != nil {
 		return "", err
 	}
