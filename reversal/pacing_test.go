@@ -92,7 +92,7 @@ func runPacedGroup(t *testing.T, shared bool) (tooMany int, coldLast, hotLast ti
 	for i, id := range res.NewAttempts {
 		exs[i%3].Notify([]int64{id})
 	}
-	for _, a := range waitAllFinal(t, st, 90*time.Second) {
+	for _, a := range waitAllFinal(t, st, 5*time.Minute) { // liveness, not speed
 		if shared && a.Status != reversald.StatusReversed {
 			t.Errorf("%s: %s (%s)", a.OutTradeNo, a.Status, a.Reason)
 		}
