@@ -14,13 +14,15 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/reversald/reversald/qfpay/sandbox"
+	"github.com/reversald/reversald/store/storetest"
 )
 
 // BenchmarkEndToEnd runs the daemon as a process on the local stack:
 // b.N payment-uncertain events in (every one in flight, so query, reversal
 // and confirm: three gateway calls), b.N outcomes out. It reports outcomes/s,
 // event-to-outcome latency (p50, p99: from the produce call to the outcome's
-// arrival), gateway calls/s, and the daemon's peak resident memory.
+// arrival), gateway calls/s, the daemon's peak resident memory, and the CPU
+// time per outcome of the daemon and of PostgreSQL.
 //
 //	make bench BENCH=EndToEnd BENCHTIME=5000x
 //	go test -run '^$' -bench EndToEnd -benchtime 5000x ./cmd/reversald
@@ -75,7 +77,9 @@ func benchEndToEnd(b *testing.B, latency time.Duration, workers, rate int, pacin
 		}
 		msgs[i] = e.message()
 	}
+	cpu := storetest.NewCPU(b)
 	b.ResetTimer()
+	cpuFrom, daemonFrom := cpu.Sample(b), storetest.ProcessCPU(b, p.cmd.Process.Pid)
 	start := time.Now()
 	// Produce in slices so that events enter over time, as they would.
 	sent := make(map[string]time.Time, b.N) // by out_trade_no
@@ -116,6 +120,8 @@ func benchEndToEnd(b *testing.B, latency time.Duration, workers, rate int, pacin
 	}
 	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
 	rss := peakRSS(p.cmd.Process.Pid)
+	daemonCPU := storetest.ProcessCPU(b, p.cmd.Process.Pid) - daemonFrom
+	pgCPU := cpu.Sample(b).Server - cpuFrom.Server
 	p.stop(b, syscall.SIGTERM)
 	calls := len(s.sb.Entries())
 	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "outcomes/s")
@@ -123,6 +129,9 @@ func benchEndToEnd(b *testing.B, latency time.Duration, workers, rate int, pacin
 	b.ReportMetric(float64(lat[len(lat)/2].Milliseconds()), "p50_ms")
 	b.ReportMetric(float64(lat[len(lat)*99/100].Milliseconds()), "p99_ms")
 	b.ReportMetric(float64(rss)/(1<<20), "rss_MiB")
+	// CPU per outcome says more than the rate on a busy machine.
+	b.ReportMetric(float64(daemonCPU.Microseconds())/float64(b.N), "daemon-cpu-µs/outcome")
+	b.ReportMetric(float64(pgCPU.Microseconds())/float64(b.N), "pg-cpu-µs/outcome")
 	if latency > 0 {
 		b.ReportMetric(float64(calls)/elapsed.Seconds()/(float64(workers)/latency.Seconds())*100, "%_of_workers/latency")
 	}

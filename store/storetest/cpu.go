@@ -131,3 +131,14 @@ func Analyze(tb testing.TB, url string) {
 		tb.Fatalf("analyze: %v", err)
 	}
 }
+
+// ProcessCPU is the CPU time process pid has spent so far (a daemon run as
+// a process by a benchmark).
+func ProcessCPU(tb testing.TB, pid int) time.Duration {
+	tb.Helper()
+	st, err := procStat(pid)
+	if err != nil {
+		tb.Fatalf("read the CPU time of process %d: %v", pid, err)
+	}
+	return st.self
+}
