@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -71,6 +72,7 @@ func benchExecutor(b *testing.B, workers int, paced bool) {
 		ids = append(ids, res.NewAttempts...)
 	}
 	finals := make(chan struct{}, b.N)
+	var paceWaits, paceWaited atomic.Int64 // what pacing costs each gateway call
 	rate := -1.0
 	if paced {
 		rate = 400
@@ -78,7 +80,8 @@ func benchExecutor(b *testing.B, workers int, paced bool) {
 	ex, err := NewExecutor(ExecutorConfig{
 		Owner: "bench", Workers: workers, PollInterval: 20 * time.Millisecond, MerchantRate: rate, SharedPacing: paced, Policy: DefaultPolicy,
 		Logger: slog.New(slog.DiscardHandler),
-		Hooks:  ExecutorHooks{Final: func(reversald.Status) { finals <- struct{}{} }},
+		Hooks: ExecutorHooks{Final: func(reversald.Status) { finals <- struct{}{} },
+			PaceWait: func(d time.Duration, _ bool) { paceWaits.Add(1); paceWaited.Add(int64(d)) }},
 	}, st, gw)
 	if err != nil {
 		b.Fatal(err)
@@ -104,6 +107,9 @@ func benchExecutor(b *testing.B, workers int, paced bool) {
 		b.Fatal(err)
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "attempts/s")
+	if n := paceWaits.Load(); n > 0 {
+		b.ReportMetric(float64(paceWaited.Load())/float64(n)/1e3, "pace-µs/call")
+	}
 	if err := sb.CheckInvariants(); err != nil {
 		b.Fatal(err)
 	}
