@@ -7,7 +7,11 @@ import (
 	"testing"
 	"time"
 
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/reversald/reversald"
+	"github.com/reversald/reversald/internal/tracing"
 	"github.com/reversald/reversald/qfpay"
 	"github.com/reversald/reversald/qfpay/sandbox"
 	"github.com/reversald/reversald/store"
@@ -26,22 +30,50 @@ func BenchmarkExecutor(b *testing.B) {
 	for _, pacing := range []string{"off", "cluster"} {
 		for _, workers := range []int{32, 64} {
 			b.Run(fmt.Sprintf("pacing=%s/workers=%d", pacing, workers), func(b *testing.B) {
-				benchExecutor(b, workers, pacing == "cluster")
+				benchExecutor(b, workers, pacing == "cluster", nil)
 			})
 		}
 	}
 }
 
-func benchExecutor(b *testing.B, workers int, paced bool) {
+// BenchmarkExecutorTraced is BenchmarkExecutor (pacing off) with tracing on
+// as the daemon wires it: every drive, step, QFPay call and statement makes
+// spans, batched to an exporter that drops them (the cost of the spans, not
+// of a network).
+func BenchmarkExecutorTraced(b *testing.B) {
+	for _, workers := range []int{32, 64} {
+		b.Run(fmt.Sprintf("pacing=off/workers=%d", workers), func(b *testing.B) {
+			tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(discard{}))
+			b.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+			benchExecutor(b, workers, false, tp)
+		})
+	}
+}
+
+// discard is a span exporter that drops every span.
+type discard struct{}
+
+func (discard) ExportSpans(context.Context, []sdktrace.ReadOnlySpan) error { return nil }
+func (discard) Shutdown(context.Context) error                             { return nil }
+
+func benchExecutor(b *testing.B, workers int, paced bool, tp trace.TracerProvider) {
 	b.Helper()
+	opts := store.Options{MaxConns: int32(workers + 8)}
+	qcfg := qfpay.Config{AppCode: testAppCode, ClientKey: qfpay.NewKey(testKey), Timeout: 5 * time.Second}
+	hooks := ExecutorHooks{}
+	var tracer trace.Tracer
+	if tp != nil {
+		opts.Tracer, qcfg.TracerProvider = tracing.PgxTracer(tp), tp
+		tracer = tp.Tracer("bench")
+	}
 	sb, url, stop, err := sandbox.Start(sandbox.Config{AppCode: testAppCode, Key: testKey})
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(stop)
-	st := storetest.New(b, store.Options{MaxConns: int32(workers + 8)})
-	gw, err := qfpay.NewDirectory([]qfpay.Credential{{Name: "default", Default: true,
-		Config: qfpay.Config{BaseURL: url, AppCode: testAppCode, ClientKey: qfpay.NewKey(testKey), Timeout: 5 * time.Second}}})
+	st := storetest.New(b, opts)
+	qcfg.BaseURL = url
+	gw, err := qfpay.NewDirectory([]qfpay.Credential{{Name: "default", Default: true, Config: qcfg}})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -57,7 +89,14 @@ func benchExecutor(b *testing.B, workers int, paced bool) {
 			if err := sb.Put(sandbox.Txn{MchID: mch, OutTradeNo: otn, State: sandbox.StateInFlight, TxAmt: 2500, TxDtm: txdtm}); err != nil {
 				b.Fatal(err)
 			}
-			batch = append(batch, reversald.Event{EventID: otn, MchID: mch, OutTradeNo: otn, TxAmt: 2500, TxDtm: txdtm, PayType: "800101"})
+			e := reversald.Event{EventID: otn, MchID: mch, OutTradeNo: otn, TxAmt: 2500, TxDtm: txdtm, PayType: "800101"}
+			if tracer != nil {
+				// As intake stores it: the context of the event's span.
+				sctx, span := tracer.Start(ctx, "process")
+				e.Trace = tracing.Stored(sctx)
+				span.End()
+			}
+			batch = append(batch, e)
 		}
 		res, err := st.Intake(ctx, batch)
 		if err != nil {
@@ -70,10 +109,14 @@ func benchExecutor(b *testing.B, workers int, paced bool) {
 	if paced {
 		rate = 400
 	}
+	hooks.Final = func(reversald.Status) { finals <- struct{}{} }
+	if tp != nil {
+		hooks = hooks.Traced(tp)
+	}
 	ex, err := NewExecutor(ExecutorConfig{
 		Owner: "bench", Workers: workers, PollInterval: 20 * time.Millisecond, MerchantRate: rate, SharedPacing: paced, Policy: DefaultPolicy,
 		Logger: slog.New(slog.DiscardHandler),
-		Hooks:  ExecutorHooks{Final: func(reversald.Status) { finals <- struct{}{} }},
+		Hooks:  hooks,
 	}, st, gw)
 	if err != nil {
 		b.Fatal(err)
