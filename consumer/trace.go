@@ -154,12 +154,13 @@ func (p *Publisher) publishSpans(ctx context.Context, recs []store.OutboxRecord,
 			attribute.String("reversald.out_trade_no", r.OutTradeNo),
 			attribute.String("reversald.status", string(r.Status)),
 		)}
-		own := tracing.SpanContext(r.Trace)
-		if at := tracing.SpanContext(r.AttemptTrace); at.IsValid() && at.TraceID() != own.TraceID() {
+		parent := tracing.Resume(ctx, r.Trace)
+		own := trace.SpanContextFromContext(parent)
+		if at := trace.SpanContextFromContext(tracing.Resume(ctx, r.AttemptTrace)); at.IsValid() && at.TraceID() != own.TraceID() {
 			opts = append(opts, trace.WithLinks(trace.Link{SpanContext: at,
 				Attributes: []attribute.KeyValue{attribute.String("reversald.link", "attempt")}}))
 		}
-		sctx, span := p.tracer.Start(tracing.Resume(ctx, r.Trace), "send "+p.cfg.Topic, opts...)
+		sctx, span := p.tracer.Start(parent, "send "+p.cfg.Topic, opts...)
 		tracing.Propagator().Inject(sctx, headerCarrier{&msgs[i].Headers})
 		spans[i] = span
 	}

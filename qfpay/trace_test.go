@@ -103,7 +103,7 @@ func TestClientTracing(t *testing.T) { //nolint:paralleltest // sets the process
 	for _, sp := range rec.Ended() {
 		text := sp.Name() + " " + sp.Status().Description
 		for _, kv := range sp.Attributes() {
-			text += fmt.Sprintf(" %s=%s", kv.Key, kv.Value.Emit())
+			text += fmt.Sprintf(" %s=%s", kv.Key, kv.Value.String())
 		}
 		for _, e := range sp.Events() {
 			text += " " + e.Name + attrText(e.Attributes)
@@ -119,7 +119,7 @@ func TestClientTracing(t *testing.T) { //nolint:paralleltest // sets the process
 func attrText(kvs []attribute.KeyValue) string {
 	var b strings.Builder
 	for _, kv := range kvs {
-		fmt.Fprintf(&b, " %s=%s", kv.Key, kv.Value.Emit())
+		fmt.Fprintf(&b, " %s=%s", kv.Key, kv.Value.String())
 	}
 	return b.String()
 }

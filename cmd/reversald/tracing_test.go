@@ -227,11 +227,12 @@ func TestTracingOneTracePerEvent(t *testing.T) {
 			}
 		}
 		send := named(tr, is("send "+s.results))
-		if len(send) != 1 {
+		switch {
+		case len(send) != 1:
 			t.Errorf("%s: %d publish spans, want 1", in.id, len(send))
-		} else if send[0].SpanContext().SpanID() != o.SpanID() {
+		case send[0].SpanContext().SpanID() != o.SpanID():
 			t.Errorf("%s: the outcome's traceparent names span %s, want the publish span %s", in.id, o.SpanID(), send[0].SpanContext().SpanID())
-		} else if send[0].SpanKind() != trace.SpanKindProducer {
+		case send[0].SpanKind() != trace.SpanKindProducer:
 			t.Errorf("%s: publish span kind %v", in.id, send[0].SpanKind())
 		}
 		calls := named(tr, prefix("qfpay "))
@@ -302,7 +303,7 @@ func TestTracingOneTracePerEvent(t *testing.T) {
 // hasAttr reports whether sp has attribute key with value v.
 func hasAttr(sp sdktrace.ReadOnlySpan, key, v string) bool {
 	return slices.ContainsFunc(sp.Attributes(), func(kv attribute.KeyValue) bool {
-		return string(kv.Key) == key && kv.Value.Emit() == v
+		return string(kv.Key) == key && kv.Value.String() == v
 	})
 }
 
@@ -312,7 +313,7 @@ func spanText(sp sdktrace.ReadOnlySpan) string {
 	var b strings.Builder
 	kvs := func(attrs []attribute.KeyValue) {
 		for _, kv := range attrs {
-			fmt.Fprintf(&b, " %s=%s", kv.Key, kv.Value.Emit())
+			fmt.Fprintf(&b, " %s=%s", kv.Key, kv.Value.String())
 		}
 	}
 	fmt.Fprintf(&b, "%s status=%s", sp.Name(), sp.Status().Description)
