@@ -66,12 +66,13 @@ type ExecutorHooks struct {
 	// Paused: QFPay answered 429 (or Retry-After) for mchid: every call of
 	// that merchant is held back for d.
 	Paused func(mchid string, d time.Duration)
-	// Drive: a claimed attempt is about to be driven. The context it returns
-	// is the one its steps and writes run under; end is called with the
-	// attempt as it stands when the drive returns. StepStart: likewise around one
-	// step (its gateway calls and the writes within it); end receives the
-	// attempt as Decide left it and the step's error. Tracing sets them
-	// (TraceHooks); nil leaves the context as it is.
+	// Drive: a claimed attempt is about to be driven. The context it
+	// returns is the one its steps and writes run under; the func it returns
+	// is called with the attempt as it stands when the drive returns.
+	// StepStart: likewise around one step (its gateway calls and the writes
+	// within it); its func receives the attempt as Decide left it and the
+	// step's error. Tracing sets both (Traced); nil leaves the context as it
+	// is, at the cost of a call.
 	Drive     func(ctx context.Context, a reversald.Attempt) (context.Context, func(a reversald.Attempt))
 	StepStart func(ctx context.Context, a reversald.Attempt) (context.Context, func(a reversald.Attempt, err error))
 }
