@@ -122,6 +122,11 @@ type Attempt struct {
 	FirstSeenAt time.Time
 	DecidedAt   time.Time // zero while pending
 	UpdatedAt   time.Time
+
+	// Trace is the trace context of the event that created the attempt:
+	// its steps and gateway calls join that trace. Empty when tracing was
+	// off at intake.
+	Trace TraceContext
 }
 
 // Final reports whether the attempt has reached a final status.
@@ -145,6 +150,19 @@ type Event struct {
 	OccurredAt time.Time `json:"occurred_at,omitzero"` // UTC; zero if absent
 
 	Source Source `json:"-"`
+	// Trace is the trace context of the event's intake span (empty when
+	// tracing is off). Not part of the contract: it travels in the message's
+	// headers, not its value.
+	Trace TraceContext `json:"-"`
+}
+
+// TraceContext is a W3C trace context as text: the traceparent and
+// tracestate header values that continue a trace. It is how a trace crosses
+// PostgreSQL from intake to the executor and the publisher. The zero value
+// means none (tracing was off).
+type TraceContext struct {
+	Parent string // traceparent
+	State  string // tracestate
 }
 
 // Source is where an event was read.

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/segmentio/kafka-go"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/reversald/reversald"
 	"github.com/reversald/reversald/internal/backoff"
@@ -53,6 +54,10 @@ type IntakeConfig struct {
 	OnNew  func(attemptIDs []int64)
 	Hooks  IntakeHooks
 	Logger *slog.Logger // nil: slog.Default()
+	// TracerProvider, when set, traces every message: a span per message, a
+	// child of the traceparent in its headers (or a new trace), whose context
+	// is stored with the event; nil (tracing off) reads no header.
+	TracerProvider trace.TracerProvider
 }
 
 // IntakeHooks let the caller count what an Intake does (metrics). Any may be nil. They are
@@ -163,6 +168,7 @@ const maxCommitAttempts = 5
 type Intake struct {
 	cfg    IntakeConfig
 	intake func(ctx context.Context, events []reversald.Event) (store.IntakeResult, error)
+	tracer trace.Tracer // nil: tracing off
 }
 
 // NewIntake returns an Intake recording into st. Start it with Run.
@@ -173,7 +179,11 @@ func NewIntake(cfg IntakeConfig, st *store.Store) (*Intake, error) {
 	if st == nil {
 		return nil, errors.New("intake config: store is required")
 	}
-	return &Intake{cfg: cfg.withDefaults(), intake: st.Intake}, nil
+	in := &Intake{cfg: cfg.withDefaults(), intake: st.Intake}
+	if cfg.TracerProvider != nil {
+		in.tracer = cfg.TracerProvider.Tracer(instrumentation)
+	}
+	return in, nil
 }
 
 // Run consumes until ctx is cancelled. Then it stops fetching, finishes the batch in progress
@@ -287,6 +297,10 @@ func (in *Intake) handle(ctx context.Context, r *kafka.Reader, dlq *DeadLetters,
 	w := in.decode(batch)
 	wctx, done := graceContext(ctx, in.cfg.FinalTimeout)
 	defer done()
+	if in.tracer != nil {
+		wctx, w.spans = in.startIntakeSpans(wctx, w)
+		defer func() { w.spans.end(w.durable()) }()
+	}
 
 	failures, commitFailures := 0, 0
 	for {
@@ -327,6 +341,8 @@ type batchWork struct {
 
 	stored       bool // the store transaction committed and OnNew ran (true when there are no events)
 	deadLettered bool // the DLQ acknowledged letters (true while there are none)
+
+	spans *intakeSpans // nil: tracing off
 }
 
 // durable reports whether every message is durable (stored or dead-lettered): only the commit
@@ -381,6 +397,9 @@ func (in *Intake) record(ctx context.Context, w *batchWork) error {
 		return fmt.Errorf("record %d events: %w", len(w.events), err)
 	}
 	w.recorded(res)
+	if w.spans != nil {
+		w.spans.recorded(w, res)
+	}
 	for _, st := range res.Statuses {
 		in.cfg.Hooks.Recorded(st)
 	}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/segmentio/kafka-go"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/reversald/reversald/internal/backoff"
 	"github.com/reversald/reversald/store"
@@ -35,6 +36,10 @@ type PublisherConfig struct {
 	RetryMin, RetryMax time.Duration
 	Hooks              PublisherHooks
 	Logger             *slog.Logger // nil: slog.Default()
+	// TracerProvider, when set, traces every outcome: a span in its event's
+	// trace, whose context the message carries in its headers (traceparent,
+	// tracestate). nil (tracing off) adds no header.
+	TracerProvider trace.TracerProvider
 }
 
 // PublisherHooks let the caller count what a Publisher does (metrics). Any may be nil. They
@@ -108,6 +113,7 @@ func (c PublisherConfig) withDefaults() PublisherConfig {
 // Delivery is at-least-once; readers drop duplicates by event_id.
 type Publisher struct {
 	cfg     PublisherConfig
+	tracer  trace.Tracer // nil: tracing off
 	wake    chan struct{}
 	publish func(ctx context.Context, limit int, fn func(context.Context, []store.OutboxRecord) error) (int, error)
 }
@@ -120,11 +126,15 @@ func NewPublisher(cfg PublisherConfig, st *store.Store) (*Publisher, error) {
 	if st == nil {
 		return nil, errors.New("publisher config: store is required")
 	}
-	return &Publisher{
+	p := &Publisher{
 		cfg:     cfg.withDefaults(),
 		wake:    make(chan struct{}, 1),
 		publish: st.PublishOutbox,
-	}, nil
+	}
+	if cfg.TracerProvider != nil {
+		p.tracer = cfg.TracerProvider.Tracer(instrumentation)
+	}
+	return p, nil
 }
 
 // Wake asks for an outbox round now. It never blocks; wakes while one is pending coalesce.
@@ -223,9 +233,17 @@ func (p *Publisher) write(ctx context.Context, w *kafka.Writer, recs []store.Out
 		}
 		msgs[i] = m
 	}
+	var spans []trace.Span
+	if p.tracer != nil {
+		spans = p.publishSpans(ctx, recs, msgs)
+	}
 	ctx, cancel := context.WithTimeout(ctx, p.cfg.WriteTimeout)
 	defer cancel()
-	if err := w.WriteMessages(ctx, msgs...); err != nil {
+	err := w.WriteMessages(ctx, msgs...)
+	if spans != nil {
+		endSpans(spans, err)
+	}
+	if err != nil {
 		return fmt.Errorf("write %d outcomes to %s: %w", len(msgs), p.cfg.Topic, writeError(err))
 	}
 	return nil

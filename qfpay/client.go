@@ -80,6 +80,7 @@ type Client struct {
 	routes    Routes
 	hc        *http.Client
 	transport *http.Transport // ours, when Config.HTTPClient is nil
+	idle      *http.Client    // whose idle connections CloseIdleConnections closes (hc without tracing)
 }
 
 // New checks cfg and builds a client. Without Config.HTTPClient the client has
@@ -102,6 +103,10 @@ func New(cfg Config) (*Client, error) {
 		c.transport = t
 		c.hc = &http.Client{Transport: t, CheckRedirect: noRedirects}
 	}
+	c.idle = c.hc
+	if cfg.TracerProvider != nil {
+		c.hc = traced(c.hc, cfg.TracerProvider)
+	}
 	return c, nil
 }
 
@@ -122,7 +127,7 @@ func (c *Client) Format(f fmt.State, _ rune) { _, _ = io.WriteString(f, c.String
 
 // CloseIdleConnections closes the pooled connections that are idle; call it
 // when done with the client.
-func (c *Client) CloseIdleConnections() { c.hc.CloseIdleConnections() }
+func (c *Client) CloseIdleConnections() { c.idle.CloseIdleConnections() }
 
 // Route returns the cancel method for payType (see [Routes.For]).
 func (c *Client) Route(payType string) (Method, error) { return c.routes.For(payType) }

@@ -8,6 +8,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"go.opentelemetry.io/otel/trace"
 )
 
 // DefaultTimeout bounds one call when Config.Timeout is zero.
@@ -39,6 +41,11 @@ type Config struct {
 	// HTTPClient, if set, is used instead of the client's own pooled transport
 	// (which never follows redirects; set CheckRedirect likewise).
 	HTTPClient *http.Client `json:"-"`
+	// TracerProvider, when set, traces every call (a client span per HTTP
+	// request, OpenTelemetry's otelhttp instrumentation) as a child of the
+	// caller's span. No trace header is sent to QFPay, and no request header
+	// is recorded: the signature and the key never reach a span. nil: none.
+	TracerProvider trace.TracerProvider `json:"-"`
 }
 
 // Validate lists every problem with the configuration.

@@ -8,7 +8,11 @@ import (
 	"testing"
 	"time"
 
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/reversald/reversald"
+	"github.com/reversald/reversald/internal/tracing"
 	"github.com/reversald/reversald/qfpay"
 	"github.com/reversald/reversald/qfpay/sandbox"
 	"github.com/reversald/reversald/store"
@@ -20,34 +24,62 @@ import (
 // with no latency, and reports attempts/s. The attempts are spread over 1,000
 // merchants, so the figure is the executor's and the database's, not QFPay's
 // rate limit: with pacing off, and with the group's shared pacing at 400/min
-// (its cost: one more round trip per gateway call, and the paced claim).
+// (its cost: the reservations, grouped per instance, and the paced claim).
 // Run: make bench, or
 // go test -run '^$' -bench BenchmarkExecutor -benchtime 3000x ./reversal
 func BenchmarkExecutor(b *testing.B) {
 	for _, pacing := range []string{"off", "cluster"} {
 		for _, workers := range []int{32, 64} {
 			b.Run(fmt.Sprintf("pacing=%s/workers=%d", pacing, workers), func(b *testing.B) {
-				benchExecutor(b, workers, pacing == "cluster")
+				benchExecutor(b, workers, pacing == "cluster", nil)
 			})
 		}
 	}
 }
 
-func benchExecutor(b *testing.B, workers int, paced bool) {
+// BenchmarkExecutorTraced is BenchmarkExecutor (pacing off) with tracing on
+// as the daemon wires it: every drive, step, QFPay call and statement makes
+// spans, batched to an exporter that drops them (the cost of the spans, not
+// of a network).
+func BenchmarkExecutorTraced(b *testing.B) {
+	for _, workers := range []int{32, 64} {
+		b.Run(fmt.Sprintf("pacing=off/workers=%d", workers), func(b *testing.B) {
+			tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(discard{}))
+			b.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+			benchExecutor(b, workers, false, tp)
+		})
+	}
+}
+
+// discard is a span exporter that drops every span.
+type discard struct{}
+
+func (discard) ExportSpans(context.Context, []sdktrace.ReadOnlySpan) error { return nil }
+func (discard) Shutdown(context.Context) error                             { return nil }
+
+func benchExecutor(b *testing.B, workers int, paced bool, tp trace.TracerProvider) {
 	b.Helper()
+	opts := store.Options{MaxConns: int32(workers + 8)}
+	qcfg := qfpay.Config{AppCode: testAppCode, ClientKey: qfpay.NewKey(testKey), Timeout: 5 * time.Second}
+	hooks := ExecutorHooks{}
+	var tracer trace.Tracer
+	if tp != nil {
+		opts.Tracer, qcfg.TracerProvider = tracing.PgxTracer(tp), tp
+		tracer = tp.Tracer("bench")
+	}
 	sb, url, stop, err := sandbox.Start(sandbox.Config{AppCode: testAppCode, Key: testKey})
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(stop)
 	dbURL := storetest.URL(b)
-	st, err := store.Open(context.Background(), dbURL, store.Options{MaxConns: int32(workers + 8)})
+	st, err := store.Open(context.Background(), dbURL, opts)
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(st.Close)
-	gw, err := qfpay.NewDirectory([]qfpay.Credential{{Name: "default", Default: true,
-		Config: qfpay.Config{BaseURL: url, AppCode: testAppCode, ClientKey: qfpay.NewKey(testKey), Timeout: 5 * time.Second}}})
+	qcfg.BaseURL = url
+	gw, err := qfpay.NewDirectory([]qfpay.Credential{{Name: "default", Default: true, Config: qcfg}})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -63,7 +95,14 @@ func benchExecutor(b *testing.B, workers int, paced bool) {
 			if err := sb.Put(sandbox.Txn{MchID: mch, OutTradeNo: otn, State: sandbox.StateInFlight, TxAmt: 2500, TxDtm: txdtm}); err != nil {
 				b.Fatal(err)
 			}
-			batch = append(batch, reversald.Event{EventID: otn, MchID: mch, OutTradeNo: otn, TxAmt: 2500, TxDtm: txdtm, PayType: "800101"})
+			e := reversald.Event{EventID: otn, MchID: mch, OutTradeNo: otn, TxAmt: 2500, TxDtm: txdtm, PayType: "800101"}
+			if tracer != nil {
+				// As intake stores it: the context of the event's span.
+				sctx, span := tracer.Start(ctx, "process")
+				e.Trace = tracing.Stored(sctx)
+				span.End()
+			}
+			batch = append(batch, e)
 		}
 		res, err := st.Intake(ctx, batch)
 		if err != nil {
@@ -77,11 +116,15 @@ func benchExecutor(b *testing.B, workers int, paced bool) {
 	if paced {
 		rate = 400
 	}
+	hooks.Final = func(reversald.Status) { finals <- struct{}{} }
+	hooks.PaceWait = func(d time.Duration, _ bool) { paceWaits.Add(1); paceWaited.Add(int64(d)) }
+	if tp != nil {
+		hooks = hooks.Traced(tp)
+	}
 	ex, err := NewExecutor(ExecutorConfig{
 		Owner: "bench", Workers: workers, PollInterval: 20 * time.Millisecond, MerchantRate: rate, SharedPacing: paced, Policy: DefaultPolicy,
 		Logger: slog.New(slog.DiscardHandler),
-		Hooks: ExecutorHooks{Final: func(reversald.Status) { finals <- struct{}{} },
-			PaceWait: func(d time.Duration, _ bool) { paceWaits.Add(1); paceWaited.Add(int64(d)) }},
+		Hooks:  hooks,
 	}, st, gw)
 	if err != nil {
 		b.Fatal(err)

@@ -48,6 +48,7 @@ type run struct {
 // drive runs one claimed attempt's steps until it is final, scheduled for
 // later, or its lease is lost.
 func (e *Executor) drive(ctx context.Context, stopping <-chan struct{}, a reversald.Attempt) {
+	ctx, ended := e.cfg.Hooks.Drive(ctx, a)
 	r := &run{e: e, a: a, log: e.cfg.Logger.With("attempt", a.ID, "mchid", a.MchID, "out_trade_no", a.OutTradeNo)}
 	// A cancel whose answer was never written may have happened (its worker
 	// died, or the answer was lost): find out by query, never re-send.
@@ -55,6 +56,7 @@ func (e *Executor) drive(ctx context.Context, stopping <-chan struct{}, a revers
 		r.a.Step, r.a.CancelPending, r.a.CancelReached, r.a.CancelRespcd = reversald.StepConfirm, false, true, ""
 		r.a.Rechecks = 0
 	}
+	defer func() { ended(r.a) }()
 	for made := 1; ; made++ {
 		if !e.cfg.Now().Before(r.a.DeadlineAt) {
 			r.a, _ = review(r.a, "deadline passed before a final answer")
@@ -64,14 +66,17 @@ func (e *Executor) drive(ctx context.Context, stopping <-chan struct{}, a revers
 		started := time.Now()
 		step := r.a.Step
 		var obs Observation
+		sctx, stepped := e.cfg.Hooks.StepStart(ctx, r.a)
 		if fn, known := stepTable[step]; known {
 			var ok bool
-			if obs, ok = fn(ctx, r); !ok {
+			if obs, ok = fn(sctx, r); !ok {
+				stepped(r.a, obs.Err)
 				return
 			}
 		}
 		var sched Schedule
 		r.a, sched = Decide(r.a, obs, e.cfg.Policy)
+		stepped(r.a, obs.Err)
 		e.cfg.Hooks.Step(step, time.Since(started))
 		switch sched {
 		case Final:

@@ -1,6 +1,7 @@
 package reversal
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -65,7 +66,19 @@ type ExecutorHooks struct {
 	// Paused: QFPay answered 429 (or Retry-After) for mchid: every call of
 	// that merchant is held back for d.
 	Paused func(mchid string, d time.Duration)
+	// Drive: a claimed attempt is about to be driven. The context it
+	// returns is the one its steps and writes run under; the func it returns
+	// is called with the attempt as it stands when the drive returns.
+	// StepStart: likewise around one step (its gateway calls and the writes
+	// within it); its func receives the attempt as Decide left it and the
+	// step's error. Tracing sets both (Traced); nil leaves the context as it
+	// is, at the cost of a call.
+	Drive     func(ctx context.Context, a reversald.Attempt) (context.Context, func(a reversald.Attempt))
+	StepStart func(ctx context.Context, a reversald.Attempt) (context.Context, func(a reversald.Attempt, err error))
 }
+
+func endNothing(reversald.Attempt)            {}
+func endStepNothing(reversald.Attempt, error) {}
 
 func (h ExecutorHooks) withDefaults() ExecutorHooks {
 	if h.Call == nil {
@@ -85,6 +98,16 @@ func (h ExecutorHooks) withDefaults() ExecutorHooks {
 	}
 	if h.Paused == nil {
 		h.Paused = func(string, time.Duration) {}
+	}
+	if h.Drive == nil {
+		h.Drive = func(ctx context.Context, _ reversald.Attempt) (context.Context, func(reversald.Attempt)) {
+			return ctx, endNothing
+		}
+	}
+	if h.StepStart == nil {
+		h.StepStart = func(ctx context.Context, _ reversald.Attempt) (context.Context, func(reversald.Attempt, error)) {
+			return ctx, endStepNothing
+		}
 	}
 	return h
 }

@@ -129,22 +129,27 @@ func (b *intakeBatch) repeat(i int) bool { return b.firstOfID[b.events[i].EventI
 func (b *intakeBatch) insertAttempts(ctx context.Context, tx pgx.Tx) error {
 	n := len(b.keys)
 	mchid, otn, syssn, currcd, dtm, ptype, udid := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	tparent, tstate := make([]string, n), make([]string, n)
 	amt := make([]int64, n)
 	for j, k := range b.keys {
 		e := b.events[b.firstOfKey[k]]
 		mchid[j], otn[j], syssn[j], amt[j], currcd[j], dtm[j], ptype[j], udid[j] =
 			e.MchID, e.OutTradeNo, e.Syssn, e.TxAmt, e.TxCurrCd, e.TxDtm, e.PayType, e.Udid
+		tparent[j], tstate[j] = e.Trace.Parent, e.Trace.State
 	}
+	// The attempt takes the trace context of the event that creates it: its
+	// steps and gateway calls join that event's trace.
 	rows, err := tx.Query(ctx, `
 		INSERT INTO attempts (mchid, out_trade_no, syssn, txamt, txcurrcd, txdtm, pay_type, udid,
-		                      next_run_at, deadline_at, first_seen_at, updated_at)
+		                      traceparent, tracestate, next_run_at, deadline_at, first_seen_at, updated_at)
 		SELECT k.*, `+clockParam(11)+`, `+clockParam(11)+` + $10::interval, $9::timestamptz, $9::timestamptz
-		FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[], $7::text[], $8::text[])
-		     AS k(mchid, out_trade_no, syssn, txamt, txcurrcd, txdtm, pay_type, udid)
+		FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[], $7::text[], $8::text[],
+		            $12::text[], $13::text[])
+		     AS k(mchid, out_trade_no, syssn, txamt, txcurrcd, txdtm, pay_type, udid, traceparent, tracestate)
 		ORDER BY k.mchid, k.out_trade_no
 		ON CONFLICT (mchid, out_trade_no) DO NOTHING
 		RETURNING mchid, out_trade_no`,
-		mchid, otn, syssn, amt, currcd, dtm, ptype, udid, b.now, b.deadline, b.clock)
+		mchid, otn, syssn, amt, currcd, dtm, ptype, udid, b.now, b.deadline, b.clock, tparent, tstate)
 	if err != nil {
 		return fmt.Errorf("insert attempts: %w", err)
 	}
@@ -361,6 +366,7 @@ func (b *intakeBatch) standsFor(i int) (reversald.Payment, bool) {
 // eventRows gathers the columns of the events table for one unnest insert.
 type eventRows struct {
 	id, mchid, otn, syssn, currcd, dtm, ptype, reason, topic, conflictReason []string
+	traceparent, tracestate                                                  []string
 	attempt, amt, offset                                                     []int64
 	partition                                                                []int32
 	conflict                                                                 []bool
@@ -394,6 +400,8 @@ func (r *eventRows) add(e reversald.Event, attemptID int64, conflictReason strin
 	r.conflictReason = append(r.conflictReason, conflictReason)
 	r.payload = append(r.payload, e.Source.Payload)
 	r.received = append(r.received, &now)
+	r.traceparent = append(r.traceparent, e.Trace.Parent)
+	r.tracestate = append(r.tracestate, e.Trace.State)
 }
 
 // insert writes the rows, skipping event_ids already recorded, and returns
@@ -406,14 +414,15 @@ func (r *eventRows) insert(ctx context.Context, tx pgx.Tx) (map[string]bool, err
 	rows, err := tx.Query(ctx, `
 		INSERT INTO events (event_id, attempt_id, mchid, out_trade_no, syssn, txamt, txcurrcd, txdtm,
 		                    pay_type, reason, occurred_at, topic, kafka_partition, kafka_offset,
-		                    conflict, conflict_reason, payload, received_at)
+		                    conflict, conflict_reason, payload, received_at, traceparent, tracestate)
 		SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::bigint[],
 		                     $7::text[], $8::text[], $9::text[], $10::text[], $11::timestamptz[], $12::text[],
-		                     $13::int[], $14::bigint[], $15::bool[], $16::text[], $17::bytea[], $18::timestamptz[])
+		                     $13::int[], $14::bigint[], $15::bool[], $16::text[], $17::bytea[], $18::timestamptz[],
+		                     $19::text[], $20::text[])
 		ON CONFLICT (event_id) DO NOTHING
 		RETURNING event_id`,
 		r.id, r.attempt, r.mchid, r.otn, r.syssn, r.amt, r.currcd, r.dtm, r.ptype, r.reason, r.occurred,
-		r.topic, r.partition, r.offset, r.conflict, r.conflictReason, r.payload, r.received)
+		r.topic, r.partition, r.offset, r.conflict, r.conflictReason, r.payload, r.received, r.traceparent, r.tracestate)
 	if err != nil {
 		return nil, fmt.Errorf("insert events: %w", err)
 	}

@@ -35,6 +35,9 @@ type Options struct {
 	Deadline time.Duration
 	// MaxConns caps the pool; 0 keeps pgxpool's default.
 	MaxConns int32
+	// Tracer, when set, traces every statement (pgx's tracer interface;
+	// the daemon gives an OpenTelemetry one when tracing is on). nil: none.
+	Tracer pgx.QueryTracer
 }
 
 // Validate reports every problem with o.
@@ -68,6 +71,9 @@ func Open(ctx context.Context, databaseURL string, opts Options) (*Store, error)
 	}
 	if opts.MaxConns > 0 {
 		cfg.MaxConns = opts.MaxConns
+	}
+	if opts.Tracer != nil {
+		cfg.ConnConfig.Tracer = opts.Tracer
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {

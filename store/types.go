@@ -50,4 +50,10 @@ type IntakeResult struct {
 type OutboxRecord struct {
 	ID int64 // the outbox row, marked published once the outcome is acknowledged
 	reversald.Outcome
+	// Trace is the trace context of the event the outcome answers: the
+	// outcome joins that trace. AttemptTrace is the attempt's (only its
+	// traceparent): the trace of the gateway calls, another one when the
+	// event joined an attempt a first event created. Empty when tracing was
+	// off.
+	Trace, AttemptTrace reversald.TraceContext
 }

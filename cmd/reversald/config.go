@@ -12,6 +12,7 @@ import (
 
 	"github.com/sethvargo/go-envconfig"
 
+	"github.com/reversald/reversald/internal/tracing"
 	"github.com/reversald/reversald/qfpay"
 )
 
@@ -79,6 +80,27 @@ type Config struct {
 	LogLevel        string        `env:"LOG_LEVEL, default=info"`
 	Pprof           bool          `env:"PPROF, default=false"`
 	InstanceID      string        `env:"INSTANCE_ID"`
+
+	// OpenTelemetry tracing, off unless these configure an exporter
+	// (internal/tracing); the exporters and the SDK read their other OTEL_*
+	// settings from the process environment themselves.
+	OTelSDKDisabled    bool   `env:"OTEL_SDK_DISABLED, default=false"`
+	OTelTracesExporter string `env:"OTEL_TRACES_EXPORTER"`
+	OTelEndpoint       string `env:"OTEL_EXPORTER_OTLP_ENDPOINT"`
+	OTelTracesEndpoint string `env:"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"`
+	OTelProtocol       string `env:"OTEL_EXPORTER_OTLP_PROTOCOL"`
+	OTelTracesProtocol string `env:"OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"`
+	OTelServiceName    string `env:"OTEL_SERVICE_NAME, default=reversald"`
+}
+
+// tracing is the OTEL_* settings as internal/tracing takes them.
+func (c Config) tracing() tracing.Config {
+	return tracing.Config{
+		Disabled: c.OTelSDKDisabled, Exporters: c.OTelTracesExporter,
+		Endpoint: c.OTelEndpoint, TracesEndpoint: c.OTelTracesEndpoint,
+		Protocol: c.OTelProtocol, TracesProtocol: c.OTelTracesProtocol,
+		ServiceName: c.OTelServiceName, ServiceVersion: versionString(), InstanceID: c.InstanceID,
+	}
 }
 
 // secretVars may also be given as NAME_FILE, the path of a file holding the
@@ -204,6 +226,9 @@ func (c Config) validate(unparsed map[string]bool) error {
 	}
 	if c.MerchantRate == 0 && !unparsed["MERCHANT_RATE_PER_MIN"] {
 		errs = append(errs, errors.New("MERCHANT_RATE_PER_MIN must be positive, or negative to switch pacing off"))
+	}
+	if err := c.tracing().Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	switch strings.ToLower(c.LogLevel) {
 	case "debug", "info", "warn", "error":

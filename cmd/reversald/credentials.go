@@ -126,7 +126,7 @@ func (s credentialSource) load() ([]qfpay.Credential, string, error) {
 			Config: qfpay.Config{
 				BaseURL: cmp.Or(e.BaseURL, s.env.BaseURL), AppCode: e.AppCode, ClientKey: qfpay.NewKey(key),
 				SignType: qfpay.SignType(strings.ToUpper(e.SignType)), OmitMchID: e.SendMchID != nil && !*e.SendMchID,
-				Timeout: s.env.Timeout, Routes: s.env.Routes,
+				Timeout: s.env.Timeout, Routes: s.env.Routes, TracerProvider: s.env.TracerProvider,
 			},
 		}
 		creds = append(creds, c)

@@ -17,11 +17,15 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sethvargo/go-envconfig"
+	"go.opentelemetry.io/otel"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
 	"github.com/reversald/reversald"
 	"github.com/reversald/reversald/consumer"
+	"github.com/reversald/reversald/internal/tracing"
 	"github.com/reversald/reversald/reversal"
 	"github.com/reversald/reversald/store"
 )
@@ -133,9 +137,32 @@ func readableDurations(_ []string, a slog.Attr) slog.Attr {
 // publisher flushes what they decided; the HTTP listener closes last. The
 // first two get half of SHUTDOWN_TIMEOUT (at once), the flush a quarter, so
 // the whole stop stays within it (plus the HTTP listener's close).
-func daemon(ctx context.Context, cfg Config, logw io.Writer) error {
+//
+// Tracing (OTEL_*) is set up first and shut down last, so that the spans of
+// the final flush are exported too. spans, when given, receive every span as
+// well, and switch tracing on even when the settings configure no exporter:
+// tests record spans in memory with them.
+func daemon(ctx context.Context, cfg Config, logw io.Writer, spans ...sdktrace.SpanProcessor) error {
 	log := newLogger(logw, cfg.LogLevel).With("instance", cfg.InstanceID)
-	log.Info("starting", "version", versionString())
+	log.Info("starting", "version", versionString(), "tracing", cfg.tracing().Describe())
+
+	tel, err := tracing.New(ctx, cfg.tracing(), spans...)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if err := tel.Shutdown(sctx); err != nil {
+			log.Warn("tracing: spans not exported at shutdown", "error", err)
+		}
+	}()
+	tp := tel.TracerProvider() // nil: tracing off
+	var pgTracer pgx.QueryTracer
+	if tp != nil {
+		pgTracer = tracing.PgxTracer(tp)
+		otel.SetErrorHandler(otel.ErrorHandlerFunc(func(err error) { log.Warn("tracing", "error", err) }))
+	}
 
 	sec, err := cfg.security()
 	if err != nil {
@@ -155,13 +182,13 @@ func daemon(ctx context.Context, cfg Config, logw io.Writer) error {
 	if maxConns == 0 {
 		maxConns = int32(min(cfg.Workers, 10_000)) + 8 //nolint:gosec // bounded just above
 	}
-	st, err := store.Open(ctx, cfg.DatabaseURL, store.Options{Deadline: cfg.Deadline, MaxConns: maxConns})
+	st, err := store.Open(ctx, cfg.DatabaseURL, store.Options{Deadline: cfg.Deadline, MaxConns: maxConns, Tracer: pgTracer})
 	if err != nil {
 		return err
 	}
 	defer st.Close()
 
-	gw, creds, fingerprint, err := cfg.qfpayDirectory()
+	gw, creds, fingerprint, err := cfg.qfpayDirectory(tp)
 	if err != nil {
 		return err
 	}
@@ -196,11 +223,16 @@ func daemon(ctx context.Context, cfg Config, logw io.Writer) error {
 		BatchSize: cfg.PublishBatch, PollInterval: cfg.PublishInterval,
 		FlushTimeout: cfg.ShutdownTimeout / 4,
 		Hooks:        m.publisherHooks(), Logger: log.With("component", "publisher"),
+		TracerProvider: tp,
 	}, st)
 	if err != nil {
 		return err
 	}
 
+	exHooks := m.executorHooks()
+	if tp != nil {
+		exHooks = exHooks.Traced(tp)
+	}
 	ex, err := reversal.NewExecutor(reversal.ExecutorConfig{
 		Owner: cfg.InstanceID, Workers: cfg.Workers, Lease: cfg.Lease, PollInterval: cfg.PollInterval,
 		BackoffBase: cfg.BackoffBase, BackoffMax: cfg.BackoffMax, MerchantRate: cfg.MerchantRate,
@@ -215,7 +247,7 @@ func daemon(ctx context.Context, cfg Config, logw io.Writer) error {
 		// Each attempt the executor decides wakes the publisher, so its
 		// outcomes go out at once instead of at the next poll.
 		OnFinal: func(reversald.Status) { pub.Wake() },
-		Hooks:   m.executorHooks(),
+		Hooks:   exHooks,
 	}, st, gw)
 	if err != nil {
 		return err
@@ -226,6 +258,7 @@ func daemon(ctx context.Context, cfg Config, logw io.Writer) error {
 		Security: sec, BatchSize: cfg.IntakeBatch, BatchLinger: cfg.IntakeLinger,
 		FinalTimeout: cfg.ShutdownTimeout / 2, DefaultMchID: cfg.QFPayMchID,
 		OnNew: ex.Notify, Hooks: m.intakeHooks(), Logger: log.With("component", "intake"),
+		TracerProvider: tp,
 	}, st)
 	if err != nil {
 		return err

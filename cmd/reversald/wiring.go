@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/sethvargo/go-envconfig"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/reversald/reversald/consumer"
 	"github.com/reversald/reversald/qfpay"
@@ -123,12 +124,14 @@ func (c Config) qfpayConfig() (qfpay.Config, error) {
 
 // qfpayDirectory is the QFPay credentials (credentials.go): the file's, and
 // the QFPAY_* variables as the default. It returns the source and the
-// fingerprint of what was read, for reloads.
-func (c Config) qfpayDirectory() (*qfpay.Directory, credentialSource, string, error) {
+// fingerprint of what was read, for reloads. Every client traces its calls
+// into tp (nil: tracing off), reloaded ones too.
+func (c Config) qfpayDirectory(tp trace.TracerProvider) (*qfpay.Directory, credentialSource, string, error) {
 	src, err := c.credentialSource()
 	if err != nil {
 		return nil, src, "", err
 	}
+	src.env.TracerProvider = tp
 	creds, fp, err := src.load()
 	if err != nil {
 		return nil, src, "", err
