@@ -80,13 +80,13 @@ const insertOutcomes = `
 // with its event (as e).
 const outboxColumns = `o.id, o.event_id, e.out_trade_no, e.mchid, o.syssn, o.cancel_syssn, o.status, o.method,
 	o.respcd, o.resperr, o.respmsg, e.txamt, e.txcurrcd, o.gateway_calls, e.received_at, o.decided_at, o.reason,
-	o.record_txamt, o.record_txcurrcd`
+	o.record_txamt, o.record_txcurrcd, o.resolved_by, o.published_at`
 
 func scanOutbox(row pgx.CollectableRow) (OutboxRecord, error) {
 	var r OutboxRecord
 	err := row.Scan(&r.ID, &r.EventID, &r.OutTradeNo, &r.MchID, &r.Syssn, &r.CancelSyssn, &r.Status, &r.Method,
 		&r.Respcd, &r.Resperr, &r.Respmsg, &r.TxAmt, &r.TxCurrCd, &r.GatewayCalls, &r.FirstSeenAt,
-		&r.DecidedAt, &r.Reason, &r.QFPayTxAmt, &r.QFPayTxCurrCd)
+		&r.DecidedAt, &r.Reason, &r.QFPayTxAmt, &r.QFPayTxCurrCd, &r.ResolvedBy, &r.PublishedAt)
 	r.Outcome = r.Published()
 	return r, err
 }

@@ -74,6 +74,12 @@ type Config struct {
 	CancelMaxCalls   int           `env:"CANCEL_MAX_CALLS, default=2"`
 	GatewayMaxCalls  int           `env:"GATEWAY_MAX_CALLS, default=30"`
 
+	// PurgeOlderThan switches the periodic purge on (off when unset): final,
+	// published attempts decided longer ago are deleted every PurgeInterval.
+	PurgeOlderThan age           `env:"PURGE_OLDER_THAN"`
+	PurgeInterval  time.Duration `env:"PURGE_INTERVAL, default=1h"`
+	PurgeBatch     int           `env:"PURGE_BATCH_SIZE, default=1000"`
+
 	HTTPAddr        string        `env:"HTTP_ADDR, default=:9090"`
 	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT, default=20s"`
 	LogLevel        string        `env:"LOG_LEVEL, default=info"`
@@ -150,6 +156,7 @@ func (c Config) validate(unparsed map[string]bool) error {
 		{"INTAKE_BATCH_SIZE", c.IntakeBatch, 1}, {"PUBLISH_BATCH_SIZE", c.PublishBatch, 1},
 		{"EXECUTOR_WORKERS", c.Workers, 1}, {"NOT_FOUND_RECHECKS", c.NotFoundRechecks, 0}, {"CONFIRM_RECHECKS", c.ConfirmRechecks, 0},
 		{"CANCEL_MAX_CALLS", c.CancelMaxCalls, 1}, {"GATEWAY_MAX_CALLS", c.GatewayMaxCalls, 3},
+		{"PURGE_BATCH_SIZE", c.PurgeBatch, 1},
 	} {
 		if p.v < p.min && !unparsed[p.name] {
 			errs = append(errs, fmt.Errorf("%s must be at least %d, got %d", p.name, p.min, p.v))
@@ -162,7 +169,7 @@ func (c Config) validate(unparsed map[string]bool) error {
 		{"INTAKE_BATCH_LINGER", c.IntakeLinger}, {"PUBLISH_INTERVAL", c.PublishInterval}, {"QFPAY_TIMEOUT", c.QFPayTimeout},
 		{"EXECUTOR_LEASE", c.Lease}, {"EXECUTOR_POLL_INTERVAL", c.PollInterval}, {"EXECUTOR_BACKOFF_BASE", c.BackoffBase},
 		{"EXECUTOR_BACKOFF_MAX", c.BackoffMax}, {"ATTEMPT_DEADLINE", c.Deadline}, {"SHUTDOWN_TIMEOUT", c.ShutdownTimeout},
-		{"QFPAY_CREDENTIALS_POLL", c.QFPayCredentialsPoll},
+		{"QFPAY_CREDENTIALS_POLL", c.QFPayCredentialsPoll}, {"PURGE_INTERVAL", c.PurgeInterval},
 	} {
 		if d.v <= 0 && !unparsed[d.name] {
 			errs = append(errs, fmt.Errorf("%s must be positive, got %s", d.name, d.v))
