@@ -105,7 +105,9 @@ func TestSearchFiltersSortAndKeysetPaging(t *testing.T) {
 	}{
 		{"all", store.Filter{}, func(reversald.Attempt) bool { return true }},
 		{"two statuses", store.Filter{Statuses: []reversald.Status{reversald.StatusPaid, reversald.StatusPending}},
-			func(a reversald.Attempt) bool { return a.Status == reversald.StatusPaid || a.Status == reversald.StatusPending }},
+			func(a reversald.Attempt) bool {
+				return a.Status == reversald.StatusPaid || a.Status == reversald.StatusPending
+			}},
 		{"method", store.Filter{Methods: []reversald.Method{reversald.MethodReversal}},
 			func(a reversald.Attempt) bool { return a.Method == reversald.MethodReversal }},
 		{"merchant", store.Filter{MchID: "M1"}, func(a reversald.Attempt) bool { return a.MchID == "M1" }},
@@ -114,7 +116,9 @@ func TestSearchFiltersSortAndKeysetPaging(t *testing.T) {
 		{"reason with a LIKE wildcard taken literally", store.Filter{Reason: "100%"}, func(a reversald.Attempt) bool { return a.Status == reversald.StatusPaid }},
 		{"reason _ literal", store.Filter{Reason: "respcd_1108"}, func(reversald.Attempt) bool { return false }},
 		{"first seen range", store.Filter{FirstSeenFrom: minute(4), FirstSeenTo: minute(10)},
-			func(a reversald.Attempt) bool { return !a.FirstSeenAt.Before(minute(4)) && a.FirstSeenAt.Before(minute(10)) }},
+			func(a reversald.Attempt) bool {
+				return !a.FirstSeenAt.Before(minute(4)) && a.FirstSeenAt.Before(minute(10))
+			}},
 		{"decided range", store.Filter{DecidedFrom: minute(10), DecidedTo: minute(30)},
 			func(a reversald.Attempt) bool {
 				return !a.DecidedAt.IsZero() && !a.DecidedAt.Before(minute(10)) && a.DecidedAt.Before(minute(30))

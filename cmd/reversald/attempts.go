@@ -101,8 +101,8 @@ func runOps(ctx context.Context, fs *flag.FlagSet, synopsis string, args []strin
 
 // filterFlags are the filters list and retry share.
 type filterFlags struct {
-	statuses, methods                                 listFlag
-	mchid, outTradeNo, reason                         *string
+	statuses, methods                                  listFlag
+	mchid, outTradeNo, reason                          *string
 	firstSeenFrom, firstSeenTo, decidedFrom, decidedTo *string
 }
 
