@@ -45,7 +45,7 @@ func attempts(ctx context.Context, args []string, lookup envconfig.Lookuper, std
 		return usageError{fmt.Sprintf("attempts: unknown command %q (list, show, retry or resolve)", sub)}
 	}
 	fs := newFlagSet("attempts " + sub)
-	var cmd func() (opsCommand, error)
+	var cmd func(args []string) (opsCommand, error)
 	switch sub {
 	case "list":
 		cmd = listCommand(fs, stdout, stderr)
@@ -67,19 +67,33 @@ func newFlagSet(name string) *flag.FlagSet {
 
 // runOps parses args into fs, builds the command, and runs it on a store
 // opened from DATABASE_URL.
-func runOps(ctx context.Context, fs *flag.FlagSet, synopsis string, args []string, build func() (opsCommand, error),
+func runOps(ctx context.Context, fs *flag.FlagSet, synopsis string, args []string, build func(args []string) (opsCommand, error),
 	lookup envconfig.Lookuper, stdout io.Writer,
 ) error {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintf(stdout, "usage: reversald %s\n\nflags:\n", synopsis)
-			fs.SetOutput(stdout)
-			fs.PrintDefaults()
-			return nil
+	// Flags may come before, between and after the arguments
+	// (attempts resolve ID -status paid); "--" ends the flags.
+	var positional []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				fmt.Fprintf(stdout, "usage: reversald %s\n\nflags:\n", synopsis)
+				fs.SetOutput(stdout)
+				fs.PrintDefaults()
+				return nil
+			}
+			return usageError{fs.Name() + ": " + err.Error() + "\nusage: reversald " + synopsis}
 		}
-		return usageError{fs.Name() + ": " + err.Error() + "\nusage: reversald " + synopsis}
+		rest := fs.Args()
+		if len(rest) == 0 {
+			break
+		}
+		if len(rest) < len(args) && args[len(args)-len(rest)-1] == "--" {
+			positional = append(positional, rest...)
+			break
+		}
+		positional, args = append(positional, rest[0]), rest[1:]
 	}
-	cmd, err := build()
+	cmd, err := build(positional)
 	if err != nil {
 		var u usageError
 		if errors.As(err, &u) {
@@ -199,7 +213,7 @@ func statusNames(ss []reversald.Status) string {
 	return strings.Join(names, ", ")
 }
 
-func listCommand(fs *flag.FlagSet, stdout, stderr io.Writer) func() (opsCommand, error) {
+func listCommand(fs *flag.FlagSet, stdout, stderr io.Writer) func(args []string) (opsCommand, error) {
 	filters := addFilterFlags(fs)
 	sortKey := fs.String("sort", string(store.SortUpdated), "order by id, first_seen_at, decided_at (decided attempts only) or updated_at; ties by id")
 	order := fs.String("order", "desc", "asc or desc")
@@ -207,9 +221,9 @@ func listCommand(fs *flag.FlagSet, stdout, stderr io.Writer) func() (opsCommand,
 	after := fs.String("after", "", "start after this cursor: the one the previous page printed on stderr (keyset paging)")
 	all := fs.Bool("all", false, "every page, one after the other (for exports)")
 	format := fs.String("format", "table", "table, json (one object per line) or csv")
-	return func() (opsCommand, error) {
-		if fs.NArg() > 0 {
-			return nil, usageError{fmt.Sprintf("unexpected argument %q", fs.Arg(0))}
+	return func(args []string) (opsCommand, error) {
+		if len(args) > 0 {
+			return nil, usageError{fmt.Sprintf("unexpected argument %q", args[0])}
 		}
 		f, err := filters.filter()
 		var errs []string
@@ -395,16 +409,16 @@ func (r attemptRef) String() string {
 	return r.mchid + "/" + r.outTradeNo
 }
 
-func oneRef(fs *flag.FlagSet) (attemptRef, error) {
-	if fs.NArg() != 1 {
+func oneRef(args []string) (attemptRef, error) {
+	if len(args) != 1 {
 		return attemptRef{}, usageError{"takes one attempt: ID or MCHID/OUT_TRADE_NO"}
 	}
-	return parseAttemptRef(fs.Arg(0))
+	return parseAttemptRef(args[0])
 }
 
-func showCommand(fs *flag.FlagSet, stdout io.Writer) func() (opsCommand, error) {
-	return func() (opsCommand, error) {
-		ref, err := oneRef(fs)
+func showCommand(fs *flag.FlagSet, stdout io.Writer) func(args []string) (opsCommand, error) {
+	return func(args []string) (opsCommand, error) {
+		ref, err := oneRef(args)
 		if err != nil {
 			return nil, err
 		}
@@ -471,16 +485,16 @@ func describeAttempt(a reversald.Attempt) string {
 	return s + ")"
 }
 
-func retryCommand(fs *flag.FlagSet, stdout io.Writer) func() (opsCommand, error) {
+func retryCommand(fs *flag.FlagSet, stdout io.Writer) func(args []string) (opsCommand, error) {
 	filters := addFilterFlags(fs)
 	opf := addOperatorFlags(fs, "retry")
-	return func() (opsCommand, error) {
+	return func(args []string) (opsCommand, error) {
 		op, err := opf.operator()
 		if err != nil {
 			return nil, err
 		}
 		var refs []attemptRef
-		for _, a := range fs.Args() {
+		for _, a := range args {
 			r, err := parseAttemptRef(a)
 			if err != nil {
 				return nil, err
@@ -589,11 +603,11 @@ func eachAttempt(ctx context.Context, st *store.Store, stdout io.Writer, refs []
 	return nil
 }
 
-func resolveCommand(fs *flag.FlagSet, stdout io.Writer) func() (opsCommand, error) {
+func resolveCommand(fs *flag.FlagSet, stdout io.Writer) func(args []string) (opsCommand, error) {
 	status := fs.String("status", "", "the final status read at QFPay (required): "+statusNames(store.ResolveStatuses))
 	opf := addOperatorFlags(fs, "resolve")
-	return func() (opsCommand, error) {
-		ref, err := oneRef(fs)
+	return func(args []string) (opsCommand, error) {
+		ref, err := oneRef(args)
 		var errs []string
 		if err != nil {
 			errs = append(errs, err.Error())

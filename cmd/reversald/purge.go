@@ -24,10 +24,10 @@ func purgeCmd(ctx context.Context, args []string, lookup envconfig.Lookuper, std
 	olderThan := fs.String("older-than", "", "purge final attempts decided longer ago than this (required): 90d, 36h, 1h30m")
 	batch := fs.Int("batch", 1000, "attempts per transaction (1 to 100000): short transactions keep the daemon's hot path free")
 	dryRun := fs.Bool("dry-run", false, "count what it would purge, delete nothing")
-	build := func() (opsCommand, error) {
+	build := func(args []string) (opsCommand, error) {
 		var errs []string
-		if fs.NArg() > 0 {
-			errs = append(errs, fmt.Sprintf("unexpected argument %q", fs.Arg(0)))
+		if len(args) > 0 {
+			errs = append(errs, fmt.Sprintf("unexpected argument %q", args[0]))
 		}
 		age, err := parseAge(*olderThan)
 		switch {
