@@ -30,7 +30,12 @@ ALTER TABLE outbox ADD COLUMN resolved_by text NOT NULL DEFAULT '';
 CREATE INDEX attempts_first_seen_idx ON attempts (first_seen_at, id);
 CREATE INDEX attempts_decided_idx ON attempts (decided_at, id) WHERE decided_at IS NOT NULL;
 
+-- Purge deletes events, and each deleted event's foreign key from outbox is
+-- checked: without this index every check reads the whole outbox.
+CREATE INDEX outbox_event_idx ON outbox (event_id);
+
 -- +goose Down
+DROP INDEX outbox_event_idx;
 DROP INDEX attempts_decided_idx;
 DROP INDEX attempts_first_seen_idx;
 ALTER TABLE outbox DROP COLUMN resolved_by;

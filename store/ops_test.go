@@ -465,7 +465,7 @@ func TestPurgeNeverTakesPendingOrUnpublished(t *testing.T) {
 	if c := count(t, conn, `SELECT count(*) FROM attempts`); c != 8 {
 		t.Fatalf("the dry run deleted: %d attempts left, want 8", c)
 	}
-	r, err := s.Purge(ctx, 90*24*time.Hour, 2)
+	r, err := s.Purge(ctx, 90*24*time.Hour, 2, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -489,14 +489,14 @@ func TestPurgeNeverTakesPendingOrUnpublished(t *testing.T) {
 	if _, err := conn.Exec(ctx, `UPDATE attempts SET first_seen_at = first_seen_at - interval '1 year' WHERE id = $1`, pend.NewAttempts[0]); err != nil {
 		t.Fatal(err)
 	}
-	r, err = s.Purge(ctx, 90*24*time.Hour, 2)
+	r, err = s.Purge(ctx, 90*24*time.Hour, 2, 0)
 	if err != nil || r.Attempts != 1 {
 		t.Fatalf("second purge: %+v, %v; want UNPUB alone", r, err)
 	}
 	if _, err := s.Get(ctx, pend.NewAttempts[0]); err != nil {
 		t.Fatalf("the pending attempt was purged: %v", err)
 	}
-	if _, err := s.Purge(ctx, 0, 10); err == nil {
+	if _, err := s.Purge(ctx, 0, 10, 0); err == nil {
 		t.Error("a purge of age 0 was accepted")
 	}
 }
@@ -529,7 +529,7 @@ func TestPurgeSkipsLockedAttempts(t *testing.T) {
 	}
 	pctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
-	r, err := s.Purge(pctx, 90*24*time.Hour, 10)
+	r, err := s.Purge(pctx, 90*24*time.Hour, 10, 0)
 	if err != nil || r.Attempts != 2 {
 		t.Fatalf("purge beside a held attempt: %+v, %v; want the 2 others, at once", r, err)
 	}
@@ -539,7 +539,7 @@ func TestPurgeSkipsLockedAttempts(t *testing.T) {
 	if err := tx.Rollback(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if r, err := s.Purge(ctx, 90*24*time.Hour, 10); err != nil || r.Attempts != 1 {
+	if r, err := s.Purge(ctx, 90*24*time.Hour, 10, 0); err != nil || r.Attempts != 1 {
 		t.Fatalf("purge after release: %+v, %v", r, err)
 	}
 }

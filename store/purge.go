@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/reversald/reversald/internal/backoff"
 )
 
 // PurgeResult counts what a purge deleted.
@@ -35,7 +37,9 @@ const purgeable = `a.status <> 'pending' AND a.decided_at IS NOT NULL AND a.deci
 // gateway call audit rows, operator actions and (published) outcomes, in
 // batches of at most batch attempts, one short transaction each, until none
 // is left or ctx ends. It never deletes an attempt that is pending or whose
-// outcome is unpublished.
+// outcome is unpublished. Between two batches it waits pause (0: none), so
+// that a long purge leaves PostgreSQL's and the machine's capacity to the
+// hot path (see the README for the figures).
 //
 // A batch locks its attempts FOR UPDATE SKIP LOCKED: an attempt that intake
 // (which holds its attempt FOR SHARE while it adds an event) or a worker
@@ -43,9 +47,9 @@ const purgeable = `a.status <> 'pending' AND a.decided_at IS NOT NULL AND a.deci
 // an event or an outcome to the batch's attempts. The delete then checks the
 // rule again on a fresh snapshot, so an outcome queued just before the lock
 // keeps its attempt.
-func (s *Store) Purge(ctx context.Context, olderThan time.Duration, batch int) (PurgeResult, error) {
-	if batch < 1 || olderThan <= 0 {
-		return PurgeResult{}, fmt.Errorf("purge: the age must be positive and the batch at least 1, got %s and %d", olderThan, batch)
+func (s *Store) Purge(ctx context.Context, olderThan time.Duration, batch int, pause time.Duration) (PurgeResult, error) {
+	if batch < 1 || olderThan <= 0 || pause < 0 {
+		return PurgeResult{}, fmt.Errorf("purge: the age must be positive, the batch at least 1 and the pause not negative, got %s, %d and %s", olderThan, batch, pause)
 	}
 	cutoff, err := s.cutoff(ctx, olderThan)
 	if err != nil {
@@ -63,6 +67,9 @@ func (s *Store) Purge(ctx context.Context, olderThan time.Duration, batch int) (
 		total.add(r)
 		if picked < batch {
 			return total, nil
+		}
+		if pause > 0 && !backoff.Sleep(ctx, pause) {
+			return total, ctx.Err()
 		}
 	}
 }

@@ -113,7 +113,7 @@ func TestHelpAndVersionNeedNothing(t *testing.T) {
 		{[]string{"attempts", "retry", "-h"}, []string{"-note", "-by", "-dry-run", "-status", "-method", "-mchid", "-out-trade-no",
 			"-reason", "-first-seen-from", "-first-seen-to", "-decided-from", "-decided-to"}},
 		{[]string{"attempts", "resolve", "-h"}, []string{"-status", "-note", "-by", "-dry-run", "partially_refunded"}},
-		{[]string{"purge", "-h"}, []string{"-older-than", "-batch", "-dry-run"}},
+		{[]string{"purge", "-h"}, []string{"-older-than", "-batch", "-pause", "-dry-run"}},
 		{[]string{"help"}, []string{"attempts resolve", "purge -older-than"}},
 	} {
 		var out, errw bytes.Buffer

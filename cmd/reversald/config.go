@@ -79,6 +79,7 @@ type Config struct {
 	PurgeOlderThan age           `env:"PURGE_OLDER_THAN"`
 	PurgeInterval  time.Duration `env:"PURGE_INTERVAL, default=1h"`
 	PurgeBatch     int           `env:"PURGE_BATCH_SIZE, default=1000"`
+	PurgePause     time.Duration `env:"PURGE_PAUSE, default=100ms"`
 
 	HTTPAddr        string        `env:"HTTP_ADDR, default=:9090"`
 	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT, default=20s"`
@@ -188,6 +189,9 @@ func (c Config) validate(unparsed map[string]bool) error {
 	}
 	if c.MerchantRateSec <= 0 && !unparsed["MERCHANT_RATE_PER_SEC"] {
 		errs = append(errs, fmt.Errorf("MERCHANT_RATE_PER_SEC must be positive, got %v", c.MerchantRateSec))
+	}
+	if c.PurgePause < 0 && !unparsed["PURGE_PAUSE"] {
+		errs = append(errs, fmt.Errorf("PURGE_PAUSE must not be negative, got %s", c.PurgePause))
 	}
 	switch c.Pacing {
 	case "cluster", "instance":

@@ -15,7 +15,7 @@ import (
 	"github.com/reversald/reversald/store"
 )
 
-const purgeSynopsis = "purge -older-than AGE [-batch N] [-dry-run]"
+const purgeSynopsis = "purge -older-than AGE [-batch N] [-pause D] [-dry-run]"
 
 // purgeCmd deletes final attempts decided longer ago than -older-than, with
 // their events, gateway calls, operator actions and published outcomes.
@@ -23,6 +23,7 @@ func purgeCmd(ctx context.Context, args []string, lookup envconfig.Lookuper, std
 	fs := newFlagSet("purge")
 	olderThan := fs.String("older-than", "", "purge final attempts decided longer ago than this (required): 90d, 36h, 1h30m")
 	batch := fs.Int("batch", 1000, "attempts per transaction (1 to 100000): short transactions keep the daemon's hot path free")
+	pause := fs.Duration("pause", 0, "wait this long between batches (e.g. 100ms), to leave capacity to a running daemon")
 	dryRun := fs.Bool("dry-run", false, "count what it would purge, delete nothing")
 	build := func(args []string) (opsCommand, error) {
 		var errs []string
@@ -39,6 +40,9 @@ func purgeCmd(ctx context.Context, args []string, lookup envconfig.Lookuper, std
 		if *batch < 1 || *batch > 100_000 {
 			errs = append(errs, fmt.Sprintf("-batch must be 1 to 100000, got %d", *batch))
 		}
+		if *pause < 0 {
+			errs = append(errs, fmt.Sprintf("-pause must not be negative, got %s", *pause))
+		}
 		if len(errs) > 0 {
 			return nil, usageError{strings.Join(errs, "\n")}
 		}
@@ -52,7 +56,7 @@ func purgeCmd(ctx context.Context, args []string, lookup envconfig.Lookuper, std
 					"operator actions and published outcomes); nothing deleted\n", n, cutoff.UTC().Format(time.RFC3339))
 				return nil
 			}
-			r, err := st.Purge(ctx, age, *batch)
+			r, err := st.Purge(ctx, age, *batch, *pause)
 			if r.Batches > 0 || err == nil {
 				fmt.Fprintf(stdout, "purged %d attempt(s) decided before %s in %d batch(es): %d event(s), %d gateway call(s), "+
 					"%d outcome(s), %d operator action(s)\n", r.Attempts, r.Cutoff.UTC().Format(time.RFC3339), r.Batches,
@@ -115,6 +119,7 @@ type purger struct {
 	olderThan time.Duration
 	interval  time.Duration
 	batch     int
+	pause     time.Duration
 	log       *slog.Logger
 	onPurged  func(store.PurgeResult)
 }
@@ -130,7 +135,7 @@ func (p *purger) Run(ctx context.Context) error {
 			return nil
 		case <-t.C:
 		}
-		r, err := p.st.Purge(ctx, p.olderThan, p.batch)
+		r, err := p.st.Purge(ctx, p.olderThan, p.batch, p.pause)
 		if r.Attempts > 0 && p.onPurged != nil {
 			p.onPurged(r)
 		}

@@ -47,7 +47,7 @@ commands:
                            re-drive needs_review attempts from a fresh query
   attempts resolve ID|MCHID/OUT_TRADE_NO -status S -note TEXT [-by NAME] [-dry-run]
                            close a needs_review attempt with the status read at QFPay
-  purge -older-than AGE [-batch N] [-dry-run]
+  purge -older-than AGE [-batch N] [-pause D] [-dry-run]
                            delete final, published attempts decided longer ago than AGE (90d)
   version                  print the version
 
@@ -270,7 +270,7 @@ func daemon(ctx context.Context, cfg Config, logw io.Writer) error {
 	}
 	var parts sync.WaitGroup
 	if cfg.PurgeOlderThan > 0 {
-		pg := &purger{st: st, olderThan: time.Duration(cfg.PurgeOlderThan), interval: cfg.PurgeInterval, batch: cfg.PurgeBatch,
+		pg := &purger{st: st, olderThan: time.Duration(cfg.PurgeOlderThan), interval: cfg.PurgeInterval, batch: cfg.PurgeBatch, pause: cfg.PurgePause,
 			log: log.With("component", "purge")}
 		parts.Add(1)
 		go func() { defer parts.Done(); fail("purge", pg.Run(runCtx)) }()

@@ -1,0 +1,157 @@
+package store_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/reversald/reversald"
+	"github.com/reversald/reversald/store"
+	"github.com/reversald/reversald/store/storetest"
+)
+
+// BenchmarkPurgeUnderIntake seeds PURGE_BENCH_ATTEMPTS (default 1,000,000)
+// final attempts decided 200 days ago, each with an event, a gateway call
+// and a published outcome, then measures intake (batches of 500 new events,
+// one transaction each, as INTAKE_BATCH_SIZE's default) alone, while
+// Purge(90d, batches of 1000, PURGE_BENCH_PAUSE between them, default 0)
+// deletes every seeded attempt, and alone again. It reports the three intake
+// rates and the purge's. Run: make bench-purge, or
+// go test -run '^$' -bench BenchmarkPurgeUnderIntake -benchtime 1x -timeout 60m ./store
+func BenchmarkPurgeUnderIntake(b *testing.B) {
+	n := 1_000_000
+	if v := os.Getenv("PURGE_BENCH_ATTEMPTS"); v != "" {
+		var err error
+		if n, err = strconv.Atoi(v); err != nil || n < 1 {
+			b.Fatalf("PURGE_BENCH_ATTEMPTS=%q: want a positive number", v)
+		}
+	}
+	var pause time.Duration
+	if v := os.Getenv("PURGE_BENCH_PAUSE"); v != "" {
+		var err error
+		if pause, err = time.ParseDuration(v); err != nil || pause < 0 {
+			b.Fatalf("PURGE_BENCH_PAUSE=%q: want a duration", v)
+		}
+	}
+	window := 20 * time.Second
+	ctx := context.Background()
+	url := storetest.URL(b)
+	s, err := store.Open(ctx, url, store.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(s.Close)
+	seedStart := time.Now()
+	seedFinal(b, url, n)
+	b.Logf("seeded %d final attempts with their events, calls and published outcomes in %s", n, time.Since(seedStart).Round(time.Second))
+
+	next := 0
+	intake := func(stop func() bool) float64 {
+		start, events := time.Now(), 0
+		for !stop() {
+			batch := make([]reversald.Event, 500)
+			for j := range batch {
+				next++
+				batch[j] = reversald.Event{
+					EventID: fmt.Sprintf("live-%d", next), MchID: fmt.Sprintf("M%03d", next%100),
+					OutTradeNo: fmt.Sprintf("LIVE%09d", next), TxAmt: 2500, TxCurrCd: "HKD",
+					TxDtm: "2026-11-22 09:59:00", PayType: "800101",
+					Source: reversald.Source{Topic: "payment-uncertain", Partition: next % 12, Offset: int64(next), Payload: []byte(`{}`)},
+				}
+			}
+			if _, err := s.Intake(ctx, batch); err != nil {
+				b.Fatal(err)
+			}
+			events += len(batch)
+		}
+		return float64(events) / time.Since(start).Seconds()
+	}
+	for_ := func(d time.Duration) func() bool {
+		end := time.Now().Add(d)
+		return func() bool { return time.Now().After(end) }
+	}
+
+	b.ResetTimer()
+	for range b.N {
+		before := intake(for_(window))
+		type result struct {
+			r   store.PurgeResult
+			err error
+			d   time.Duration
+		}
+		done := make(chan result, 1)
+		go func() {
+			start := time.Now()
+			r, err := s.Purge(ctx, 90*24*time.Hour, 1000, pause)
+			done <- result{r, err, time.Since(start)}
+		}()
+		var (
+			pr       result
+			finished bool
+		)
+		during := intake(func() bool {
+			select {
+			case pr = <-done:
+				finished = true
+			default:
+			}
+			return finished
+		})
+		if pr.err != nil {
+			b.Fatal(pr.err)
+		}
+		if pr.r.Attempts != int64(n) {
+			b.Fatalf("purged %d attempts, want %d", pr.r.Attempts, n)
+		}
+		after := intake(for_(window))
+		b.ReportMetric(before, "intake_events/s_before")
+		b.ReportMetric(during, "intake_events/s_during_purge")
+		b.ReportMetric(after, "intake_events/s_after")
+		b.ReportMetric(float64(pr.r.Attempts)/pr.d.Seconds(), "purged_attempts/s")
+		b.ReportMetric(pr.d.Seconds(), "purge_s")
+		b.Logf("intake alone %.0f events/s, during the purge %.0f (%.0f%%), after %.0f; purge of %d attempts in %s (%d batches, pause %s)",
+			before, during, 100*during/before, after, pr.r.Attempts, pr.d.Round(time.Millisecond), pr.r.Batches, pause)
+	}
+}
+
+// seedFinal bulk-writes n final attempts decided 200 days ago, each with one
+// event, one gateway call and one published outcome, with generate_series.
+func seedFinal(b *testing.B, url string, n int) {
+	b.Helper()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	for _, sql := range []string{
+		`INSERT INTO attempts (mchid, out_trade_no, txamt, txcurrcd, txdtm, status, step, method, next_run_at, deadline_at,
+		                       first_seen_at, decided_at, updated_at, token, gateway_calls)
+		 SELECT 'S' || (g % 100), 'SEED' || g, 2500, 'HKD', '2026-01-01 10:00:00', 'reversed', 'done', 'reversal',
+		        t, t + interval '24 hours', t, t, t, 1, 1
+		 FROM generate_series(1, $1::int) g, (SELECT now() - interval '200 days' AS t) c`,
+		`INSERT INTO events (event_id, attempt_id, mchid, out_trade_no, txamt, txcurrcd, txdtm, topic, kafka_offset, received_at)
+		 SELECT 'seed-' || a.id, a.id, a.mchid, a.out_trade_no, 2500, 'HKD', a.txdtm, 'payment-uncertain', a.id, a.first_seen_at
+		 FROM attempts a WHERE a.out_trade_no LIKE 'SEED%' AND $1::int > 0`,
+		`INSERT INTO gateway_calls (attempt_id, token, step, endpoint, request, http_status, respcd, response, latency_us, called_at)
+		 SELECT a.id, 1, 'query', 'query', jsonb_build_object('out_trade_no', a.out_trade_no), 200, '0000', '\x7b7d'::bytea, 1000, a.decided_at
+		 FROM attempts a WHERE a.out_trade_no LIKE 'SEED%' AND $1::int > 0`,
+		`INSERT INTO outbox (event_id, attempt_id, status, method, syssn, cancel_syssn, respcd, resperr, respmsg, reason,
+		                     gateway_calls, decided_at, created_at, published_at)
+		 SELECT 'seed-' || a.id, a.id, 'reversed', 'reversal', '', '', '0000', '', '', 'QFPay confirms the reversal', 1,
+		        a.decided_at, a.decided_at, a.decided_at
+		 FROM attempts a WHERE a.out_trade_no LIKE 'SEED%' AND $1::int > 0`,
+	} {
+		if _, err := conn.Exec(ctx, sql, n); err != nil {
+			b.Fatalf("seed: %v", err)
+		}
+	}
+	if _, err := conn.Exec(ctx, `VACUUM ANALYZE`); err != nil {
+		b.Fatalf("vacuum analyze after the seed: %v", err)
+	}
+}
