@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -112,15 +113,17 @@ func TestOperatorActionsAgainstRunningDaemon(t *testing.T) {
 	}
 }
 
-// TestDaemonPeriodicPurge: with PURGE_OLDER_THAN set, the daemon deletes
-// final attempts once their outcomes are published and they are old enough.
+// TestDaemonPeriodicPurge: with PURGE_OLDER_THAN set, the daemon (as a
+// process) deletes final attempts once their outcomes are published and they
+// are old enough, and counts them.
 func TestDaemonPeriodicPurge(t *testing.T) {
 	t.Parallel()
 	s := newStack(t, 1)
 	s.seed("R1", sandbox.StateInFlight, "800101")
 	s.seed("P1", sandbox.StatePaid, "800101")
 	out := s.collect(s.results)
-	s.runInProcess(map[string]string{"PURGE_OLDER_THAN": "1s", "PURGE_INTERVAL": "200ms", "PURGE_BATCH_SIZE": "1"})
+	p := s.start(map[string]string{"PURGE_OLDER_THAN": "1s", "PURGE_INTERVAL": "200ms", "PURGE_BATCH_SIZE": "1", "PURGE_PAUSE": "10ms"})
+	t.Cleanup(func() { p.stop(t, syscall.SIGTERM) })
 	s.produce(s.in, []kafka.Message{ev{id: "e-R1", otn: "R1"}.message(), ev{id: "e-P1", otn: "P1"}.message()}...)
 	out.waitOutcomes(t, 2, 90*time.Second)
 	ctx := context.Background()
@@ -134,4 +137,10 @@ func TestDaemonPeriodicPurge(t *testing.T) {
 		err := conn.QueryRow(ctx, `SELECT (SELECT count(*) FROM attempts) + (SELECT count(*) FROM events) + (SELECT count(*) FROM outbox) + (SELECT count(*) FROM gateway_calls)`).Scan(&n)
 		return err == nil && n == 0
 	}, "the daemon's purge to delete the decided attempts and their rows")
+	// The count follows the purge's last (empty) batch.
+	kafkatest.WaitFor(t, 30*time.Second, func() bool { return p.metric(t, "reversald_purged_attempts_total") == 2 },
+		"reversald_purged_attempts_total to reach 2")
+	if n := p.metric(t, "reversald_purge_errors_total"); n != 0 {
+		t.Errorf("reversald_purge_errors_total = %v, want 0", n)
+	}
 }

@@ -121,7 +121,8 @@ type purger struct {
 	batch     int
 	pause     time.Duration
 	log       *slog.Logger
-	onPurged  func(store.PurgeResult)
+	purged    func(attempts int64) // counts what was deleted, also by a purge that then failed
+	failed    func()
 }
 
 // Run purges every interval, the first time one interval after the start,
@@ -136,13 +137,12 @@ func (p *purger) Run(ctx context.Context) error {
 		case <-t.C:
 		}
 		r, err := p.st.Purge(ctx, p.olderThan, p.batch, p.pause)
-		if r.Attempts > 0 && p.onPurged != nil {
-			p.onPurged(r)
-		}
+		p.purged(r.Attempts)
 		switch {
 		case err != nil && errors.Is(err, context.Canceled):
 			return nil
 		case err != nil:
+			p.failed()
 			p.log.Warn("purge failed; trying again at the next interval", "error", err.Error(), "purged", r.Attempts)
 		case r.Attempts > 0:
 			p.log.Info("purged", "attempts", r.Attempts, "events", r.Events, "gateway_calls", r.Calls,

@@ -271,7 +271,7 @@ func daemon(ctx context.Context, cfg Config, logw io.Writer) error {
 	var parts sync.WaitGroup
 	if cfg.PurgeOlderThan > 0 {
 		pg := &purger{st: st, olderThan: time.Duration(cfg.PurgeOlderThan), interval: cfg.PurgeInterval, batch: cfg.PurgeBatch, pause: cfg.PurgePause,
-			log: log.With("component", "purge")}
+			log: log.With("component", "purge"), purged: func(n int64) { m.purged.Add(float64(n)) }, failed: m.purgeErrs.Inc}
 		parts.Add(1)
 		go func() { defer parts.Done(); fail("purge", pg.Run(runCtx)) }()
 	}
