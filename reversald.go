@@ -113,6 +113,10 @@ type Attempt struct {
 	RecordTxAmt    int64
 	RecordTxCurrCd string
 
+	// ResolvedBy names the operator who resolved the attempt by hand; ""
+	// when the daemon decided it (a retry clears it).
+	ResolvedBy string
+
 	NextRunAt      time.Time
 	DeadlineAt     time.Time
 	LeaseOwner     string

@@ -20,8 +20,9 @@ CREATE TABLE operator_actions (
 );
 CREATE INDEX operator_actions_attempt_idx ON operator_actions (attempt_id, id);
 
--- An outcome an operator decided (attempts resolve) names them; '' for the
--- daemon's own.
+-- An attempt an operator resolved, and each outcome of it (a late event's
+-- included), names them; '' when the daemon decided. A retry clears it.
+ALTER TABLE attempts ADD COLUMN resolved_by text NOT NULL DEFAULT '';
 ALTER TABLE outbox ADD COLUMN resolved_by text NOT NULL DEFAULT '';
 
 -- Listing by first-seen or decided time with keyset paging, and purge's walk
@@ -39,4 +40,5 @@ DROP INDEX outbox_event_idx;
 DROP INDEX attempts_decided_idx;
 DROP INDEX attempts_first_seen_idx;
 ALTER TABLE outbox DROP COLUMN resolved_by;
+ALTER TABLE attempts DROP COLUMN resolved_by;
 DROP TABLE operator_actions;

@@ -117,9 +117,6 @@ func (f Filter) where(args []any) (string, []any) {
 	if !f.DecidedTo.IsZero() {
 		conds = append(conds, "a.decided_at < "+arg(f.DecidedTo))
 	}
-	if f.IDs != nil {
-		conds = append(conds, "a.id = ANY("+arg(f.IDs)+"::bigint[])")
-	}
 	return strings.Join(conds, " AND "), args
 }
 

@@ -148,7 +148,7 @@ func (s *Store) Retry(ctx context.Context, id int64, op Operator) error {
 		if _, err := tx.Exec(ctx, `
 			UPDATE attempts SET status = 'pending', step = 'query', cancel_pending = false, rechecks = 0, budget_calls = 0,
 			       next_run_at = `+clock+`, deadline_at = `+clock+` + $3::interval, decided_at = NULL,
-			       reason = '', lease_owner = '', lease_expires_at = NULL, token = token + 1, updated_at = `+clock+`
+			       reason = '', resolved_by = '', lease_owner = '', lease_expires_at = NULL, token = token + 1, updated_at = `+clock+`
 			WHERE id = $1`, id, s.clock(), s.deadline); err != nil {
 			return err
 		}
@@ -224,21 +224,15 @@ func (s *Store) Resolve(ctx context.Context, id int64, status reversald.Status, 
 		reason := cleanText(fmt.Sprintf("resolved by %s: %s", name, op.Note), maxText)
 		clock := clockParam(2)
 		if _, err := tx.Exec(ctx, `
-			UPDATE attempts SET status = $3, step = 'done', method = $4, reason = $5, cancel_pending = false,
+			UPDATE attempts SET status = $3, step = 'done', method = $4, reason = $5, resolved_by = $6, cancel_pending = false,
 			       decided_at = `+clock+`, lease_owner = '', lease_expires_at = NULL, token = token + 1, updated_at = `+clock+`
-			WHERE id = $1`, id, s.clock(), status, method, reason); err != nil {
+			WHERE id = $1`, id, s.clock(), status, method, reason, name); err != nil {
 			return err
 		}
 		if err := s.audit(ctx, tx, a, "resolve", status, op); err != nil {
 			return err
 		}
-		tag, err := tx.Exec(ctx, `
-			INSERT INTO outbox (event_id, attempt_id, status, method, syssn, cancel_syssn, respcd, resperr, respmsg,
-			                    reason, gateway_calls, decided_at, record_txamt, record_txcurrcd, resolved_by)
-			SELECT e.event_id, a.id, a.status, a.method, a.syssn, a.cancel_syssn, a.respcd, a.resperr, a.respmsg,
-			       a.reason, a.gateway_calls, a.decided_at, a.record_txamt, a.record_txcurrcd, $2
-			FROM events e JOIN attempts a ON a.id = e.attempt_id
-			WHERE a.id = $1 AND NOT e.conflict`, id, name)
+		tag, err := tx.Exec(ctx, insertOutcomes+`a.id = $1 AND NOT e.conflict`, id)
 		if err != nil {
 			return fmt.Errorf("queue resolved outcomes: %w", err)
 		}

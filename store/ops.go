@@ -12,14 +12,21 @@ import (
 )
 
 // List returns attempts with the given status (all when empty), most
-// recently updated first: the first page of Search.
+// recently updated first. Search pages with filters.
 func (s *Store) List(ctx context.Context, status reversald.Status, limit int) ([]reversald.Attempt, error) {
-	var f Filter
-	if status != "" {
-		f.Statuses = []reversald.Status{status}
+	rows, err := s.pool.Query(ctx, `
+		SELECT `+attemptColumns+` FROM attempts a
+		WHERE ($1 = '' OR a.status = $1)
+		ORDER BY a.updated_at DESC, a.id DESC
+		LIMIT $2`, status, limit)
+	if err != nil {
+		return nil, fmt.Errorf("list attempts %q: %w", status, err)
 	}
-	got, _, err := s.Search(ctx, f, Page{Sort: SortUpdated, Desc: true, Limit: min(limit, MaxPage)})
-	return got, err
+	got, err := pgx.CollectRows(rows, scanAttempt)
+	if err != nil {
+		return nil, fmt.Errorf("list attempts %q: %w", status, err)
+	}
+	return got, nil
 }
 
 // Get returns one attempt by id.

@@ -352,6 +352,24 @@ func TestResolve(t *testing.T) {
 			t.Errorf("resolved outcome %+v", r.Outcome)
 		}
 	}
+	// A late event for the resolved attempt gets its outcome at once, with
+	// resolved_by too; a late conflicting one answers another payment.
+	if _, err := s.Intake(ctx, []reversald.Event{event("e5", "A", 2500), event("e6", "A", 7)}); err != nil {
+		t.Fatal(err)
+	}
+	late := drain(t, s)
+	for _, r := range late {
+		want := map[string]string{"e5": "bob", "e6": ""}[r.EventID]
+		if r.ResolvedBy != want {
+			t.Errorf("late event %s: resolved_by %q, want %q", r.EventID, r.ResolvedBy, want)
+		}
+	}
+	if len(late) != 2 {
+		t.Errorf("late events: %d outcomes, want 2", len(late))
+	}
+	if b, _ := s.Get(ctx, idA); b.ResolvedBy != "bob" {
+		t.Errorf("attempt resolved_by %q", b.ResolvedBy)
+	}
 	// The daemon's own outcomes carry no resolved_by.
 	h, _ := s.History(ctx, idA)
 	daemon := 0
@@ -360,7 +378,7 @@ func TestResolve(t *testing.T) {
 			daemon++
 		}
 	}
-	if daemon != 3 || len(h.Actions) != 1 || h.Actions[0].Action != "resolve" || h.Actions[0].ToStatus != reversald.StatusReversed ||
+	if daemon != 4 || len(h.Actions) != 1 || h.Actions[0].Action != "resolve" || h.Actions[0].ToStatus != reversald.StatusReversed ||
 		h.Actions[0].PreviousReason != "the cancel bound (2) is reached" || h.Actions[0].Operator != "bob" {
 		t.Errorf("history after resolve: %d daemon outcomes, actions %+v", daemon, h.Actions)
 	}

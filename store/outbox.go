@@ -57,10 +57,11 @@ func (s *Store) PublishOutbox(ctx context.Context, limit int, publish func(ctx c
 // with its attempt: then needs_review with the conflict's reason, decided when
 // the event was received (the intake that wrote it, in the same transaction).
 // Both carry QFPay's amount and currency as last read for the attempt (0 and
-// "" before a record was read).
+// "" before a record was read); the attempt's outcomes carry the operator who
+// resolved it, if one did.
 const insertOutcomes = `
 	INSERT INTO outbox (event_id, attempt_id, status, method, syssn, cancel_syssn, respcd,
-	                    resperr, respmsg, reason, gateway_calls, decided_at, record_txamt, record_txcurrcd)
+	                    resperr, respmsg, reason, gateway_calls, decided_at, record_txamt, record_txcurrcd, resolved_by)
 	SELECT e.event_id, a.id,
 	       CASE WHEN e.conflict THEN 'needs_review' ELSE a.status END,
 	       CASE WHEN e.conflict THEN 'none' ELSE a.method END,
@@ -72,7 +73,8 @@ const insertOutcomes = `
 	       CASE WHEN e.conflict THEN e.conflict_reason ELSE a.reason END,
 	       CASE WHEN e.conflict THEN 0 ELSE a.gateway_calls END,
 	       CASE WHEN e.conflict THEN e.received_at ELSE a.decided_at END,
-	       a.record_txamt, a.record_txcurrcd
+	       a.record_txamt, a.record_txcurrcd,
+	       CASE WHEN e.conflict THEN '' ELSE a.resolved_by END
 	FROM events e JOIN attempts a ON a.id = e.attempt_id
 	WHERE `
 

@@ -672,6 +672,7 @@ type attemptView struct {
 	Resperr        string           `json:"resperr"`
 	Respmsg        string           `json:"respmsg"`
 	Reason         string           `json:"reason"`
+	ResolvedBy     string           `json:"resolved_by,omitempty"`
 	GatewayCalls   int              `json:"gateway_calls"`
 	Rechecks       int              `json:"rechecks"`
 	CancelCalls    int              `json:"cancel_calls"`
@@ -705,7 +706,7 @@ func newAttemptView(a reversald.Attempt) attemptView {
 		ID: a.ID, MchID: a.MchID, OutTradeNo: a.OutTradeNo, Syssn: a.Syssn, TxAmt: a.TxAmt, TxCurrCd: a.TxCurrCd,
 		TxDtm: a.TxDtm, PayType: a.PayType, Udid: a.Udid, Status: a.Status, Step: a.Step, Method: a.Method,
 		CancelPending: a.CancelPending, CancelSyssn: a.CancelSyssn, Respcd: a.Respcd, Resperr: a.Resperr,
-		Respmsg: a.Respmsg, Reason: a.Reason, GatewayCalls: a.GatewayCalls, Rechecks: a.Rechecks,
+		Respmsg: a.Respmsg, Reason: a.Reason, ResolvedBy: a.ResolvedBy, GatewayCalls: a.GatewayCalls, Rechecks: a.Rechecks,
 		CancelCalls: a.CancelCalls, CancelReached: a.CancelReached, CancelRespcd: a.CancelRespcd,
 		BudgetCalls: a.BudgetCalls, RecordRespcd: a.RecordRespcd, RecordCancel: a.RecordCancel,
 		QFPayTxAmt: a.RecordTxAmt, QFPayTxCurrCd: a.RecordTxCurrCd, NextRunAt: a.NextRunAt.UTC(),
