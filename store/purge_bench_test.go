@@ -71,14 +71,14 @@ func BenchmarkPurgeUnderIntake(b *testing.B) {
 		}
 		return float64(events) / time.Since(start).Seconds()
 	}
-	for_ := func(d time.Duration) func() bool {
+	until := func(d time.Duration) func() bool {
 		end := time.Now().Add(d)
 		return func() bool { return time.Now().After(end) }
 	}
 
 	b.ResetTimer()
 	for range b.N {
-		before := intake(for_(window))
+		before := intake(until(window))
 		type result struct {
 			r   store.PurgeResult
 			err error
@@ -108,7 +108,7 @@ func BenchmarkPurgeUnderIntake(b *testing.B) {
 		if pr.r.Attempts != int64(n) {
 			b.Fatalf("purged %d attempts, want %d", pr.r.Attempts, n)
 		}
-		after := intake(for_(window))
+		after := intake(until(window))
 		b.ReportMetric(before, "intake_events/s_before")
 		b.ReportMetric(during, "intake_events/s_during_purge")
 		b.ReportMetric(after, "intake_events/s_after")
