@@ -263,6 +263,7 @@ func (s *Store) Search(ctx context.Context, f Filter, p Page) ([]reversald.Attem
 	last := got[len(got)-1]
 	next := Cursor{ID: last.ID}
 	switch p.Sort {
+	case SortID: // the id alone
 	case SortFirstSeen:
 		next.At = last.FirstSeenAt
 	case SortDecided:

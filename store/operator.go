@@ -71,6 +71,13 @@ var ResolveStatuses = []reversald.Status{
 	reversald.StatusPartiallyRefunded, reversald.StatusNotPaid,
 }
 
+// impliedMethod is the method a resolved status names; the others keep the
+// attempt's.
+var impliedMethod = map[reversald.Status]reversald.Method{
+	reversald.StatusReversed: reversald.MethodReversal,
+	reversald.StatusClosed:   reversald.MethodClose,
+}
+
 // CanResolveTo reports whether an operator may resolve an attempt to s.
 func CanResolveTo(s reversald.Status) bool {
 	for _, v := range ResolveStatuses {
@@ -213,12 +220,9 @@ func (s *Store) Resolve(ctx context.Context, id int64, status reversald.Status, 
 		if err != nil {
 			return err
 		}
-		method := a.Method
-		switch status {
-		case reversald.StatusReversed:
-			method = reversald.MethodReversal
-		case reversald.StatusClosed:
-			method = reversald.MethodClose
+		method, implied := impliedMethod[status]
+		if !implied {
+			method = a.Method
 		}
 		name := cleanText(op.Name, 128)
 		reason := cleanText(fmt.Sprintf("resolved by %s: %s", name, op.Note), maxText)

@@ -167,6 +167,7 @@ func TestSearchFiltersSortAndKeysetPaging(t *testing.T) {
 			}
 			sortKey := func(a reversald.Attempt) time.Time {
 				switch key {
+				case store.SortID:
 				case store.SortFirstSeen:
 					return a.FirstSeenAt
 				case store.SortDecided:
@@ -178,11 +179,10 @@ func TestSearchFiltersSortAndKeysetPaging(t *testing.T) {
 			}
 			sort.SliceStable(exp, func(i, j int) bool {
 				ki, kj := sortKey(exp[i]), sortKey(exp[j])
-				less := ki.Before(kj) || (ki.Equal(kj) && exp[i].ID < exp[j].ID)
 				if desc {
-					return !less && !(ki.Equal(kj) && exp[i].ID == exp[j].ID)
+					return kj.Before(ki) || (ki.Equal(kj) && exp[i].ID > exp[j].ID)
 				}
-				return less
+				return ki.Before(kj) || (ki.Equal(kj) && exp[i].ID < exp[j].ID)
 			})
 			if !slices.Equal(ids(got), ids(exp)) {
 				t.Errorf("sort %s desc=%v: got %v, want %v", key, desc, ids(got), ids(exp))

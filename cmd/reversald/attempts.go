@@ -50,7 +50,7 @@ func attempts(ctx context.Context, args []string, lookup envconfig.Lookuper, std
 	case "list":
 		cmd = listCommand(fs, stdout, stderr)
 	case "show":
-		cmd = showCommand(fs, stdout)
+		cmd = showCommand(stdout)
 	case "retry":
 		cmd = retryCommand(fs, stdout)
 	case "resolve":
@@ -76,9 +76,14 @@ func runOps(ctx context.Context, fs *flag.FlagSet, synopsis string, args []strin
 	for {
 		if err := fs.Parse(args); err != nil {
 			if errors.Is(err, flag.ErrHelp) {
-				fmt.Fprintf(stdout, "usage: reversald %s\n\nflags:\n", synopsis)
-				fs.SetOutput(stdout)
-				fs.PrintDefaults()
+				fmt.Fprintf(stdout, "usage: reversald %s\n", synopsis)
+				n := 0
+				fs.VisitAll(func(*flag.Flag) { n++ })
+				if n > 0 {
+					fmt.Fprint(stdout, "\nflags:\n")
+					fs.SetOutput(stdout)
+					fs.PrintDefaults()
+				}
 				return nil
 			}
 			return usageError{fs.Name() + ": " + err.Error() + "\nusage: reversald " + synopsis}
@@ -416,7 +421,7 @@ func oneRef(args []string) (attemptRef, error) {
 	return parseAttemptRef(args[0])
 }
 
-func showCommand(fs *flag.FlagSet, stdout io.Writer) func(args []string) (opsCommand, error) {
+func showCommand(stdout io.Writer) func(args []string) (opsCommand, error) {
 	return func(args []string) (opsCommand, error) {
 		ref, err := oneRef(args)
 		if err != nil {
