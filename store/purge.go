@@ -10,7 +10,8 @@ import (
 	"github.com/reversald/reversald/internal/backoff"
 )
 
-// PurgeResult counts what a purge deleted.
+// PurgeResult counts what a purge deleted. A batch whose commit was cut
+// short by the context's end may have been done and not counted.
 type PurgeResult struct {
 	Cutoff                                     time.Time // attempts decided before it were purged
 	Attempts, Events, Calls, Outcomes, Actions int64
