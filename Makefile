@@ -18,7 +18,7 @@ FUZZTIME  ?= 15s
 GOLANGCI_VERSION := v2.15.0
 GOLANGCI  := $(HOME)/.cache/reversald/golangci-lint-$(GOLANGCI_VERSION)/golangci-lint
 
-.PHONY: help up down status test fmt-check vet compose-check bench demo build lint fuzz pacing-proof
+.PHONY: help up down status test fmt-check vet compose-check bench demo build lint fuzz pacing-proof bench-purge
 
 help: ## show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -61,6 +61,9 @@ endif
 
 pacing-proof: up ## issue 9's proof: daemons as processes share QFPay's per-merchant limits (about 16 min; PROOF_HOT_PAYMENTS=150 for ~1 min)
 	$(WITH_ENV) $(GO) test -run='^$$' -bench=BenchmarkPacingProof -benchtime=1x -timeout=60m ./cmd/reversald
+
+bench-purge: up ## issue 11's retention figure: purge 1,000,000 final attempts while intake runs (10-20 min; PURGE_BENCH_ATTEMPTS=N, PURGE_BENCH_PAUSE=100ms)
+	$(WITH_ENV) $(GO) test -run='^$$' -bench=BenchmarkPurgeUnderIntake -benchtime=1x -timeout=60m ./store
 
 demo: up ## end-to-end demo (scripts/demo.sh)
 	$(WITH_ENV) ./scripts/demo.sh

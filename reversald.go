@@ -113,6 +113,10 @@ type Attempt struct {
 	RecordTxAmt    int64
 	RecordTxCurrCd string
 
+	// ResolvedBy names the operator who resolved the attempt by hand; ""
+	// when the daemon decided it (a retry clears it).
+	ResolvedBy string
+
 	NextRunAt      time.Time
 	DeadlineAt     time.Time
 	LeaseOwner     string
@@ -193,8 +197,8 @@ type Call struct {
 const SchemaVersion = 2
 
 // Outcome is one message on the results topic: the final state of the
-// attempt an input event belongs to. Every field is always present (empty
-// when unknown), so readers see a fixed shape. Times are RFC 3339 in UTC.
+// attempt an input event belongs to. Every field but resolved_by is always
+// present (empty when unknown), so readers see a fixed shape. Times are RFC 3339 in UTC.
 type Outcome struct {
 	EventID     string `json:"event_id"`
 	OutTradeNo  string `json:"out_trade_no"`
@@ -218,6 +222,11 @@ type Outcome struct {
 	DecidedAt     time.Time `json:"decided_at"`
 	Reason        string    `json:"reason"` // one human sentence
 	SchemaVersion int       `json:"schema_version"`
+	// ResolvedBy names the operator who decided the status by hand
+	// (reversald attempts resolve); absent when the daemon decided it. Added
+	// within schema_version 2: it is optional, and readers that do not know
+	// it lose nothing.
+	ResolvedBy string `json:"resolved_by,omitempty"`
 }
 
 // Published returns o in the shape the results topic carries: the method

@@ -18,18 +18,26 @@ const attemptColumns = `a.id, a.mchid, a.out_trade_no, a.syssn, a.txamt, a.txcur
 	a.status, a.step, a.method, a.cancel_pending, a.cancel_syssn, a.respcd, a.resperr, a.respmsg, a.reason,
 	a.gateway_calls, a.rechecks, a.next_run_at, a.deadline_at, a.lease_owner, a.lease_expires_at, a.token,
 	a.first_seen_at, a.decided_at, a.updated_at, a.cancel_calls, a.cancel_reached, a.cancel_respcd,
-	a.budget_calls, a.record_respcd, a.record_cancel, a.record_txamt, a.record_txcurrcd, a.traceparent, a.tracestate`
+	a.budget_calls, a.record_respcd, a.record_cancel, a.record_txamt, a.record_txcurrcd, a.traceparent, a.tracestate,
+	a.resolved_by`
 
 func scanAttempt(row pgx.CollectableRow) (reversald.Attempt, error) {
+	return scanAttemptAnd(row)
+}
+
+// scanAttemptAnd scans attemptColumns and then extra columns into more.
+func scanAttemptAnd(row pgx.CollectableRow, more ...any) (reversald.Attempt, error) {
 	var (
 		a             reversald.Attempt
 		lease, decide *time.Time
 	)
-	err := row.Scan(&a.ID, &a.MchID, &a.OutTradeNo, &a.Syssn, &a.TxAmt, &a.TxCurrCd, &a.TxDtm, &a.PayType, &a.Udid,
+	dest := []any{&a.ID, &a.MchID, &a.OutTradeNo, &a.Syssn, &a.TxAmt, &a.TxCurrCd, &a.TxDtm, &a.PayType, &a.Udid,
 		&a.Status, &a.Step, &a.Method, &a.CancelPending, &a.CancelSyssn, &a.Respcd, &a.Resperr, &a.Respmsg, &a.Reason,
 		&a.GatewayCalls, &a.Rechecks, &a.NextRunAt, &a.DeadlineAt, &a.LeaseOwner, &lease, &a.Token,
 		&a.FirstSeenAt, &decide, &a.UpdatedAt, &a.CancelCalls, &a.CancelReached, &a.CancelRespcd,
-		&a.BudgetCalls, &a.RecordRespcd, &a.RecordCancel, &a.RecordTxAmt, &a.RecordTxCurrCd, &a.Trace.Parent, &a.Trace.State)
+		&a.BudgetCalls, &a.RecordRespcd, &a.RecordCancel, &a.RecordTxAmt, &a.RecordTxCurrCd, &a.Trace.Parent, &a.Trace.State,
+		&a.ResolvedBy}
+	err := row.Scan(append(dest, more...)...)
 	if lease != nil {
 		a.LeaseExpiresAt = *lease
 	}

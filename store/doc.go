@@ -15,6 +15,11 @@
 //     attempt being finalised without one of the two writing its outbox row.
 //     Both write it with the one statement insertOutcomes, so an outcome has the
 //     same columns (QFPay's last-read amount included) whichever path wrote it.
+//   - An operator's retry or resolve (operator.go) acts only on a needs_review
+//     attempt that no worker holds a live lease on, moves the fencing token on,
+//     and writes an operator_actions row in the same transaction.
+//   - Purge (purge.go) deletes only final attempts whose outcomes are all
+//     published, in short batches that skip rows others hold (SKIP LOCKED).
 //
 // The store knows nothing of QFPay, Kafka, or the decision table: it stores
 // what it is told, atomically, and refuses stale writers. pgx errors do not

@@ -30,7 +30,7 @@ func TestRetryKeepsTheCancelHistory(t *testing.T) {
 	if err := s.WriteStep(ctx, store.Step{Attempt: a}); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Retry(ctx, id); err != nil {
+	if err := s.Retry(ctx, id, ops); err != nil {
 		t.Fatal(err)
 	}
 	b, err := s.Get(ctx, id)

@@ -12,7 +12,7 @@ import (
 )
 
 // List returns attempts with the given status (all when empty), most
-// recently updated first.
+// recently updated first. Search pages with filters.
 func (s *Store) List(ctx context.Context, status reversald.Status, limit int) ([]reversald.Attempt, error) {
 	rows, err := s.pool.Query(ctx, `
 		SELECT `+attemptColumns+` FROM attempts a
@@ -87,6 +87,7 @@ type History struct {
 	Events   []EventRecord
 	Calls    []CallRecord
 	Outcomes []OutboxRecord
+	Actions  []Action // what operators did, oldest first
 }
 
 // History returns an attempt with its events, gateway calls and outcomes.
@@ -139,32 +140,21 @@ func (s *Store) History(ctx context.Context, id int64) (History, error) {
 	if err != nil {
 		return History{}, fmt.Errorf("outcomes of attempt %d: %w", id, err)
 	}
-	return h, nil
-}
-
-// ErrNotRetryable: only a needs_review attempt can be retried.
-var ErrNotRetryable = errors.New("attempt is not in needs_review")
-
-// Retry puts a needs_review attempt back to work from a fresh query, with a
-// new deadline. It refuses any other status: a final answer from QFPay is not
-// second-guessed by hand, and a pending attempt is already being worked.
-func (s *Store) Retry(ctx context.Context, id int64) error {
-	clock := clockParam(2) // PostgreSQL's, as for every lease and due time
-	tag, err := s.pool.Exec(ctx, `
-		UPDATE attempts SET status = 'pending', step = 'query', cancel_pending = false, rechecks = 0, budget_calls = 0,
-		       next_run_at = `+clock+`, deadline_at = `+clock+` + $3::interval, decided_at = NULL,
-		       reason = '', lease_owner = '', lease_expires_at = NULL, token = token + 1, updated_at = `+clock+`
-		WHERE id = $1 AND status = 'needs_review'`, id, s.clock(), s.deadline)
+	rows, err = s.pool.Query(ctx, `
+		SELECT id, action, operator, note, from_status, to_status, previous_reason, previous_respcd, token, at
+		FROM operator_actions WHERE attempt_id = $1 ORDER BY id`, id)
 	if err != nil {
-		return fmt.Errorf("retry attempt %d: %w", id, err)
+		return History{}, fmt.Errorf("audit trail of attempt %d: %w", id, err)
 	}
-	if tag.RowsAffected() == 0 {
-		if _, err := s.Get(ctx, id); err != nil {
-			return fmt.Errorf("retry attempt %d: %w", id, err)
-		}
-		return fmt.Errorf("retry attempt %d: %w", id, ErrNotRetryable)
+	h.Actions, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (Action, error) {
+		var x Action
+		err := row.Scan(&x.ID, &x.Action, &x.Operator, &x.Note, &x.FromStatus, &x.ToStatus, &x.PreviousReason, &x.PreviousRespcd, &x.Token, &x.At)
+		return x, err
+	})
+	if err != nil {
+		return History{}, fmt.Errorf("audit trail of attempt %d: %w", id, err)
 	}
-	return nil
+	return h, nil
 }
 
 // Backlog is what the daemon's gauges show: attempts still being worked and

@@ -58,12 +58,13 @@ func (s *Store) PublishOutbox(ctx context.Context, limit int, publish func(ctx c
 // the event was received (the intake that wrote it, in the same transaction).
 // Both carry QFPay's amount and currency as last read for the attempt (0 and
 // "" before a record was read), the event's trace context (the outcome joins
-// the event's trace) and the attempt's traceparent (the trace of its gateway
-// calls, linked from the publish span when it is another).
+// the event's trace), the attempt's traceparent (the trace of its gateway
+// calls, linked from the publish span when it is another), and the operator
+// who resolved the attempt, if one did.
 const insertOutcomes = `
 	INSERT INTO outbox (event_id, attempt_id, status, method, syssn, cancel_syssn, respcd,
 	                    resperr, respmsg, reason, gateway_calls, decided_at, record_txamt, record_txcurrcd,
-	                    traceparent, tracestate, attempt_traceparent)
+	                    traceparent, tracestate, attempt_traceparent, resolved_by)
 	SELECT e.event_id, a.id,
 	       CASE WHEN e.conflict THEN 'needs_review' ELSE a.status END,
 	       CASE WHEN e.conflict THEN 'none' ELSE a.method END,
@@ -76,7 +77,8 @@ const insertOutcomes = `
 	       CASE WHEN e.conflict THEN 0 ELSE a.gateway_calls END,
 	       CASE WHEN e.conflict THEN e.received_at ELSE a.decided_at END,
 	       a.record_txamt, a.record_txcurrcd,
-	       e.traceparent, e.tracestate, a.traceparent
+	       e.traceparent, e.tracestate, a.traceparent,
+	       CASE WHEN e.conflict THEN '' ELSE a.resolved_by END
 	FROM events e JOIN attempts a ON a.id = e.attempt_id
 	WHERE `
 
@@ -84,13 +86,14 @@ const insertOutcomes = `
 // with its event (as e).
 const outboxColumns = `o.id, o.event_id, e.out_trade_no, e.mchid, o.syssn, o.cancel_syssn, o.status, o.method,
 	o.respcd, o.resperr, o.respmsg, e.txamt, e.txcurrcd, o.gateway_calls, e.received_at, o.decided_at, o.reason,
-	o.record_txamt, o.record_txcurrcd, o.traceparent, o.tracestate, o.attempt_traceparent`
+	o.record_txamt, o.record_txcurrcd, o.traceparent, o.tracestate, o.attempt_traceparent, o.resolved_by, o.published_at`
 
 func scanOutbox(row pgx.CollectableRow) (OutboxRecord, error) {
 	var r OutboxRecord
 	err := row.Scan(&r.ID, &r.EventID, &r.OutTradeNo, &r.MchID, &r.Syssn, &r.CancelSyssn, &r.Status, &r.Method,
 		&r.Respcd, &r.Resperr, &r.Respmsg, &r.TxAmt, &r.TxCurrCd, &r.GatewayCalls, &r.FirstSeenAt,
-		&r.DecidedAt, &r.Reason, &r.QFPayTxAmt, &r.QFPayTxCurrCd, &r.Trace.Parent, &r.Trace.State, &r.AttemptTrace.Parent)
+		&r.DecidedAt, &r.Reason, &r.QFPayTxAmt, &r.QFPayTxCurrCd, &r.Trace.Parent, &r.Trace.State, &r.AttemptTrace.Parent,
+		&r.ResolvedBy, &r.PublishedAt)
 	r.Outcome = r.Published()
 	return r, err
 }

@@ -34,15 +34,6 @@ func (f OutcomeFilter) Validate() error {
 	return errors.Join(errs...)
 }
 
-func validStatus(s reversald.Status) bool {
-	for _, v := range reversald.Statuses {
-		if s == v {
-			return true
-		}
-	}
-	return false
-}
-
 // PublishedOutcomes calls fn with the outcomes f picks that have been
 // published, in the order they were queued (so a later outcome of an event,
 // after an operator's retry, comes after the earlier one), in pages of at most

@@ -305,10 +305,10 @@ func TestRetryOnlyNeedsReview(t *testing.T) {
 		t.Fatal(err)
 	}
 	id := res.NewAttempts[0]
-	if err := s.Retry(ctx, id); !errors.Is(err, store.ErrNotRetryable) {
+	if err := s.Retry(ctx, id, ops); !errors.Is(err, store.ErrNotRetryable) {
 		t.Fatalf("retry pending: %v, want ErrNotRetryable", err)
 	}
-	if err := s.Retry(ctx, 999999); !errors.Is(err, store.ErrNotFound) {
+	if err := s.Retry(ctx, 999999, ops); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("retry missing: %v, want ErrNotFound", err)
 	}
 	got, _ := s.Claim(ctx, store.Claim{Owner: "w", Lease: time.Minute, Limit: 1})
@@ -317,7 +317,7 @@ func TestRetryOnlyNeedsReview(t *testing.T) {
 	if err := s.WriteStep(ctx, store.Step{Attempt: a}); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Retry(ctx, id); err != nil {
+	if err := s.Retry(ctx, id, ops); err != nil {
 		t.Fatal(err)
 	}
 	b, _ := s.Get(ctx, id)
@@ -385,3 +385,6 @@ func TestIntakeConcurrentReuse(t *testing.T) {
 		}
 	}
 }
+
+// ops is the operator of the store tests' retries.
+var ops = store.Operator{Name: "tester", Note: "checked by hand"}

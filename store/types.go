@@ -1,6 +1,10 @@
 package store
 
-import "github.com/reversald/reversald"
+import (
+	"time"
+
+	"github.com/reversald/reversald"
+)
 
 // EventStatus says what intake did with one event.
 type EventStatus int
@@ -49,6 +53,8 @@ type IntakeResult struct {
 // attempt's final state joined with the event it answers.
 type OutboxRecord struct {
 	ID int64 // the outbox row, marked published once the outcome is acknowledged
+	// PublishedAt is when the results topic acknowledged it; nil until then.
+	PublishedAt *time.Time
 	reversald.Outcome
 	// Trace is the trace context of the event the outcome answers: the
 	// outcome joins that trace. AttemptTrace is the attempt's (only its

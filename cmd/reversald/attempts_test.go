@@ -65,8 +65,13 @@ func TestOpsCommands(t *testing.T) {
 	}
 	var shown struct {
 		Attempt struct{ Status string }
-		Calls   []struct{ Endpoint, AppCode, Response string }
-		Events  []struct{ EventID string }
+		Calls   []struct {
+			Endpoint, Response string
+			AppCode            string `json:"app_code"`
+		} `json:"gateway_calls"`
+		Events []struct {
+			EventID string `json:"event_id"`
+		}
 	}
 	if err := json.Unmarshal([]byte(out), &shown); err != nil {
 		t.Fatalf("attempts show is not JSON: %v\n%s", err, out)
@@ -74,15 +79,15 @@ func TestOpsCommands(t *testing.T) {
 	if shown.Attempt.Status != "needs_review" || len(shown.Calls) != 1 || shown.Calls[0].Response != `{"respcd":"1108"}` || shown.Calls[0].AppCode != "APPOPS" || len(shown.Events) != 1 {
 		t.Errorf("attempts show: %+v", shown)
 	}
-	if out, err := cmd("attempts", "retry", fmt.Sprint(id)); err != nil || !strings.Contains(out, "re-driven") {
+	if out, err := cmd("attempts", "retry", "-note", "key rotated", "-by", "ops", fmt.Sprint(id)); err != nil || !strings.Contains(out, "re-driven") {
 		t.Fatalf("attempts retry: %q, %v", out, err)
 	}
 	if b, _ := st.Get(ctx, id); b.Status != reversald.StatusPending || b.Step != reversald.StepQuery {
 		t.Errorf("after retry: %s %s", b.Status, b.Step)
 	}
 	// A second retry is refused: the attempt is pending again.
-	if _, err := cmd("attempts", "retry", fmt.Sprint(id)); err == nil || !strings.Contains(err.Error(), "not in needs_review") {
-		t.Errorf("second retry: %v", err)
+	if out, err := cmd("attempts", "retry", "-note", "again", fmt.Sprint(id)); err == nil || !strings.Contains(out, "not in needs_review") {
+		t.Errorf("second retry: %v\n%s", err, out)
 	}
 	if _, err := cmd("attempts", "show", "nope"); err == nil {
 		t.Error("attempts show with a bad id was accepted")
@@ -102,8 +107,14 @@ func TestHelpAndVersionNeedNothing(t *testing.T) {
 	}{
 		{[]string{"--version"}, nil},
 		{[]string{"version"}, nil},
-		{[]string{"attempts", "list", "-h"}, []string{"-status", "-limit"}},
-		{[]string{"attempts", "show", "-h"}, []string{"attempts show ID"}},
+		{[]string{"attempts", "list", "-h"}, []string{"-status", "-method", "-mchid", "-out-trade-no", "-reason", "-first-seen-from",
+			"-first-seen-to", "-decided-from", "-decided-to", "-sort", "-order", "-limit", "-after", "-all", "-format"}},
+		{[]string{"attempts", "show", "-h"}, []string{"attempts show ID | MCHID/OUT_TRADE_NO"}},
+		{[]string{"attempts", "retry", "-h"}, []string{"-note", "-by", "-dry-run", "-status", "-method", "-mchid", "-out-trade-no",
+			"-reason", "-first-seen-from", "-first-seen-to", "-decided-from", "-decided-to"}},
+		{[]string{"attempts", "resolve", "-h"}, []string{"-status", "-note", "-by", "-dry-run", "partially_refunded"}},
+		{[]string{"purge", "-h"}, []string{"-older-than", "-batch", "-pause", "-dry-run"}},
+		{[]string{"help"}, []string{"attempts resolve", "purge -older-than"}},
 	} {
 		var out, errw bytes.Buffer
 		if err := run(context.Background(), tc.args, envconfig.MapLookuper(map[string]string{}), &out, &errw); err != nil {

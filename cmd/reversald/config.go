@@ -75,6 +75,13 @@ type Config struct {
 	CancelMaxCalls   int           `env:"CANCEL_MAX_CALLS, default=2"`
 	GatewayMaxCalls  int           `env:"GATEWAY_MAX_CALLS, default=30"`
 
+	// PurgeOlderThan switches the periodic purge on (off when unset): final,
+	// published attempts decided longer ago are deleted every PurgeInterval.
+	PurgeOlderThan age           `env:"PURGE_OLDER_THAN"`
+	PurgeInterval  time.Duration `env:"PURGE_INTERVAL, default=1h"`
+	PurgeBatch     int           `env:"PURGE_BATCH_SIZE, default=1000"`
+	PurgePause     time.Duration `env:"PURGE_PAUSE, default=100ms"`
+
 	HTTPAddr        string        `env:"HTTP_ADDR, default=:9090"`
 	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT, default=20s"`
 	LogLevel        string        `env:"LOG_LEVEL, default=info"`
@@ -181,6 +188,7 @@ func (c Config) validate(unparsed map[string]bool) error {
 		{"INTAKE_BATCH_SIZE", c.IntakeBatch, 1}, {"PUBLISH_BATCH_SIZE", c.PublishBatch, 1},
 		{"EXECUTOR_WORKERS", c.Workers, 1}, {"NOT_FOUND_RECHECKS", c.NotFoundRechecks, 0}, {"CONFIRM_RECHECKS", c.ConfirmRechecks, 0},
 		{"CANCEL_MAX_CALLS", c.CancelMaxCalls, 1}, {"GATEWAY_MAX_CALLS", c.GatewayMaxCalls, 3},
+		{"PURGE_BATCH_SIZE", c.PurgeBatch, 1},
 	} {
 		if p.v < p.min && !unparsed[p.name] {
 			errs = append(errs, fmt.Errorf("%s must be at least %d, got %d", p.name, p.min, p.v))
@@ -193,7 +201,7 @@ func (c Config) validate(unparsed map[string]bool) error {
 		{"INTAKE_BATCH_LINGER", c.IntakeLinger}, {"PUBLISH_INTERVAL", c.PublishInterval}, {"QFPAY_TIMEOUT", c.QFPayTimeout},
 		{"EXECUTOR_LEASE", c.Lease}, {"EXECUTOR_POLL_INTERVAL", c.PollInterval}, {"EXECUTOR_BACKOFF_BASE", c.BackoffBase},
 		{"EXECUTOR_BACKOFF_MAX", c.BackoffMax}, {"ATTEMPT_DEADLINE", c.Deadline}, {"SHUTDOWN_TIMEOUT", c.ShutdownTimeout},
-		{"QFPAY_CREDENTIALS_POLL", c.QFPayCredentialsPoll},
+		{"QFPAY_CREDENTIALS_POLL", c.QFPayCredentialsPoll}, {"PURGE_INTERVAL", c.PurgeInterval},
 	} {
 		if d.v <= 0 && !unparsed[d.name] {
 			errs = append(errs, fmt.Errorf("%s must be positive, got %s", d.name, d.v))
@@ -209,6 +217,9 @@ func (c Config) validate(unparsed map[string]bool) error {
 	}
 	if c.MerchantRateSec <= 0 && !unparsed["MERCHANT_RATE_PER_SEC"] {
 		errs = append(errs, fmt.Errorf("MERCHANT_RATE_PER_SEC must be positive, got %v", c.MerchantRateSec))
+	}
+	if c.PurgePause < 0 && !unparsed["PURGE_PAUSE"] {
+		errs = append(errs, fmt.Errorf("PURGE_PAUSE must not be negative, got %s", c.PurgePause))
 	}
 	switch c.Pacing {
 	case "cluster", "instance":

@@ -38,6 +38,8 @@ type metrics struct {
 	published, publishErrs prometheus.Counter
 
 	credReloads, credReloadErrs prometheus.Counter
+
+	purged, purgeErrs prometheus.Counter
 }
 
 func newMetrics(reg *prometheus.Registry, st *store.Store) *metrics {
@@ -82,13 +84,16 @@ func newMetrics(reg *prometheus.Registry, st *store.Store) *metrics {
 
 		credReloads:    counter("reversald_credentials_reloads_total", "QFPay credential sets reloaded (SIGHUP or a changed file) and in use."),
 		credReloadErrs: counter("reversald_credentials_reload_errors_total", "QFPay credential reloads refused (the set in use was kept)."),
+
+		purged:    counter("reversald_purged_attempts_total", "Final attempts this instance's periodic purge deleted (PURGE_OLDER_THAN)."),
+		purgeErrs: counter("reversald_purge_errors_total", "Periodic purges that failed (tried again at the next PURGE_INTERVAL)."),
 	}
 	for _, r := range []string{"new", "attached", "duplicate", "conflict", "invalid"} {
 		m.eventsIn.WithLabelValues(r) // every result is exported from the start, at 0
 	}
 	reg.MustRegister(m.calls, m.callTime, m.steps, m.claims, m.finals, m.paceWait, m.pauses,
 		m.eventsIn, m.dlq, m.batches, m.retries, m.commitErrs, m.fetchErrs, m.published, m.publishErrs,
-		m.credReloads, m.credReloadErrs,
+		m.credReloads, m.credReloadErrs, m.purged, m.purgeErrs,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "reversald_build_info", Help: "Always 1; the labels name the build.",

@@ -42,15 +42,24 @@ const usage = `usage: reversald [command]
 commands:
   run                      run the daemon (the default)
   migrate                  apply database migrations and exit
-  attempts list [-status S] [-limit N]
-                           list attempts, most recently updated first
-  attempts show ID         one attempt with its events, gateway calls and outcomes
-  attempts retry ID        re-drive a needs_review attempt from a fresh query
+  attempts list [filters] [-sort KEY] [-order asc|desc] [-limit N] [-after CURSOR] [-all] [-format table|json|csv]
+                           find attempts (filters: -status, -method, -mchid, -out-trade-no, -reason,
+                           -first-seen-from/-to, -decided-from/-to)
+  attempts show ID|MCHID/OUT_TRADE_NO
+                           one attempt with its events, gateway calls, outcomes and audit trail (JSON)
+  attempts retry (ID...|filters) -note TEXT [-by NAME] [-dry-run]
+                           re-drive needs_review attempts from a fresh query
+  attempts resolve ID|MCHID/OUT_TRADE_NO -status S -note TEXT [-by NAME] [-dry-run]
+                           close a needs_review attempt with the status read at QFPay
+  purge -older-than AGE [-batch N] [-pause D] [-dry-run]
+                           delete final, published attempts decided longer ago than AGE (90d)
   dlq list [flags]         dead letters with their headers decoded (reason, origin, time)
   dlq replay [flags]       write chosen dead letters back to the input topic (-dry-run)
   outcomes republish [flags]
                            send stored outcomes to the results topic again (-dry-run)
   version                  print the version
+
+Each command's -h lists its flags.
 
 Configuration is read from the environment; see README.md.`
 
@@ -78,7 +87,9 @@ func run(ctx context.Context, args []string, lookup envconfig.Lookuper, stdout, 
 		fmt.Fprintln(stdout, "migrations applied")
 		return nil
 	case "attempts":
-		return attempts(ctx, args, lookup, stdout)
+		return attempts(ctx, args, lookup, stdout, stderr)
+	case "purge":
+		return purgeCmd(ctx, args, lookup, stdout)
 	case "dlq":
 		return dlqCmd(ctx, args, lookup, stdout)
 	case "outcomes":
@@ -302,6 +313,12 @@ func daemon(ctx context.Context, cfg Config, logw io.Writer, spans ...sdktrace.S
 		cancel(err)
 	}
 	var parts sync.WaitGroup
+	if cfg.PurgeOlderThan > 0 {
+		pg := &purger{st: st, olderThan: time.Duration(cfg.PurgeOlderThan), interval: cfg.PurgeInterval, batch: cfg.PurgeBatch, pause: cfg.PurgePause,
+			log: log.With("component", "purge"), purged: func(n int64) { m.purged.Add(float64(n)) }, failed: m.purgeErrs.Inc}
+		parts.Add(1)
+		go func() { defer parts.Done(); fail("purge", pg.Run(runCtx)) }()
+	}
 	parts.Add(3)
 	go func() { defer parts.Done(); fail("intake", in.Run(runCtx)) }()
 	go func() { defer parts.Done(); fail("executor", ex.Run(runCtx)) }()
