@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -55,6 +56,7 @@ func (o Options) Validate() error {
 // Store is safe for concurrent use.
 type Store struct {
 	pool      *pgxpool.Pool
+	pinned    *pgxpool.Pool // a few sessions whose plans are pinned (queryPinned)
 	now       func() time.Time
 	testClock func() time.Time // Options.Now; nil in production
 	deadline  time.Duration
@@ -75,11 +77,23 @@ func Open(ctx context.Context, databaseURL string, opts Options) (*Store, error)
 	if opts.Tracer != nil {
 		cfg.ConnConfig.Tracer = opts.Tracer
 	}
+	pcfg := cfg.Copy()
+	pcfg.MaxConns, pcfg.MinConns = pinnedConns, 0
+	pcfg.ConnConfig.RuntimeParams = maps.Clone(cfg.ConnConfig.RuntimeParams)
+	if pcfg.ConnConfig.RuntimeParams == nil {
+		pcfg.ConnConfig.RuntimeParams = map[string]string{}
+	}
+	maps.Copy(pcfg.ConnConfig.RuntimeParams, pinnedPlans)
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("open database pool: %w", err)
 	}
-	s := &Store{pool: pool, now: opts.Now, testClock: opts.Now, deadline: opts.Deadline}
+	pinned, err := pgxpool.NewWithConfig(ctx, pcfg)
+	if err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("open database pool: %w", err)
+	}
+	s := &Store{pool: pool, pinned: pinned, now: opts.Now, testClock: opts.Now, deadline: opts.Deadline}
 	if s.now == nil {
 		s.now = time.Now
 	}
@@ -89,8 +103,11 @@ func Open(ctx context.Context, databaseURL string, opts Options) (*Store, error)
 	return s, nil
 }
 
-// Close closes the pool, waiting for connections in use to be returned.
-func (s *Store) Close() { s.pool.Close() }
+// Close closes the pools, waiting for connections in use to be returned.
+func (s *Store) Close() {
+	s.pool.Close()
+	s.pinned.Close()
+}
 
 // Ping checks that PostgreSQL answers.
 func (s *Store) Ping(ctx context.Context) error {
@@ -153,28 +170,36 @@ func (s *Store) clock() *time.Time {
 	return &t
 }
 
-// queryPinned runs one statement with its plan pinned, and calls each for
-// every row, in one round trip. For the statements that run all the time and
-// whose best plan is always the same, index lookups and nested loops, whatever
-// PostgreSQL's statistics say. Left to choose, PostgreSQL plans them again at
-// every call (which cost more than running the fair claim), and while its
-// statistics are stale (the first minute of a fresh database, before
-// autovacuum has looked) it reads the whole backlog with bitmap scans. The
-// settings hold for the statement's transaction only.
+// pinnedConns is the size of the pool of pinned sessions: the claims (one
+// dispatcher an instance) and the pacing reservations (at most
+// maxReserveFlushes under way) need no more.
+const pinnedConns = 4
+
+// pinnedPlans are the settings of the pinned sessions.
+var pinnedPlans = map[string]string{
+	"plan_cache_mode": "force_generic_plan",
+	"enable_seqscan":  "off", "enable_bitmapscan": "off", "enable_hashjoin": "off", "enable_mergejoin": "off",
+}
+
+// queryPinned runs one statement on a session whose plans are pinned
+// (pinnedPlans) and calls each for every row. For the statements that run
+// all the time and whose best plan is always the same, index lookups and
+// nested loops, whatever PostgreSQL's statistics say: left to choose,
+// PostgreSQL plans them again at every call (which cost more than running
+// the fair claim), and while its statistics are stale (the first minute of a
+// fresh database, before autovacuum has looked) it reads the whole backlog
+// with bitmap scans. Settings of the session, not of each call: nothing is
+// added to the round trip.
 func (s *Store) queryPinned(ctx context.Context, sql string, args []any, each func(pgx.Rows) error) error {
-	b := &pgx.Batch{}
-	b.Queue(`BEGIN`)
-	b.Queue(`SELECT set_config('plan_cache_mode', 'force_generic_plan', true),
-		set_config('enable_seqscan', 'off', true), set_config('enable_bitmapscan', 'off', true),
-		set_config('enable_hashjoin', 'off', true), set_config('enable_mergejoin', 'off', true)`)
-	b.Queue(sql, args...).Query(func(rows pgx.Rows) error {
-		for rows.Next() {
-			if err := each(rows); err != nil {
-				return err
-			}
+	rows, err := s.pinned.Query(ctx, sql, args...)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		if err := each(rows); err != nil {
+			return err
 		}
-		return rows.Err()
-	})
-	b.Queue(`COMMIT`)
-	return s.pool.SendBatch(ctx, b).Close()
+	}
+	return rows.Err()
 }
