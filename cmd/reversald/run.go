@@ -129,6 +129,15 @@ func daemon(ctx context.Context, cfg Config, logw io.Writer) error {
 	log := newLogger(logw, cfg.LogLevel).With("instance", cfg.InstanceID)
 	log.Info("starting", "version", versionString())
 
+	sec, err := cfg.security()
+	if err != nil {
+		return err
+	}
+	// A wrong KAFKA_BROKERS fails here, named, rather than in retries no
+	// one sees (the reader and the publisher retry an unreachable broker).
+	if err := waitForBrokers(ctx, cfg.KafkaBrokers, sec, cfg.StartupWait); err != nil {
+		return fmt.Errorf("kafka: %w", err)
+	}
 	if cfg.MigrateOnStart {
 		if err := store.Migrate(ctx, cfg.DatabaseURL); err != nil {
 			return err
@@ -146,10 +155,6 @@ func daemon(ctx context.Context, cfg Config, logw io.Writer) error {
 	}
 	defer st.Close()
 
-	sec, err := cfg.security()
-	if err != nil {
-		return err
-	}
 	gw, creds, fingerprint, err := cfg.qfpayDirectory()
 	if err != nil {
 		return err
