@@ -40,7 +40,6 @@ test: up fmt-check vet compose-check tools ## gofmt check, go vet, go test -race
 # the daemon's go.mod): helm lint and template, strict decoding of every rendered object,
 # promtool check and test rules, and every PromQL query against a running daemon's /metrics.
 deploy-check: up tools ## the deployment checks alone (chart, alerts, dashboard queries); make test runs them
-	cd deploy/check && $(GO) vet ./...
 	$(WITH_ENV) cd deploy/check && $(GO) test -count=1 -timeout=10m $(GOTESTFLAGS) ./...
 
 tools: ## install the pinned helm, promtool and docker-compose the checks use (scripts/tools.sh; cached in ~/.cache/reversald)

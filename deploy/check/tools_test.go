@@ -1,0 +1,72 @@
+package check
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// repoRoot is the reversald repository this module sits in.
+func repoRoot(t testing.TB) string {
+	t.Helper()
+	_, file, _, ok := runtime.Caller(0)
+	if !ok {
+		t.Fatal("cannot locate the test's source file")
+	}
+	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
+}
+
+// repoFile is the path of a file of the repository, by its repository path.
+func repoFile(t testing.TB, rel string) string {
+	t.Helper()
+	return filepath.Join(repoRoot(t), filepath.FromSlash(rel))
+}
+
+func readRepoFile(t testing.TB, rel string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(repoFile(t, rel))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+var (
+	toolMu    sync.Mutex
+	toolPaths = map[string]string{}
+)
+
+// tool is the path of a pinned tool (helm, promtool), from scripts/tools.sh: the one place
+// that names the versions and installs them (make test installs them before the tests run,
+// so here it only answers the path).
+func tool(t testing.TB, name string) string {
+	t.Helper()
+	toolMu.Lock()
+	defer toolMu.Unlock()
+	if p, ok := toolPaths[name]; ok {
+		return p
+	}
+	var out, errb bytes.Buffer
+	cmd := exec.Command(repoFile(t, "scripts/tools.sh"), "path", name)
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("scripts/tools.sh path %s: %v\n%s\n(make test installs the pinned tools; by hand: scripts/tools.sh install)", name, err, errb.String())
+	}
+	p := strings.TrimSpace(out.String())
+	toolPaths[name] = p
+	return p
+}
+
+// runTool runs a tool in the repository's root and returns its combined output.
+func runTool(t testing.TB, name string, args ...string) (string, error) {
+	t.Helper()
+	cmd := exec.Command(tool(t, name), args...)
+	cmd.Dir = repoRoot(t)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
