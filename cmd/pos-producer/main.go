@@ -163,7 +163,7 @@ func (c config) next(ctx context.Context, hc *http.Client, otn string) (kafka.Me
 			return kafka.Message{}, fmt.Errorf("seed %s: %w", otn, err)
 		}
 		_, _ = io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
+		_ = resp.Body.Close() // the body was read to the end; nothing to report
 		if resp.StatusCode/100 != 2 {
 			return kafka.Message{}, fmt.Errorf("seed %s: sandbox answered %s", otn, resp.Status)
 		}

@@ -47,6 +47,7 @@ func alertRules(t *testing.T) []alertRule {
 	t.Helper()
 	var f struct {
 		Groups []struct {
+			Name  string      `json:"name"`
 			Rules []alertRule `json:"rules"`
 		} `json:"groups"`
 	}

@@ -171,7 +171,7 @@ func TestQueriesUseExportedMetrics(t *testing.T) {
 		s     selector
 	}
 	for _, q := range qs {
-		expr, err := parser.ParseExpr(q.expr)
+		expr, err := parser.NewParser(parser.Options{}).ParseExpr(q.expr)
 		if err != nil {
 			t.Errorf("%s: %v\n%s", q.where, err, q.expr)
 			continue
@@ -324,7 +324,8 @@ func (e exportedSeries) has(name, l, v string) bool {
 
 // value is the sum of the samples of an unlabelled series name in a scrape's text.
 func (exportedSeries) value(text, name string) float64 {
-	fams, err := expfmt.NewTextParser(model.UTF8Validation).TextToMetricFamilies(strings.NewReader(text))
+	tp := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := tp.TextToMetricFamilies(strings.NewReader(text))
 	if err != nil {
 		return -1
 	}
@@ -356,7 +357,8 @@ func scrape(t *testing.T, addr string) (exportedSeries, string) {
 	if _, err := io.Copy(&b, resp.Body); err != nil || resp.StatusCode != http.StatusOK {
 		return nil, ""
 	}
-	fams, err := expfmt.NewTextParser(model.UTF8Validation).TextToMetricFamilies(strings.NewReader(b.String()))
+	tp := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := tp.TextToMetricFamilies(strings.NewReader(b.String()))
 	if err != nil {
 		t.Fatalf("/metrics is not the Prometheus text format: %v", err)
 	}

@@ -2,6 +2,7 @@ package check
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -69,4 +70,19 @@ func runTool(t testing.TB, name string, args ...string) (string, error) {
 	cmd.Dir = repoRoot(t)
 	out, err := cmd.CombinedOutput()
 	return string(out), err
+}
+
+// runToolOutput runs a tool in the repository's root and returns its standard output alone
+// (helm warns on standard error, e.g. about the chart's link to alerts.yaml); standard error
+// is in the error.
+func runToolOutput(t testing.TB, name string, args ...string) (string, error) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	cmd := exec.Command(tool(t, name), args...)
+	cmd.Dir = repoRoot(t)
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Run(); err != nil {
+		return out.String(), fmt.Errorf("%s %s: %w\n%s", name, strings.Join(args, " "), err, errb.String())
+	}
+	return out.String(), nil
 }
