@@ -36,8 +36,9 @@ test: up fmt-check vet compose-check tools ## gofmt check, go vet, go test -race
 	$(WITH_ENV) $(GO) test -race -count=1 -timeout=20m $(GOTESTFLAGS) ./...
 	@$(MAKE) --no-print-directory deploy-check
 
-# deploy/check is a module of its own (k8s.io/api, KEDA and prometheus/prometheus stay out of
-# the daemon's go.mod): helm lint and template, strict decoding of every rendered object,
+# deploy/check is a module of its own (k8s.io/api, the Prometheus Operator's types and
+# prometheus/prometheus stay out of the daemon's go.mod): helm lint and template, strict
+# decoding of every rendered object (KEDA's ScaledObject against KEDA's CRD schema),
 # promtool check and test rules, and every PromQL query against a running daemon's /metrics.
 deploy-check: up tools ## the deployment checks alone (chart, alerts, dashboard queries); make test runs them
 	$(WITH_ENV) cd deploy/check && $(GO) test -count=1 -timeout=10m $(GOTESTFLAGS) ./...

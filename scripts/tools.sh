@@ -6,13 +6,20 @@
 #   scripts/tools.sh install              install every tool that is missing
 #   scripts/tools.sh docker-compose       install Debian's docker-compose (apt) if missing
 #
-# helm and promtool are built from source with `go install` at pinned versions (the Go module
-# proxy is the one registry they come from). docker-compose is Debian's package: its
-# `docker-compose config -q` checks docker-compose.yml without a Docker engine.
+# helm is built from source with `go install` at a pinned version (the Go module proxy is the
+# one registry it comes from). promtool is the binary of Debian bookworm's prometheus package at
+# a pinned version: the .deb is downloaded (apt-get download, verified by apt against Debian's
+# signed index) and only /usr/bin/promtool is extracted from it; nothing is installed, no
+# service, no dependency. (Building promtool with go install compiles all of Prometheus'
+# service discovery and cloud SDKs: over an hour on a loaded 2-core machine.) docker-compose is
+# Debian's package: its `docker-compose config -q` checks docker-compose.yml without a Docker
+# engine.
 set -euo pipefail
 
 HELM_VERSION=v3.22.0
-PROMTOOL_VERSION=v0.316.0
+# Debian bookworm's prometheus package; promtool --version must then say PROMTOOL_VERSION.
+PROMTOOL_DEB_VERSION=2.42.0+ds-5+deb12u1
+PROMTOOL_VERSION=2.42.0
 # Debian bookworm's docker-compose; another version is refused rather than trusted silently.
 DOCKER_COMPOSE_VERSION=1.29.2
 
@@ -43,10 +50,53 @@ go_tool() {
   echo "$dir/$name"
 }
 
+# promtool_path: the path of promtool PROMTOOL_VERSION, extracted from Debian's prometheus
+# package PROMTOOL_DEB_VERSION when missing.
+promtool_path() {
+  local dir="$CACHE_ROOT/promtool-$PROMTOOL_VERSION"
+  if [ ! -x "$dir/promtool" ]; then
+    command -v apt-get >/dev/null && command -v dpkg-deb >/dev/null ||
+      die "promtool $PROMTOOL_VERSION comes from Debian's prometheus package $PROMTOOL_DEB_VERSION (apt-get download), and this machine has no apt-get/dpkg-deb: put promtool $PROMTOOL_VERSION at $dir/promtool by hand"
+    log "installing promtool $PROMTOOL_VERSION into $dir (promtool alone from Debian's prometheus $PROMTOOL_DEB_VERSION: apt-get download, dpkg-deb -x; nothing installed)"
+    mkdir -p "$dir"
+    # A temporary directory, then a rename: an interrupted install never leaves a half-written
+    # binary where the next run would take it as installed.
+    local tmp deb
+    tmp=$(mktemp -d "$dir/.install-XXXXXX")
+    # apt-get download runs as the caller (no _apt sandbox: the cache may be in root's home).
+    if ! (cd "$tmp" && apt-get download -q -o APT::Sandbox::User="$(id -un)" "prometheus=$PROMTOOL_DEB_VERSION" >&2); then
+      # A fresh machine's package lists may be missing or old: refresh them once and retry.
+      local sudo=""
+      [ "$(id -u)" -eq 0 ] || sudo=sudo
+      log "apt-get download failed; apt-get update, then again"
+      $sudo apt-get update -qq >&2 || true
+      if ! (cd "$tmp" && apt-get download -q -o APT::Sandbox::User="$(id -un)" "prometheus=$PROMTOOL_DEB_VERSION" >&2); then
+        rm -rf "$tmp"
+        die "apt-get download prometheus=$PROMTOOL_DEB_VERSION failed: promtool $PROMTOOL_VERSION comes from that Debian bookworm package (apt-cache policy prometheus lists the versions apt offers; a new one means updating PROMTOOL_DEB_VERSION and PROMTOOL_VERSION in scripts/tools.sh after make deploy-check passes with it)"
+      fi
+    fi
+    deb=$(find "$tmp" -maxdepth 1 -name 'prometheus_*.deb' -print -quit)
+    if [ -z "$deb" ] || [ "$(dpkg-deb -f "$deb" Version)" != "$PROMTOOL_DEB_VERSION" ]; then
+      rm -rf "$tmp"
+      die "apt-get download did not give prometheus $PROMTOOL_DEB_VERSION"
+    fi
+    dpkg-deb --fsys-tarfile "$deb" | tar -x -C "$tmp" ./usr/bin/promtool
+    local v
+    v=$("$tmp/usr/bin/promtool" --version 2>&1 | sed -n 's/^promtool, version \([^ +]*\).*/\1/p')
+    if [ "$v" != "$PROMTOOL_VERSION" ]; then
+      rm -rf "$tmp"
+      die "the promtool of prometheus $PROMTOOL_DEB_VERSION says version '$v', want $PROMTOOL_VERSION"
+    fi
+    mv "$tmp/usr/bin/promtool" "$dir/promtool"
+    rm -rf "$tmp"
+  fi
+  echo "$dir/promtool"
+}
+
 tool_path() {
   case "$1" in
     helm) go_tool helm helm.sh/helm/v3/cmd/helm "$HELM_VERSION" ;;
-    promtool) go_tool promtool github.com/prometheus/prometheus/cmd/promtool "$PROMTOOL_VERSION" ;;
+    promtool) promtool_path ;;
     *) die "unknown tool $1 (helm, promtool)" ;;
   esac
 }

@@ -9,7 +9,6 @@ import (
 	"strings"
 	"testing"
 
-	kedav1alpha1 "github.com/kedacore/keda/v2/apis/keda/v1alpha1"
 	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
@@ -79,8 +78,8 @@ type rendered struct {
 }
 
 // render runs helm template with a value set and decodes every object strictly against its
-// API type: an unknown field, a duplicate key or a wrong type fails, and so does a kind that
-// has no API type here.
+// API type, or validates it against its CRD's schema (crdKinds): an unknown field, a duplicate
+// key or a wrong type fails, and so does a kind that has neither here.
 func render(t *testing.T, values string, set ...string) []rendered {
 	t.Helper()
 	args := []string{"template", "r", chartDir, "--namespace", "payments", "--kube-version", kubeVersion, "-f", values}
@@ -103,6 +102,18 @@ func render(t *testing.T, values string, set ...string) []rendered {
 		if err := yaml.Unmarshal(doc, &head); err != nil {
 			t.Fatalf("document %d: %v\n%s", i, err, doc)
 		}
+		if crd, ok := crdKinds[head.APIVersion+"/"+head.Kind]; ok {
+			if err := crd.validator(t).validate(doc); err != nil {
+				t.Errorf("%s %s (-f %s) does not pass its CRD's schema: %v", head.Kind, head.Metadata.Name, values, err)
+				continue
+			}
+			v := reflect.New(reflect.TypeOf(crd.typ))
+			if err := yaml.Unmarshal(doc, v.Interface()); err != nil {
+				t.Fatalf("%s %s: %v", head.Kind, head.Metadata.Name, err)
+			}
+			objs = append(objs, rendered{kind: head.Kind, name: head.Metadata.Name, obj: v.Elem().Interface()})
+			continue
+		}
 		obj, ok := apiTypes[head.APIVersion+"/"+head.Kind]
 		if !ok {
 			t.Errorf("document %d: %s %s has no API type to check it against (add one to apiTypes)", i, head.APIVersion, head.Kind)
@@ -118,7 +129,7 @@ func render(t *testing.T, values string, set ...string) []rendered {
 	return objs
 }
 
-// apiTypes are the types the chart may render, by apiVersion/kind.
+// apiTypes are the types the chart may render, by apiVersion/kind, decoded strictly.
 var apiTypes = map[string]any{
 	"apps/v1/Deployment":                      appsv1.Deployment{},
 	"batch/v1/Job":                            batchv1.Job{},
@@ -126,7 +137,15 @@ var apiTypes = map[string]any{
 	"policy/v1/PodDisruptionBudget":           policyv1.PodDisruptionBudget{},
 	"monitoring.coreos.com/v1/ServiceMonitor": monitoringv1.ServiceMonitor{},
 	"monitoring.coreos.com/v1/PrometheusRule": monitoringv1.PrometheusRule{},
-	"keda.sh/v1alpha1/ScaledObject":           kedav1alpha1.ScaledObject{},
+}
+
+// crdKinds are the kinds the chart may render that are validated against their CRD's schema
+// (crd_test.go), then decoded into a type with the fields the checks read.
+var crdKinds = map[string]struct {
+	validator func(testing.TB) *crdValidator
+	typ       any
+}{
+	kedaAPIVersion + "/ScaledObject": {kedaScaledObjects, scaledObject{}},
 }
 
 // splitYAML cuts a multi-document stream into its non-empty documents.
@@ -176,7 +195,7 @@ func TestChartRendersValidObjects(t *testing.T) {
 			checkMigrateJob(t, objs["Job"].(batchv1.Job))
 			if name == "full" {
 				checkPrometheusRule(t, objs["PrometheusRule"].(monitoringv1.PrometheusRule))
-				checkScaledObject(t, objs["ScaledObject"].(kedav1alpha1.ScaledObject), d)
+				checkScaledObject(t, objs["ScaledObject"].(scaledObject), d)
 				checkServiceMonitor(t, objs["ServiceMonitor"].(monitoringv1.ServiceMonitor), objs["Service"].(corev1.Service))
 			}
 		})
@@ -318,12 +337,12 @@ func checkPrometheusRule(t *testing.T, r monitoringv1.PrometheusRule) {
 	}
 }
 
-func checkScaledObject(t *testing.T, s kedav1alpha1.ScaledObject, d appsv1.Deployment) {
+func checkScaledObject(t *testing.T, s scaledObject, d appsv1.Deployment) {
 	t.Helper()
 	if s.Spec.ScaleTargetRef == nil || s.Spec.ScaleTargetRef.Name != d.Name {
 		t.Errorf("ScaledObject targets %+v, want the Deployment %s", s.Spec.ScaleTargetRef, d.Name)
 	}
-	types := map[string]kedav1alpha1.ScaleTriggers{}
+	types := map[string]trigger{}
 	for _, tr := range s.Spec.Triggers {
 		types[tr.Type] = tr
 	}
@@ -404,8 +423,5 @@ func TestStrictDecodingRefusesUnknownFields(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "terminationGracePeriod") {
 		t.Errorf("a misspelt field decoded: %v", err)
 	}
-	var s kedav1alpha1.ScaledObject
-	if err := yaml.UnmarshalStrict([]byte("spec:\n  minReplicas: 1\n"), &s); err == nil {
-		t.Error("a ScaledObject with minReplicas (not minReplicaCount) decoded")
-	}
+	// KEDA's ScaledObject: TestKEDACRDValidation.
 }

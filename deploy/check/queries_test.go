@@ -23,8 +23,6 @@ import (
 	"github.com/segmentio/kafka-go"
 	"sigs.k8s.io/yaml"
 
-	kedav1alpha1 "github.com/kedacore/keda/v2/apis/keda/v1alpha1"
-
 	"github.com/reversald/reversald/internal/kafkatest"
 	"github.com/reversald/reversald/internal/testenv"
 	"github.com/reversald/reversald/qfpay"
@@ -107,7 +105,7 @@ func scalerQueries(t *testing.T) []query {
 	t.Helper()
 	var qs []query
 	for _, o := range render(t, valueSets["full"]) {
-		if s, ok := o.obj.(kedav1alpha1.ScaledObject); ok {
+		if s, ok := o.obj.(scaledObject); ok {
 			for _, tr := range s.Spec.Triggers {
 				if tr.Type == "prometheus" {
 					qs = append(qs, query{"ScaledObject trigger", tr.Metadata["query"]})

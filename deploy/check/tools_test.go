@@ -86,3 +86,29 @@ func runToolOutput(t testing.TB, name string, args ...string) (string, error) {
 	}
 	return out.String(), nil
 }
+
+// heavyPackages are import paths this module must not build: client-go and controller-runtime
+// (what KEDA's Go types pull) take half an hour to compile on a cold 2-core CI machine.
+var heavyPackages = []string{"k8s.io/client-go/", "sigs.k8s.io/controller-runtime", "k8s.io/apiextensions-apiserver/", "github.com/kedacore/"}
+
+// TestNoHeavyDependencies: nothing this module's tests build comes from heavyPackages.
+func TestNoHeavyDependencies(t *testing.T) {
+	t.Parallel()
+	cmd := exec.Command("go", "list", "-deps", "-test", "-f", "{{.ImportPath}}", ".")
+	cmd.Dir = filepath.Join(repoRoot(t), "deploy", "check")
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("go list -deps -test: %v", err)
+	}
+	pkgs := strings.Fields(string(out))
+	if len(pkgs) < 100 {
+		t.Fatalf("go list -deps -test listed only %d packages", len(pkgs))
+	}
+	for _, p := range pkgs {
+		for _, h := range heavyPackages {
+			if strings.HasPrefix(p, h) || p == strings.TrimSuffix(h, "/") {
+				t.Errorf("deploy/check builds %s: keep client-go, controller-runtime and KEDA's types out (validate against a CRD schema instead, crd_test.go)", p)
+			}
+		}
+	}
+}
