@@ -3,6 +3,7 @@ package check
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"os"
@@ -115,10 +116,16 @@ func moduleFile(mod, version, sum, rel string) ([]byte, error) {
 	cmd.Env = append(os.Environ(), "GOWORK=off", "GOFLAGS=-mod=mod")
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
-	runErr := cmd.Run()
 	var info struct{ Dir, Sum, Error string }
-	if err := json.Unmarshal(out.Bytes(), &info); err != nil || runErr != nil || info.Error != "" {
-		return nil, fmt.Errorf("go mod download -json %s@%s: %v %s\n%s%s", mod, version, runErr, info.Error, out.String(), errb.String())
+	err = cmd.Run()
+	if err == nil {
+		err = json.Unmarshal(out.Bytes(), &info)
+	}
+	if err == nil && info.Error != "" {
+		err = errors.New(info.Error)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("go mod download -json %s@%s: %w\n%s%s", mod, version, err, out.String(), errb.String())
 	}
 	if info.Sum != sum {
 		return nil, fmt.Errorf("%s@%s has hash %s, pinned %s", mod, version, info.Sum, sum)

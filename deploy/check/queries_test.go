@@ -131,7 +131,7 @@ func selectors(expr parser.Expr) []selector {
 		}
 		s := selector{name: vs.Name}
 		for _, m := range vs.LabelMatchers {
-			if m.Name == labels.MetricName {
+			if m.Name == model.MetricNameLabel {
 				if s.name == "" && m.Type == labels.MatchEqual {
 					s.name = m.Value
 				}
