@@ -14,7 +14,7 @@ COPY go.mod go.sum ./
 RUN go mod download && go mod verify
 COPY . .
 ARG VERSION=dev
-# ./cmd/... builds every command there is (reversald, qfpay-sandbox); healthprobe is the
+# ./cmd/... builds every command there is (reversald, qfpay-sandbox, pos-producer); healthprobe is the
 # healthcheck for images without a shell.
 RUN mkdir -p /out \
  && go build -ldflags="-s -w -X main.version=${VERSION}" -o /out/ ./cmd/... ./build/healthprobe \
@@ -27,6 +27,12 @@ USER 65532:65532
 # 8089: the sandbox's API and admin endpoints.
 EXPOSE 8089
 ENTRYPOINT ["/usr/local/bin/qfpay-sandbox"]
+
+# The POS producer of docker-compose.yml (demo only: it seeds the sandbox and emits events).
+FROM gcr.io/distroless/static-debian12:nonroot AS pos-producer
+COPY --from=build /out/pos-producer /usr/local/bin/
+USER 65532:65532
+ENTRYPOINT ["/usr/local/bin/pos-producer"]
 
 # The production image, last so that a plain `docker build` makes it: reversald and its
 # healthcheck, nothing else.

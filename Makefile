@@ -18,7 +18,7 @@ FUZZTIME  ?= 15s
 GOLANGCI_VERSION := v2.15.0
 GOLANGCI  := $(HOME)/.cache/reversald/golangci-lint-$(GOLANGCI_VERSION)/golangci-lint
 
-.PHONY: help up down status test fmt-check vet compose-check bench demo build lint fuzz pacing-proof bench-purge
+.PHONY: help up down status test fmt-check vet compose-check tools deploy-check bench demo build lint fuzz pacing-proof bench-purge
 
 help: ## show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -32,8 +32,19 @@ down: ## stop this repo's dev stack and delete .stack
 status: ## say what the dev stack runs, where
 	@./scripts/devstack.sh status
 
-test: up fmt-check vet compose-check ## gofmt check, go vet, go test -race against the dev stack
+test: up fmt-check vet compose-check tools ## gofmt check, go vet, go test -race against the dev stack, and the deployment checks
 	$(WITH_ENV) $(GO) test -race -count=1 -timeout=20m $(GOTESTFLAGS) ./...
+	@$(MAKE) --no-print-directory deploy-check
+
+# deploy/check is a module of its own (k8s.io/api, the Prometheus Operator's types and
+# prometheus/prometheus stay out of the daemon's go.mod): helm lint and template, strict
+# decoding of every rendered object (KEDA's ScaledObject against KEDA's CRD schema),
+# promtool check and test rules, and every PromQL query against a running daemon's /metrics.
+deploy-check: up tools ## the deployment checks alone (chart, alerts, dashboard queries); make test runs them
+	$(WITH_ENV) cd deploy/check && $(GO) test -count=1 -timeout=10m $(GOTESTFLAGS) ./...
+
+tools: ## install the pinned helm, promtool and docker-compose the checks use (scripts/tools.sh; cached in ~/.cache/reversald)
+	@./scripts/tools.sh install
 
 fmt-check: ## fail if a Go file is not gofmt-formatted
 	@files=$$(find . -name '*.go' -not -path './.stack/*' -not -path './bin/*' -not -path '*/testdata/*' -print); \
@@ -43,10 +54,8 @@ fmt-check: ## fail if a Go file is not gofmt-formatted
 vet: ## go vet ./...
 	$(GO) vet ./...
 
-compose-check: ## validate docker-compose.yml (only if the docker-compose binary is installed)
-	@if command -v docker-compose >/dev/null 2>&1; then \
-	  docker-compose -f docker-compose.yml config -q && echo "docker-compose.yml: valid"; \
-	else echo "docker-compose not installed: skipping docker-compose.yml validation"; fi
+compose-check: ## validate docker-compose.yml with docker-compose config -q (Debian's docker-compose, installed when missing; no engine needed)
+	@dc=$$(./scripts/tools.sh docker-compose) && "$$dc" -f docker-compose.yml config -q && echo "docker-compose.yml: valid ($$("$$dc" version --short))"
 
 bench: up ## benchmarks against the dev stack, at the counts the README's figures use (or BENCH=regexp BENCHTIME=1s)
 ifeq ($(BENCH),)

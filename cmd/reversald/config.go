@@ -30,6 +30,7 @@ type Config struct {
 	DLQTopic            string        `env:"KAFKA_DLQ_TOPIC, default=payment-uncertain.dlq"`
 	ResultsTopic        string        `env:"KAFKA_RESULTS_TOPIC, default=payment-reversal-results"`
 	GroupID             string        `env:"KAFKA_GROUP_ID, default=reversald"`
+	StartupWait         time.Duration `env:"KAFKA_STARTUP_WAIT, default=30s"`
 	CreateTopics        bool          `env:"KAFKA_CREATE_TOPICS, default=false"`
 	TopicPartitions     int           `env:"KAFKA_TOPIC_PARTITIONS, default=12"`
 	TopicReplication    int           `env:"KAFKA_TOPIC_REPLICATION, default=3"`
@@ -202,6 +203,7 @@ func (c Config) validate(unparsed map[string]bool) error {
 		{"EXECUTOR_LEASE", c.Lease}, {"EXECUTOR_POLL_INTERVAL", c.PollInterval}, {"EXECUTOR_BACKOFF_BASE", c.BackoffBase},
 		{"EXECUTOR_BACKOFF_MAX", c.BackoffMax}, {"ATTEMPT_DEADLINE", c.Deadline}, {"SHUTDOWN_TIMEOUT", c.ShutdownTimeout},
 		{"QFPAY_CREDENTIALS_POLL", c.QFPayCredentialsPoll}, {"PURGE_INTERVAL", c.PurgeInterval},
+		{"KAFKA_STARTUP_WAIT", c.StartupWait},
 	} {
 		if d.v <= 0 && !unparsed[d.name] {
 			errs = append(errs, fmt.Errorf("%s must be positive, got %s", d.name, d.v))

@@ -3,8 +3,13 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"net"
 	"net/http"
+	"strings"
 	"time"
+
+	"github.com/reversald/reversald/internal/backoff"
 
 	"github.com/reversald/reversald/consumer"
 	"github.com/reversald/reversald/store"
@@ -36,6 +41,39 @@ func handleHealth(mux *http.ServeMux, st *store.Store, brokers []string, sec con
 // would pass a broker that then refuses the client certificate or the password.
 func kafkaReachable(ctx context.Context, brokers []string, sec consumer.Security) error {
 	return sec.Check(ctx, brokers)
+}
+
+// waitForBrokers returns once a broker of brokers accepts a TCP connection,
+// trying every address each second for up to wait. Past that it fails naming
+// every address with its last error, so that a wrong KAFKA_BROKERS stops the
+// start-up instead of retrying unseen. Whether a broker accepts the client's
+// TLS and SASL is checkKafka's question, asked next.
+func waitForBrokers(ctx context.Context, brokers []string, wait time.Duration) error {
+	var d net.Dialer
+	deadline := time.Now().Add(wait)
+	last := make([]string, len(brokers))
+	for {
+		for i, b := range brokers {
+			dctx, cancel := context.WithDeadline(ctx, deadline)
+			conn, err := d.DialContext(dctx, "tcp", b)
+			cancel()
+			if err == nil {
+				_ = conn.Close() // a probe: only the dial mattered
+				return nil
+			}
+			last[i] = b + " (" + err.Error() + ")"
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if !time.Now().Before(deadline) || !backoff.Sleep(ctx, min(time.Second, time.Until(deadline))) {
+			break
+		}
+	}
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return fmt.Errorf("no broker of KAFKA_BROKERS accepted a connection within %s (KAFKA_STARTUP_WAIT): %s", wait, strings.Join(last, "; "))
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

@@ -179,6 +179,12 @@ func daemon(ctx context.Context, cfg Config, logw io.Writer, spans ...sdktrace.S
 	if err != nil {
 		return err
 	}
+	// A wrong KAFKA_BROKERS fails here, named, rather than in retries no
+	// one sees (the reader and the publisher retry an unreachable broker);
+	// then a broker that refuses the client's TLS or SASL stops the start-up.
+	if err := waitForBrokers(ctx, cfg.KafkaBrokers, cfg.StartupWait); err != nil {
+		return fmt.Errorf("kafka: %w", err)
+	}
 	if err := checkKafka(ctx, cfg.KafkaBrokers, sec, log); err != nil {
 		return err
 	}
