@@ -99,7 +99,9 @@ func (s *Store) Claim(ctx context.Context, c Claim) ([]reversald.Attempt, error)
 		// oldest few, then the oldest of those. A merchant with a backlog
 		// soon has no budget and drops out of the look. The window cannot
 		// lock, so the rows it picks are locked (and checked again) after,
-		// one by one by id: a claim never reads more than the look.
+		// one by one by id: a claim never reads more than the look. The look's
+		// size is in the statement's text, not a parameter: a plan made for
+		// any size (the pinned generic plan) read every pending attempt.
 		args = append(args, c.PerMerchant)
 		with = `fair AS MATERIALIZED (
 			SELECT id FROM (
@@ -109,7 +111,7 @@ func (s *Store) Claim(ctx context.Context, c Claim) ([]reversald.Attempt, error)
 					WHERE status = 'pending' AND ` + filter + paced + `
 					  AND (lease_expires_at IS NULL OR lease_expires_at <= ` + dbClock + `)
 					ORDER BY next_run_at
-					LIMIT $2 * 4
+					LIMIT ` + fmt.Sprint(4*c.Limit) + `
 				) candidates
 			) ranked WHERE rn <= $` + fmt.Sprint(len(args)) + `
 			ORDER BY next_run_at
