@@ -122,6 +122,12 @@ func (s *Store) operable(ctx context.Context, q pgx.Tx, id int64, lock bool) (re
 // CheckRetry says what Retry of attempt id would do, changing nothing: nil
 // when it would re-drive it, or the error it would return.
 func (s *Store) CheckRetry(ctx context.Context, id int64) (reversald.Attempt, error) {
+	return s.checkOperable(ctx, id, "retry")
+}
+
+// checkOperable reads attempt id, changing nothing, and says why an operator
+// may not verb it (operable's reasons).
+func (s *Store) checkOperable(ctx context.Context, id int64, verb string) (reversald.Attempt, error) {
 	var a reversald.Attempt
 	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
 		var err error
@@ -129,7 +135,7 @@ func (s *Store) CheckRetry(ctx context.Context, id int64) (reversald.Attempt, er
 		return err
 	})
 	if err != nil {
-		return a, fmt.Errorf("retry attempt %d: %w", id, err)
+		return a, fmt.Errorf("%s attempt %d: %w", verb, id, err)
 	}
 	return a, nil
 }
@@ -188,16 +194,7 @@ func (s *Store) CheckResolve(ctx context.Context, id int64, status reversald.Sta
 	if !CanResolveTo(status) {
 		return reversald.Attempt{}, fmt.Errorf("resolve attempt %d to %q: %w (one of %s)", id, status, ErrNotResolvable, joinStatuses(ResolveStatuses))
 	}
-	var a reversald.Attempt
-	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
-		var err error
-		a, err = s.operable(ctx, tx, id, false)
-		return err
-	})
-	if err != nil {
-		return a, fmt.Errorf("resolve attempt %d: %w", id, err)
-	}
-	return a, nil
+	return s.checkOperable(ctx, id, "resolve")
 }
 
 // Resolve closes a needs_review attempt with a final status an operator read

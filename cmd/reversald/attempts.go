@@ -169,7 +169,7 @@ func (f *filterFlags) filter() (store.Filter, error) {
 		if t.text == "" {
 			continue
 		}
-		v, err := parseTime(t.text)
+		v, err := parseTimeFlag(t.text, nil)
 		if err != nil {
 			errs = append(errs, fmt.Sprintf("-%s: %v", t.name, err))
 			continue
@@ -183,17 +183,6 @@ func (f *filterFlags) filter() (store.Filter, error) {
 		return sf, usageError{strings.Join(errs, "\n")}
 	}
 	return sf, nil
-}
-
-// parseTime reads RFC 3339 or a date (midnight UTC).
-func parseTime(s string) (time.Time, error) {
-	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
-		return t, nil
-	}
-	if t, err := time.Parse(time.DateOnly, s); err == nil {
-		return t, nil
-	}
-	return time.Time{}, fmt.Errorf("%q is not a time: give RFC 3339 (2026-11-22T10:00:00Z) or a date (2026-11-22)", s)
 }
 
 func statusNames(ss []reversald.Status) string {

@@ -190,6 +190,11 @@ func TestAttemptsListEndToEnd(t *testing.T) {
 	if n := strings.Count(out, "\n"); n != 10 {
 		t.Errorf("first-seen range: %d csv lines, want header + 9", n)
 	}
+	// A duration back from now, as the dlq and outcomes commands take it.
+	out = db.ok("attempts", "list", "-first-seen-from", "1h", "-format", "csv", "-limit", "100")
+	if n := strings.Count(out, "\n"); n != 10 {
+		t.Errorf("first seen in the last hour (-first-seen-from 1h): %d csv lines, want header + 9", n)
+	}
 	out = db.ok("attempts", "list", "-decided-to", "2000-01-01", "-format", "csv")
 	if strings.TrimSpace(out) != strings.Join(csvColumns, ",") {
 		t.Errorf("nothing decided before 2000: csv %q, want the header alone", out)
