@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 
 	"github.com/reversald/reversald/consumer"
@@ -61,5 +62,40 @@ func TestTxZoneParam(t *testing.T) {
 		if got := txZoneParam(zone); got != want {
 			t.Errorf("txZoneParam(%q) = %q, want %q", zone, got, want)
 		}
+	}
+}
+
+// TestPprofIsOptIn: the health mux has no profiles unless PPROF mounts them;
+// once mounted, the index, a named profile and a short CPU profile answer.
+func TestPprofIsOptIn(t *testing.T) {
+	t.Parallel()
+	get := func(mux *http.ServeMux, path string) (int, string) {
+		t.Helper()
+		rec := httptest.NewRecorder()
+		mux.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
+		return rec.Code, rec.Body.String()
+	}
+	off := http.NewServeMux()
+	handleHealth(off, nil, nil, consumer.Security{})
+	if code, _ := get(off, "/debug/pprof/"); code != http.StatusNotFound {
+		t.Errorf("without PPROF: /debug/pprof/ = %d, want 404", code)
+	}
+	on := http.NewServeMux()
+	handleHealth(on, nil, nil, consumer.Security{})
+	handlePprof(on)
+	for path, want := range map[string]string{
+		"/debug/pprof/":                  "goroutine",
+		"/debug/pprof/heap?debug=1":      "heap profile",
+		"/debug/pprof/goroutine?debug=1": "goroutine profile",
+		"/debug/pprof/profile?seconds=1": "", // a binary protobuf: non-empty is enough
+		"/debug/pprof/cmdline":           "",
+	} {
+		code, body := get(on, path)
+		if code != http.StatusOK || len(body) == 0 || !strings.Contains(body, want) {
+			t.Errorf("with PPROF: %s = %d, %d bytes; want 200 containing %q", path, code, len(body), want)
+		}
+	}
+	if code, _ := get(on, "/healthz"); code != http.StatusOK {
+		t.Errorf("with PPROF: /healthz = %d, want 200", code)
 	}
 }

@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/pprof"
 	"os"
 	"os/signal"
 	"runtime/debug"
@@ -289,13 +288,7 @@ func daemon(ctx context.Context, cfg Config, logw io.Writer, spans ...sdktrace.S
 	handleHealth(mux, st, cfg.KafkaBrokers, sec)
 	mux.Handle("GET /metrics", m.handler())
 	if cfg.Pprof {
-		// Opt-in: profiles on the health port (/debug/pprof/), for an
-		// operator who asked for them.
-		mux.HandleFunc("/debug/pprof/", pprof.Index)
-		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
-		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		handlePprof(mux)
 	}
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	log.Info("serving health and metrics", "addr", ln.Addr().String())
