@@ -72,12 +72,15 @@ func newConsoleTokens(t testing.TB) consoleTokens {
 }
 
 // startConsole runs `reversald console` in process on a free loopback port
-// against dbURL, as main would, until the test ends; it returns its base URL.
-func startConsole(t testing.TB, dbURL string, tk consoleTokens) string {
+// against dbURL (extra adds settings), as main would, until the test ends; it returns its base URL.
+func startConsole(t testing.TB, dbURL string, tk consoleTokens, extra map[string]string) string {
 	t.Helper()
 	env := map[string]string{
 		"DATABASE_URL": dbURL, "CONSOLE_ADDR": "127.0.0.1:0",
 		"CONSOLE_ADMIN_TOKEN_FILE": tk.adminFile, "CONSOLE_READONLY_TOKEN_FILE": tk.viewerFile,
+	}
+	for k, v := range extra {
+		env[k] = v
 	}
 	out, logs := &syncBuffer{}, &syncBuffer{}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -218,7 +221,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	amt1, amt2 := idOf("AMT1"), idOf("AMT2")
 
 	tk := newConsoleTokens(t)
-	base := startConsole(t, s.dbURL, tk)
+	base := startConsole(t, s.dbURL, tk, nil)
 	start := time.Now()
 
 	// Every window.confirm (the action forms' progressive enhancement) is
