@@ -168,6 +168,8 @@ func consoleCmd(ctx context.Context, args []string, lookup envconfig.Lookuper, s
 	if err := srv.Shutdown(shut); err != nil {
 		return fmt.Errorf("console: shut down: %w", err)
 	}
-	<-done
+	if err := <-done; !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("console: %w", err)
+	}
 	return nil
 }

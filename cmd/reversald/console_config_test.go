@@ -99,6 +99,7 @@ func TestConsoleConfig(t *testing.T) {
 		{"bad ttl", map[string]string{"CONSOLE_SESSION_TTL": "-1h"}, "CONSOLE_SESSION_TTL must be positive"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
 			_, err := loadConsoleConfig(ctx, consoleEnv(tk, c.extra))
 			switch {
 			case c.want == "" && err != nil:

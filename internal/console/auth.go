@@ -120,7 +120,7 @@ func checkOperatorName(name string) error {
 		return errors.New("your name is required: it goes to the audit trail of every action you take")
 	case !utf8.ValidString(name) || utf8.RuneCountInString(name) > 64:
 		return errors.New("the name must be at most 64 characters of text")
-	case strings.IndexFunc(name, func(r rune) bool { return unicode.IsControl(r) }) >= 0:
+	case strings.IndexFunc(name, unicode.IsControl) >= 0:
 		return errors.New("the name must not hold control characters")
 	}
 	return nil

@@ -46,22 +46,22 @@ type listQuery struct {
 	Page   store.Page
 }
 
-// filterProblems are the problems of a list query, one line each.
-type filterProblems []string
+// filterErrors are the problems of a list query, one line each.
+type filterErrors []string
 
-func (p filterProblems) Error() string { return strings.Join(p, "\n") }
+func (p filterErrors) Error() string { return strings.Join(p, "\n") }
 
 // parseListQuery reads a list query from raw (the URL's RawQuery) at now.
 func parseListQuery(raw string, now time.Time) (listQuery, error) {
 	q := listQuery{Values: map[string]string{}, Status: map[string]bool{}}
 	if len(raw) > maxQueryLen {
-		return q, filterProblems{fmt.Sprintf("the query is %d bytes long; at most %d are accepted", len(raw), maxQueryLen)}
+		return q, filterErrors{fmt.Sprintf("the query is %d bytes long; at most %d are accepted", len(raw), maxQueryLen)}
 	}
 	vals, err := url.ParseQuery(raw)
 	if err != nil {
-		return q, filterProblems{"the query string is malformed: " + err.Error()}
+		return q, filterErrors{"the query string is malformed: " + err.Error()}
 	}
-	var probs filterProblems
+	var probs filterErrors
 	known := map[string]param{}
 	for _, p := range listParams {
 		known[p.name] = p

@@ -64,15 +64,15 @@ func (c Config) Validate() error {
 
 // Server is the console, an http.Handler.
 type Server struct {
-	st       *store.Store
-	cfg      Config
-	creds    credentials
-	sessions sessions
-	signins  *rate.Limiter
-	pages    map[string]*template.Template
-	mux      *http.ServeMux
-	xorigin  *http.CrossOriginProtection
-	cookie   string
+	st          *store.Store
+	cfg         Config
+	creds       credentials
+	sessions    sessions
+	signInLimit *rate.Limiter
+	pages       map[string]*template.Template
+	mux         *http.ServeMux
+	xorigin     *http.CrossOriginProtection
+	cookie      string
 }
 
 // New builds the console on st.
@@ -95,9 +95,9 @@ func New(st *store.Store, cfg Config) (*Server, error) {
 		sessions: sessions{byID: map[string]session{}},
 		// Sign-in attempts, all of them together: 10 at once, then one a
 		// second. With tokens of 190 bits this is belt and braces.
-		signins: rate.NewLimiter(rate.Every(time.Second), 10),
-		xorigin: http.NewCrossOriginProtection(),
-		cookie:  "reversald_console",
+		signInLimit: rate.NewLimiter(rate.Every(time.Second), 10),
+		xorigin:     http.NewCrossOriginProtection(),
+		cookie:      "reversald_console",
 	}
 	if cfg.TLS {
 		// __Host-: the browser keeps it only if Secure, for this host, path /.
@@ -229,7 +229,7 @@ func (s *Server) signin(w http.ResponseWriter, r *http.Request) {
 		s.refuse(w, r, http.StatusForbidden, "cross-origin request refused")
 		return
 	}
-	if !s.signins.Allow() {
+	if !s.signInLimit.Allow() {
 		s.refuse(w, r, http.StatusTooManyRequests, "too many sign-in attempts; wait a few seconds")
 		return
 	}
@@ -252,7 +252,10 @@ func (s *Server) signin(w http.ResponseWriter, r *http.Request) {
 		again(http.StatusServiceUnavailable, err.Error())
 		return
 	}
-	http.SetCookie(w, &http.Cookie{Name: s.cookie, Value: id, Path: "/", Expires: x.expires, HttpOnly: true,
+	// Secure follows TLS: a plain-HTTP console (loopback, or behind a proxy
+	// that terminates TLS, CONSOLE_ALLOW_PLAIN_HTTP) could not keep a Secure cookie.
+	http.SetCookie(w, &http.Cookie{Name: s.cookie, Value: id, Path: "/", Expires: x.expires, HttpOnly: true, //nolint:gosec // G124: Secure when served over TLS, see above
+
 		Secure: s.cfg.TLS, SameSite: http.SameSiteStrictMode})
 	s.cfg.Log.Info("console: signed in", "name", name, "role", role, "remote", r.RemoteAddr)
 	http.Redirect(w, r, "/", http.StatusSeeOther)
@@ -260,7 +263,8 @@ func (s *Server) signin(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) signout(w http.ResponseWriter, r *http.Request) {
 	s.sessions.end(caller(r).sid)
-	http.SetCookie(w, &http.Cookie{Name: s.cookie, Value: "", Path: "/", MaxAge: -1, HttpOnly: true,
+	http.SetCookie(w, &http.Cookie{Name: s.cookie, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, //nolint:gosec // G124: as at sign-in
+
 		Secure: s.cfg.TLS, SameSite: http.SameSiteStrictMode})
 	http.Redirect(w, r, "/signin", http.StatusSeeOther)
 }
@@ -297,7 +301,7 @@ func (s *Server) overview(w http.ResponseWriter, r *http.Request) {
 func (s *Server) list(w http.ResponseWriter, r *http.Request) {
 	q, err := parseListQuery(r.URL.RawQuery, s.cfg.Now())
 	if err != nil {
-		var probs filterProblems
+		var probs filterErrors
 		errors.As(err, &probs)
 		s.render(w, r, http.StatusBadRequest, "error", map[string]any{
 			"Title": "Bad filter", "Heading": "These filters cannot be used", "Problems": []string(probs), "Back": "/attempts",
