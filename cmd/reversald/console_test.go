@@ -239,7 +239,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	}()
 	step := func(what string, actions ...chromedp.Action[chromedp.Void]) {
 		t.Helper()
-		sctx, cancel := context.WithTimeout(bctx, 20*time.Second)
+		sctx, cancel := context.WithTimeout(bctx, 30*time.Second)
 		defer cancel()
 		if err := chromedp.Do(sctx, actions...); err != nil {
 			t.Fatalf("%s: %v", what, err)

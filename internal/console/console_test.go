@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -357,5 +358,90 @@ func TestSignIn(t *testing.T) {
 	}
 	if !limited {
 		t.Error("20 sign-in attempts at once were not limited")
+	}
+}
+
+// TestOverviewAndPaging: the overview counts by status and lists pending
+// attempts per merchant; the list pages by keyset and its next link keeps
+// the filters.
+func TestOverviewAndPaging(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	for _, otn := range []string{"P1", "P2", "P3"} {
+		f.seed(otn, reversald.StatusPending)
+	}
+	f.seed("N1", reversald.StatusNeedsReview)
+	c := f.client()
+	c.signIn("victor", viewerToken)
+	page := c.do(http.MethodGet, "/", nil, nil).body
+	for _, want := range []string{`id="needs-review">1<`, `id="pending">3<`, `id="outbox">1<`,
+		`<a href="/attempts?status=pending&amp;mchid=MN1">MN1</a></td><td class="num">3</td>`} {
+		if !strings.Contains(page, want) {
+			t.Errorf("the overview lacks %s", want)
+		}
+	}
+	rows := regexp.MustCompile(`class="attempt-link">(\d+)<`)
+	next := regexp.MustCompile(`href="([^"]+)" id="next"`)
+	path, seen := "/attempts?status=pending&sort=id&order=asc&limit=2", []string{}
+	for range 3 { // three pages at most: 2 + 1 rows, and no link after the last
+		a := c.do(http.MethodGet, path, nil, nil)
+		if a.code != http.StatusOK {
+			t.Fatalf("GET %s: %d", path, a.code)
+		}
+		for _, m := range rows.FindAllStringSubmatch(a.body, -1) {
+			seen = append(seen, m[1])
+		}
+		m := next.FindStringSubmatch(a.body)
+		if m == nil {
+			break
+		}
+		path = strings.ReplaceAll(m[1], "&amp;", "&")
+		if !strings.Contains(path, "status=pending") || !strings.Contains(path, "after=") {
+			t.Errorf("next page link %s drops the filters or the cursor", path)
+		}
+	}
+	if strings.Join(seen, ",") != "1,2,3" {
+		t.Errorf("paging through the pending attempts by id: %v, want 1,2,3", seen)
+	}
+}
+
+// TestSessionsExpire: a session ends after CONSOLE_SESSION_TTL, on the
+// console's clock.
+func TestSessionsExpire(t *testing.T) {
+	t.Parallel()
+	clock := time.Now()
+	var mu sync.Mutex
+	now := func() time.Time { mu.Lock(); defer mu.Unlock(); return clock }
+	h, err := console.New(storetest.New(t), console.Config{AdminToken: adminToken, ViewerToken: viewerToken, SessionTTL: time.Hour, Now: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	f := &fixture{t: t, srv: srv, base: srv.URL}
+	c := f.client()
+	c.signIn("alice", adminToken)
+	if a := c.do(http.MethodGet, "/attempts", nil, nil); a.code != http.StatusOK {
+		t.Fatalf("signed in: %d", a.code)
+	}
+	mu.Lock()
+	clock = clock.Add(time.Hour)
+	mu.Unlock()
+	if a := c.do(http.MethodGet, "/attempts", nil, nil); a.code != http.StatusSeeOther {
+		t.Errorf("an hour later: %d, want 303 to sign in", a.code)
+	}
+}
+
+// TestConfigRefusesWeakTokens: New refuses tokens that are short or equal.
+func TestConfigRefusesWeakTokens(t *testing.T) {
+	t.Parallel()
+	for _, c := range []console.Config{
+		{AdminToken: "short", ViewerToken: viewerToken},
+		{AdminToken: adminToken, ViewerToken: ""},
+		{AdminToken: adminToken, ViewerToken: adminToken},
+	} {
+		if _, err := console.New(nil, c); err == nil {
+			t.Errorf("accepted %d- and %d-character tokens (equal: %v)", len(c.AdminToken), len(c.ViewerToken), c.AdminToken == c.ViewerToken)
+		}
 	}
 }
