@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/cdp"
+	cdplog "github.com/chromedp/cdproto/log"
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
@@ -237,6 +239,25 @@ func TestConsoleInBrowser(t *testing.T) {
 			_, _ = chromedp.Call(bctx, page.HandleJavaScriptDialog, page.HandleJavaScriptDialogParams{Accept: true})
 		}
 	}()
+	// What the browser reports: a Content-Security-Policy violation (an
+	// inline style or script, an asset from elsewhere) or a script error
+	// on any page fails the test at the end. Failed loads (the 403 pages
+	// the test asks for) are the network's and do not count.
+	var reported syncBuffer
+	entries := chromedp.Events(bctx, cdplog.EntryAdded)
+	go func() {
+		for ev, err := range entries {
+			if err != nil {
+				return
+			}
+			if e := ev.Entry; e.Source != cdplog.EntrySourceNetwork && (e.Level == cdplog.EntryLevelError || e.Level == cdplog.EntryLevelWarning) {
+				fmt.Fprintf(&reported, "%s %s: %s (%s)\n", e.Level, e.Source, e.Text, e.URL)
+			}
+		}
+	}()
+	if _, err := chromedp.Call(bctx, cdplog.Enable, cdp.Empty{}); err != nil {
+		t.Fatal(err)
+	}
 	step := func(what string, actions ...chromedp.Action[chromedp.Void]) {
 		t.Helper()
 		sctx, cancel := context.WithTimeout(bctx, 30*time.Second)
@@ -524,6 +545,9 @@ func TestConsoleInBrowser(t *testing.T) {
 		if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(b), "These filters cannot be used") {
 			t.Errorf("GET /attempts?%.60s: %d, want 400 with the problems listed", q, resp.StatusCode)
 		}
+	}
+	if r := reported.String(); r != "" {
+		t.Errorf("the browser reported errors or CSP violations:\n%s", r)
 	}
 	t.Logf("browser steps took %s", time.Since(start).Round(time.Millisecond))
 	if err := s.sb.CheckInvariants(); err != nil {
