@@ -78,7 +78,7 @@ bench-purge: up ## issue 11's retention figure: purge 1,000,000 final attempts w
 # either file's content (admin.token acts, viewer.token reads).
 console: up ## the operator console on the dev stack's database, http://127.0.0.1:9095 (CONSOLE_ADDR=...); tokens in .stack/console
 	@mkdir -p .stack/console && chmod 700 .stack/console
-	@for r in admin viewer; do [ -s .stack/console/$$r.token ] || openssl rand -base64 24 > .stack/console/$$r.token; done
+	@for r in admin viewer; do [ -s .stack/console/$$r.token ] || (umask 077 && openssl rand -base64 24 > .stack/console/$$r.token); done
 	@echo "console tokens: .stack/console/admin.token (acts), .stack/console/viewer.token (reads)"
 	$(WITH_ENV) $(GO) run ./cmd/reversald migrate
 	$(WITH_ENV) CONSOLE_ADMIN_TOKEN_FILE=.stack/console/admin.token CONSOLE_READONLY_TOKEN_FILE=.stack/console/viewer.token \
