@@ -18,7 +18,7 @@ FUZZTIME  ?= 15s
 GOLANGCI_VERSION := v2.15.0
 GOLANGCI  := $(HOME)/.cache/reversald/golangci-lint-$(GOLANGCI_VERSION)/golangci-lint
 
-.PHONY: help up down status test fmt-check vet compose-check tools deploy-check bench demo build lint fuzz pacing-proof bench-purge
+.PHONY: help up down status test fmt-check vet compose-check tools deploy-check bench demo build lint fuzz pacing-proof bench-purge console
 
 help: ## show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -73,6 +73,16 @@ pacing-proof: up ## issue 9's proof: daemons as processes share QFPay's per-merc
 
 bench-purge: up ## issue 11's retention figure: purge 1,000,000 final attempts while intake runs (10-20 min; PURGE_BENCH_ATTEMPTS=N, PURGE_BENCH_PAUSE=100ms)
 	$(WITH_ENV) $(GO) test -run='^$$' -bench=BenchmarkPurgeUnderIntake -benchtime=1x -timeout=60m ./store
+
+# The tokens are made once per stack under .stack/console (deleted by make down); sign in with
+# either file's content (admin.token acts, viewer.token reads).
+console: up ## the operator console on the dev stack's database, http://127.0.0.1:9095 (CONSOLE_ADDR=...); tokens in .stack/console
+	@mkdir -p .stack/console && chmod 700 .stack/console
+	@for r in admin viewer; do [ -s .stack/console/$$r.token ] || (umask 077 && openssl rand -base64 24 > .stack/console/$$r.token); done
+	@echo "console tokens: .stack/console/admin.token (acts), .stack/console/viewer.token (reads)"
+	$(WITH_ENV) $(GO) run ./cmd/reversald migrate
+	$(WITH_ENV) CONSOLE_ADMIN_TOKEN_FILE=.stack/console/admin.token CONSOLE_READONLY_TOKEN_FILE=.stack/console/viewer.token \
+	  $(GO) run ./cmd/reversald console
 
 demo: up ## end-to-end demo (scripts/demo.sh)
 	$(WITH_ENV) ./scripts/demo.sh

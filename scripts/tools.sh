@@ -5,6 +5,7 @@
 #   scripts/tools.sh path helm|promtool   install if missing, print the binary's path
 #   scripts/tools.sh install              install every tool that is missing
 #   scripts/tools.sh docker-compose       install Debian's docker-compose (apt) if missing
+#   scripts/tools.sh chromium             install Debian's chromium (apt) if missing, print its path
 #
 # helm is built from source with `go install` at a pinned version (the Go module proxy is the
 # one registry it comes from). promtool is the binary of Debian bookworm's prometheus package at
@@ -22,6 +23,12 @@ PROMTOOL_DEB_VERSION=2.42.0+ds-5+deb12u1
 PROMTOOL_VERSION=2.42.0
 # Debian bookworm's docker-compose; another version is refused rather than trusted silently.
 DOCKER_COMPOSE_VERSION=1.29.2
+# Debian's chromium, for the console's browser tests. Debian replaces a chromium build with each
+# security update and drops the old one from its archive, so an exact pin would soon name a
+# package apt can no longer fetch: the current build is installed and a minimum major version is
+# required (the test prints the version it ran with). Raise it when a feature the tests use
+# needs a newer one.
+CHROMIUM_MIN_MAJOR=120
 
 CACHE_ROOT="${XDG_CACHE_HOME:-$HOME/.cache}/reversald"
 
@@ -116,9 +123,26 @@ docker_compose() {
   command -v docker-compose
 }
 
+chromium_browser() {
+  if ! command -v chromium >/dev/null; then
+    log "installing Debian's chromium (apt; the console's browser tests drive it headless)"
+    local sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo=sudo
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends chromium >/dev/null
+  fi
+  local v major
+  v=$(chromium --version 2>/dev/null | sed -n 's/^Chromium \([0-9.]*\).*/\1/p')
+  major=${v%%.*}
+  [ -n "$major" ] && [ "$major" -ge "$CHROMIUM_MIN_MAJOR" ] ||
+    die "chromium '$v' found, the console's browser tests need major $CHROMIUM_MIN_MAJOR or later: apt-get install chromium (Debian's current build)"
+  command -v chromium
+}
+
 case "${1:-}" in
   path) [ $# -eq 2 ] || die "usage: tools.sh path helm|promtool"; tool_path "$2" ;;
-  install) tool_path helm >/dev/null; tool_path promtool >/dev/null; docker_compose >/dev/null ;;
+  install) tool_path helm >/dev/null; tool_path promtool >/dev/null; docker_compose >/dev/null; chromium_browser >/dev/null ;;
   docker-compose) docker_compose ;;
-  *) die "usage: tools.sh path helm|promtool | install | docker-compose" ;;
+  chromium) chromium_browser ;;
+  *) die "usage: tools.sh path helm|promtool | install | docker-compose | chromium" ;;
 esac

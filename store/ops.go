@@ -205,3 +205,38 @@ func (s *Store) Backlog(ctx context.Context) (Backlog, error) {
 	b.Pending = b.ByStatus[reversald.StatusPending]
 	return b, nil
 }
+
+// MerchantBacklog is one merchant's pending attempts.
+type MerchantBacklog struct {
+	MchID   string
+	Pending int64
+	// OldestFirstSeen is when the oldest of them was first seen.
+	OldestFirstSeen time.Time
+}
+
+// PendingByMerchant counts pending attempts per merchant, the merchants with
+// the most first (ties by mchid), at most limit of them, and says whether
+// more merchants have pending attempts.
+func (s *Store) PendingByMerchant(ctx context.Context, limit int) ([]MerchantBacklog, bool, error) {
+	if limit < 1 || limit > MaxPage {
+		return nil, false, fmt.Errorf("pending by merchant: limit must be 1 to %d, got %d", MaxPage, limit)
+	}
+	rows, err := s.pool.Query(ctx, `
+		SELECT mchid, count(*), min(first_seen_at) FROM attempts WHERE status = 'pending'
+		GROUP BY mchid ORDER BY count(*) DESC, mchid LIMIT $1`, limit+1)
+	if err != nil {
+		return nil, false, fmt.Errorf("pending by merchant: %w", err)
+	}
+	got, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (MerchantBacklog, error) {
+		var m MerchantBacklog
+		err := row.Scan(&m.MchID, &m.Pending, &m.OldestFirstSeen)
+		return m, err
+	})
+	if err != nil {
+		return nil, false, fmt.Errorf("pending by merchant: %w", err)
+	}
+	if len(got) > limit {
+		return got[:limit], true, nil
+	}
+	return got, false, nil
+}

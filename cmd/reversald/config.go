@@ -135,8 +135,14 @@ func loadConfig(ctx context.Context, lookup envconfig.Lookuper) (Config, error) 
 // next. The others keep their zero value. It returns the variables that did
 // not parse and every problem; ranges are not checked.
 func parseConfig(ctx context.Context, lookup envconfig.Lookuper, want func(name string) bool) (Config, map[string]bool, []error) {
+	return parseEnv[Config](ctx, lookup, want)
+}
+
+// parseEnv is parseConfig for any struct of env-tagged fields (the console's
+// settings too).
+func parseEnv[T any](ctx context.Context, lookup envconfig.Lookuper, want func(name string) bool) (T, map[string]bool, []error) {
 	var (
-		c    Config
+		c    T
 		errs []error
 	)
 	fileLookup, fileErrs := withSecretFiles(lookup, want)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -113,7 +114,13 @@ func TestReadmeDocumentsEveryVariable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, name := range envNames() {
+	names := envNames()
+	ct := reflect.TypeFor[consoleConfig]() // reversald console's settings
+	for i := range ct.NumField() {
+		name, _, _ := strings.Cut(ct.Field(i).Tag.Get("env"), ",")
+		names = append(names, name)
+	}
+	for _, name := range names {
 		if !strings.Contains(string(readme), "`"+name+"`") {
 			t.Errorf("README.md does not document %s", name)
 		}

@@ -56,6 +56,8 @@ commands:
   dlq replay [flags]       write chosen dead letters back to the input topic (-dry-run)
   outcomes republish [flags]
                            send stored outcomes to the results topic again (-dry-run)
+  console                  serve the operator console (CONSOLE_ADDR, default 127.0.0.1:9095; needs only
+                           DATABASE_URL and the CONSOLE_* settings)
   version                  print the version
 
 Each command's -h lists its flags.
@@ -93,6 +95,8 @@ func run(ctx context.Context, args []string, lookup envconfig.Lookuper, stdout, 
 		return dlqCmd(ctx, args, lookup, stdout)
 	case "outcomes":
 		return outcomesCmd(ctx, args, lookup, stdout)
+	case "console":
+		return consoleCmd(ctx, args, lookup, stdout, stderr)
 	case "version", "-version", "--version":
 		fmt.Fprintln(stdout, versionString())
 		return nil
