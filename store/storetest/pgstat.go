@@ -206,6 +206,41 @@ func (s *Statements) Sample(tb testing.TB) StatementsSample {
 	return out
 }
 
+// Since is what was spent from from to s.
+func (s StatementsSample) Since(from StatementsSample) StatementsSample {
+	d := StatementsSample{
+		Calls: s.Calls - from.Calls, Rows: s.Rows - from.Rows, WALRecords: s.WALRecords - from.WALRecords,
+		WALFPI: s.WALFPI - from.WALFPI, WALBytes: s.WALBytes - from.WALBytes, ExecTime: s.ExecTime - from.ExecTime,
+		LSN: s.LSN - from.LSN, perStatement: map[string]statementTotals{},
+	}
+	for q, t := range s.perStatement {
+		f := from.perStatement[q]
+		if t.calls == f.calls {
+			continue
+		}
+		d.perStatement[q] = statementTotals{t.calls - f.calls, t.rows - f.rows, t.walRecords - f.walRecords, t.walBytes - f.walBytes, t.execTime - f.execTime}
+	}
+	return d
+}
+
+// Add adds d (a Since) to s: the totals of several runs.
+func (s *StatementsSample) Add(d StatementsSample) {
+	s.Calls += d.Calls
+	s.Rows += d.Rows
+	s.WALRecords += d.WALRecords
+	s.WALFPI += d.WALFPI
+	s.WALBytes += d.WALBytes
+	s.ExecTime += d.ExecTime
+	s.LSN += d.LSN
+	if s.perStatement == nil {
+		s.perStatement = map[string]statementTotals{}
+	}
+	for q, t := range d.perStatement {
+		o := s.perStatement[q]
+		s.perStatement[q] = statementTotals{o.calls + t.calls, o.rows + t.rows, o.walRecords + t.walRecords, o.walBytes + t.walBytes, o.execTime + t.execTime}
+	}
+}
+
 // Report adds, per unit since from: statements (a round trip each, BEGIN
 // and COMMIT included), WAL bytes (the server's, commit records and every
 // database's writes included: run alone) and WAL records and full-page
@@ -213,23 +248,23 @@ func (s *Statements) Sample(tb testing.TB) StatementsSample {
 // execution time per unit, the heaviest first.
 func (s *Statements) Report(b *testing.B, from StatementsSample, n int, unit string) {
 	b.Helper()
-	to := s.Sample(b)
+	s.Sample(b).Since(from).Report(b, n, unit)
+}
+
+// Report adds s's figures (a Since, or the sum of several) per unit to b's
+// metrics, as Statements.Report.
+func (s StatementsSample) Report(b *testing.B, n int, unit string) {
+	b.Helper()
 	per := func(v float64) float64 { return v / float64(n) }
-	b.ReportMetric(per(float64(to.Calls-from.Calls)), "stmts/"+unit)
-	b.ReportMetric(per(float64(to.LSN-from.LSN)), "wal-B/"+unit)
-	b.ReportMetric(per(float64(to.WALRecords-from.WALRecords)), "wal-recs/"+unit)
-	b.ReportMetric(per(float64(to.WALFPI-from.WALFPI)), "wal-fpi/"+unit)
-	b.ReportMetric(per(to.ExecTime-from.ExecTime)*1000, "pg-exec-µs/"+unit)
-	var lines []string
-	for q, t := range to.perStatement {
-		f := from.perStatement[q]
-		calls := t.calls - f.calls
-		if calls == 0 {
-			continue
-		}
+	b.ReportMetric(per(float64(s.Calls)), "stmts/"+unit)
+	b.ReportMetric(per(float64(s.LSN)), "wal-B/"+unit)
+	b.ReportMetric(per(float64(s.WALRecords)), "wal-recs/"+unit)
+	b.ReportMetric(per(float64(s.WALFPI)), "wal-fpi/"+unit)
+	b.ReportMetric(per(s.ExecTime)*1000, "pg-exec-µs/"+unit)
+	lines := make([]string, 0, len(s.perStatement))
+	for q, t := range s.perStatement {
 		lines = append(lines, fmt.Sprintf("%8.1f µs %7.2f wal-recs %8.1f wal-B %6.4f calls /%s: %s",
-			per(t.execTime-f.execTime)*1000, per(float64(t.walRecords-f.walRecords)), per(t.walBytes-f.walBytes),
-			per(float64(calls)), unit, oneLine(q)))
+			per(t.execTime)*1000, per(float64(t.walRecords)), per(t.walBytes), per(float64(t.calls)), unit, oneLine(q)))
 	}
 	slices.Sort(lines) // each starts with its right-aligned time
 	slices.Reverse(lines)
