@@ -23,10 +23,28 @@ var durableSettings = []string{"fsync", "synchronous_commit", "full_page_writes"
 // reload) until the benchmark ends, reads the settings back with SHOW on a
 // new session, and logs them. On cleanup it puts back what was there. The
 // switch is server-wide: tests that share the server while it runs are
-// slower, never wrong.
+// slower, never wrong. Benchmarks that call it run one after the other
+// (go test runs packages in parallel): each holds an advisory lock from the
+// switch to the put-back, and the next waits for it (30 minutes at most).
+// A benchmark killed before its cleanup leaves the server durable (slower,
+// never wrong) until ALTER SYSTEM RESET of the three and a reload, or a new
+// stack (make down up).
 func Durable(tb testing.TB) {
 	tb.Helper()
 	base := testenv.DatabaseURL(tb)
+	lctx, lcancel := context.WithTimeout(context.Background(), 30*time.Minute)
+	defer lcancel()
+	lock, err := pgx.Connect(lctx, base)
+	if err != nil {
+		tb.Fatalf("connect to DATABASE_URL: %v (%s)", err, howToStart)
+	}
+	if _, err := lock.Exec(lctx, `SELECT pg_advisory_lock(727274)`); err != nil {
+		_ = lock.Close(context.Background())
+		tb.Fatalf("wait for the other durable benchmark: %v", err)
+	}
+	// Registered first, so it runs last: after the settings are put back.
+	// Closing the session releases the lock.
+	tb.Cleanup(func() { _ = lock.Close(context.Background()) })
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	conn, err := pgx.Connect(ctx, base)
