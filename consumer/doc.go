@@ -35,7 +35,8 @@
 //     What the store itself refuses is retried forever by design, so the store must accept
 //     whatever DecodeEvent accepts.
 //   - Shutdown: when Run's context is cancelled, Intake stops fetching, finishes the batch in
-//     progress (write and commit, under context.WithoutCancel bounded by FinalTimeout), then
+//     progress (write and commit, under context.WithoutCancel bounded by FinalTimeout; the next
+//     batch, fetched and decoded meanwhile, is left uncommitted: redelivered), then
 //     closes the reader, which leaves the group so the partitions move at once. Publisher
 //     flushes the outbox once more within FlushTimeout. Run returns after its goroutines exit;
 //     shutdown is not an error.

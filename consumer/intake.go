@@ -240,14 +240,50 @@ func (in *Intake) Run(ctx context.Context) error {
 		}
 	}()
 
+	// The next batch is fetched and decoded while this one is written and
+	// committed: a fetcher goroutine hands decoded batches over one at a
+	// time, in fetch order, and this loop makes each durable and commits it
+	// before it takes the next. On cancel the batch in progress is finished;
+	// one fetched but not started is left uncommitted (redelivered).
+	batches := make(chan *batchWork)
+	fetched := make(chan error, 1)
+	go func() { fetched <- in.fetch(ctx, r, batches, log) }()
+	for {
+		select {
+		case w := <-batches:
+			in.handle(ctx, r, dlq, w, log)
+			if ctx.Err() == nil {
+				continue
+			}
+			// The fetcher sees the cancel too; wait for it to end.
+			if err := <-fetched; err != nil {
+				log.Warn("intake fetch ended", "error", err)
+			}
+			return nil
+		case err := <-fetched: // nil when cancelled
+			return err
+		}
+	}
+}
+
+// fetch fetches batches and decodes them, and hands each to batches, until
+// ctx is cancelled (then it returns nil) or the reader closes. A failed fetch
+// is retried with backoff.
+func (in *Intake) fetch(ctx context.Context, r *kafka.Reader, batches chan<- *batchWork, log *slog.Logger) error {
 	fetchFailures := 0
 	for {
 		batch, ferr := in.fetchBatch(ctx, r)
 		if len(batch) > 0 {
-			in.handle(ctx, r, dlq, batch, log)
+			select {
+			case batches <- in.decode(batch):
+			case <-ctx.Done():
+				return nil
+			}
 		}
-		if ctx.Err() != nil {
+		select {
+		case <-ctx.Done():
 			return nil
+		default:
 		}
 		switch {
 		case ferr == nil:
@@ -293,8 +329,8 @@ func (in *Intake) fetchBatch(ctx context.Context, r *kafka.Reader) ([]kafka.Mess
 // later one fails: the store transaction (then OnNew), then the DLQ write, then the commit.
 // It retries with backoff until done; after ctx is cancelled it keeps trying for FinalTimeout
 // and then gives up, leaving the offsets uncommitted (the batch is redelivered: idempotent).
-func (in *Intake) handle(ctx context.Context, r *kafka.Reader, dlq *DeadLetters, batch []kafka.Message, log *slog.Logger) {
-	w := in.decode(batch)
+func (in *Intake) handle(ctx context.Context, r *kafka.Reader, dlq *DeadLetters, w *batchWork, log *slog.Logger) {
+	batch := w.messages
 	wctx, done := graceContext(ctx, in.cfg.FinalTimeout)
 	defer done()
 	if in.tracer != nil {

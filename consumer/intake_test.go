@@ -25,6 +25,7 @@ import (
 type testDB struct {
 	st   *store.Store
 	conn *pgx.Conn
+	url  string
 }
 
 func newTestDB(t testing.TB) testDB {
@@ -40,7 +41,7 @@ func newTestDB(t testing.TB) testDB {
 		t.Fatalf("connect: %v", err)
 	}
 	t.Cleanup(func() { _ = conn.Close(context.Background()) })
-	return testDB{st: st, conn: conn}
+	return testDB{st: st, conn: conn, url: url}
 }
 
 func (db testDB) count(t testing.TB, table string) int {

@@ -134,7 +134,8 @@ func (d *decoder) str(name string) (s string, ok bool) {
 		d.problemf("%s must be a string, got %s %s", name, jsonKind(r), quote(string(r)))
 		return "", false
 	}
-	if err := json.Unmarshal(r, &s); err != nil {
+	s, err := unquote(r)
+	if err != nil {
 		// Unreachable for a value json.Unmarshal already accepted as an object; kept total.
 		d.problemf("%s must be a string: %s", name, jsonProblem(err))
 		return "", false
@@ -146,6 +147,20 @@ func (d *decoder) str(name string) (s string, ok bool) {
 		return "", false
 	}
 	return s, true
+}
+
+// unquote is the text of r, a JSON string of a value json.Unmarshal accepted
+// (so valid UTF-8, no control character inside the quotes): without a
+// backslash it is the bytes between the quotes, as json.Unmarshal would give
+// them, without its second pass over the token (intake decodes every
+// message); with escapes, json.Unmarshal decodes it.
+func unquote(r json.RawMessage) (string, error) {
+	if len(r) >= 2 && r[0] == '"' && r[len(r)-1] == '"' && bytes.IndexByte(r, '\\') < 0 {
+		return string(r[1 : len(r)-1]), nil
+	}
+	var s string
+	err := json.Unmarshal(r, &s)
+	return s, err
 }
 
 // text reads an optional or required string field of at most maxBytes bytes.
@@ -189,8 +204,8 @@ func (d *decoder) txAmt() int64 {
 	var digits string
 	switch r[0] {
 	case '"':
-		var s string
-		if err := json.Unmarshal(r, &s); err != nil {
+		s, err := unquote(r)
+		if err != nil {
 			d.problemf("%s: %s", want, jsonProblem(err))
 			return 0
 		}

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/reversald/reversald"
 )
@@ -257,6 +258,24 @@ func FuzzDecodeEvent(f *testing.F) {
 		}
 		if !reflect.DeepEqual(ev, ev2) {
 			t.Fatalf("round trip changed the event:\n first %+v\nsecond %+v", ev, ev2)
+		}
+	})
+}
+
+// FuzzUnquote: unquote gives what json.Unmarshal gives for every JSON string
+// token, escaped or not.
+func FuzzUnquote(f *testing.F) {
+	for _, s := range []string{`""`, `"abc"`, `"a\"b"`, `"\u00e9\n"`, `"é"`, `"\ud800"`, `"\\"`, `"x\/y"`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, r []byte) {
+		var want string
+		if !utf8.Valid(r) || json.Unmarshal(r, &want) != nil || len(r) == 0 || r[0] != '"' {
+			return // not a JSON string: DecodeEvent never asks
+		}
+		got, err := unquote(r)
+		if err != nil || got != want {
+			t.Fatalf("unquote(%q) = %q, %v; json.Unmarshal gives %q", r, got, err, want)
 		}
 	})
 }

@@ -12,7 +12,13 @@
 //     written in the same transaction; an event that arrives later for a final
 //     attempt gets its outbox row in the intake transaction. Intake locks the
 //     attempts it attaches to (FOR SHARE), so an event is never attached to an
-//     attempt being finalised without one of the two writing its outbox row.
+//     attempt being finalised without one of the two writing its outbox row
+//     (an attempt its own transaction created needs no lock: nobody else sees
+//     it before the commit).
+//   - Intake's two paths (intake.go) write the same rows: the copy path (a
+//     read, then COPY; for batches none of whose event_ids is recorded) and
+//     the upsert path (INSERT ... ON CONFLICT), which takes redeliveries and
+//     any batch whose copy met a concurrent writer (rolled back, run again).
 //     Both write it with the one statement insertOutcomes, so an outcome has the
 //     same columns (QFPay's last-read amount included) whichever path wrote it.
 //   - An operator's retry or resolve (operator.go) acts only on a needs_review

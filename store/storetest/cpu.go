@@ -22,6 +22,7 @@ import (
 // server must run on this machine (the tests' is on loopback).
 type CPU struct {
 	postmaster int
+	overhead   time.Duration // this process's CPU spent in Sample so far
 }
 
 // CPUSample is the CPU spent so far.
@@ -50,14 +51,12 @@ func NewCPU(tb testing.TB) *CPU {
 	return &CPU{postmaster: st.ppid}
 }
 
-// Sample reads the CPU spent so far.
+// Sample reads the CPU spent so far. The process's leaves out what Samples
+// cost it (reading /proc on a busy machine is a few ms each).
 func (c *CPU) Sample(tb testing.TB) CPUSample {
 	tb.Helper()
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		tb.Fatalf("getrusage: %v", err)
-	}
-	s := CPUSample{Process: time.Duration(ru.Utime.Nano() + ru.Stime.Nano())}
+	start := processCPU(tb)
+	s := CPUSample{Process: start - c.overhead}
 	pm, err := procStat(c.postmaster)
 	if err != nil {
 		tb.Fatalf("read PostgreSQL's postmaster: %v", err)
@@ -76,7 +75,18 @@ func (c *CPU) Sample(tb testing.TB) CPUSample {
 			s.Server += st.self
 		}
 	}
+	c.overhead += processCPU(tb) - start
 	return s
+}
+
+// processCPU is this process's CPU time so far (user and system).
+func processCPU(tb testing.TB) time.Duration {
+	tb.Helper()
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		tb.Fatalf("getrusage: %v", err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // Report adds the CPU per op since from to b's metrics.
