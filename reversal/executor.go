@@ -201,6 +201,7 @@ type Executor struct {
 	freed  chan struct{} // a slot was freed
 
 	pacer Pacer
+	steps stepWrites // the step writes of every worker, grouped
 
 	// crashAfterCancel, when set by a test, is called after a cancel answered
 	// and before its write-back; returning true abandons the attempt there,
@@ -229,6 +230,7 @@ func NewExecutor(cfg ExecutorConfig, st *store.Store, gw *qfpay.Directory) (*Exe
 		store:  st,
 		gw:     gw,
 		pacer:  p,
+		steps:  stepWrites{write: st.WriteSteps},
 		handed: make(chan []int64, 1024),
 		slots:  make(chan struct{}, cfg.Workers),
 		freed:  make(chan struct{}, 1),
