@@ -3,7 +3,9 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"maps"
+	"net/http"
 	"os"
 	"sort"
 	"strconv"
@@ -34,7 +36,9 @@ func BenchmarkEndToEnd(b *testing.B) {
 		rate    int    // events/s offered; 0: all at once (throughput)
 		pacing  string // "": off, one merchant; "off" or "cluster": over 1,000 merchants
 	}{
-		{0, 32, 0, ""}, {0, 64, 0, ""}, {0, 32, 300, ""}, {100 * time.Millisecond, 64, 0, ""}, {100 * time.Millisecond, 64, 150, ""},
+		{0, 32, 0, ""}, {0, 64, 0, ""}, {0, 128, 0, ""}, {0, 32, 300, ""},
+		{100 * time.Millisecond, 64, 0, ""}, {100 * time.Millisecond, 256, 0, ""}, {100 * time.Millisecond, 512, 0, ""},
+		{100 * time.Millisecond, 64, 150, ""},
 		{0, 64, 0, "off"}, {0, 64, 0, "cluster"},
 	} {
 		name := fmt.Sprintf("gateway=%s/workers=%d/rate=max", c.latency, c.workers)
@@ -138,7 +142,17 @@ func (s *stack) measureDaemon(b *testing.B, workers, rate int, extra map[string]
 		"EXECUTOR_LEASE": "30s", "QFPAY_TIMEOUT": "5s", "LOG_LEVEL": "warn",
 	}
 	maps.Copy(env, extra)
+	profile := os.Getenv("BENCH_DAEMON_CPUPROFILE")
+	if profile != "" {
+		env["PPROF"] = "true"
+	}
 	p := s.start(env)
+	var profiled <-chan struct{} = closed()
+	if profile != "" && len(msgs) > 1 {
+		// The daemon's own profile of its first seconds under load: where
+		// its CPU goes (go tool pprof FILE).
+		profiled = s.profileDaemon(b, p, profile, 5*time.Second)
+	}
 	n := len(msgs)
 	cpu := storetest.NewCPU(b)
 	b.ResetTimer()
@@ -185,6 +199,7 @@ func (s *stack) measureDaemon(b *testing.B, workers, rate int, extra map[string]
 	r.rss = peakRSS(p.cmd.Process.Pid)
 	r.daemonCPU = storetest.ProcessCPU(b, p.cmd.Process.Pid) - daemonFrom
 	r.pgCPU = cpu.Sample(b).Server - cpuFrom.Server
+	<-profiled
 	p.stop(b, syscall.SIGTERM)
 	// Read after the stop: the daemon's sessions have published their counts.
 	r.statements = storetest.Stats(b, s.dbURL).Since(statsFrom)
@@ -193,6 +208,37 @@ func (s *stack) measureDaemon(b *testing.B, workers, rate int, extra map[string]
 		b.Fatal(err)
 	}
 	return r
+}
+
+// profileDaemon writes a CPU profile of the next d of p to file, in the
+// background; the channel closes when it is written.
+func (s *stack) profileDaemon(b *testing.B, p *proc, file string, d time.Duration) <-chan struct{} {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", p.addr, int(d.Seconds())))
+		if err != nil {
+			b.Errorf("daemon CPU profile: %v", err)
+			return
+		}
+		defer resp.Body.Close()
+		f, err := os.Create(file)
+		if err != nil {
+			b.Errorf("daemon CPU profile: %v", err)
+			return
+		}
+		defer f.Close()
+		if _, err := io.Copy(f, resp.Body); err != nil {
+			b.Errorf("daemon CPU profile: %v", err)
+		}
+	}()
+	return done
+}
+
+func closed() <-chan struct{} {
+	c := make(chan struct{})
+	close(c)
+	return c
 }
 
 // peakRSS reads VmHWM (peak resident set) of a process, in bytes.
