@@ -141,9 +141,10 @@ func (s *stack) measureNaive(b *testing.B, topic string, partitions int, msgs []
 	cctx, ccancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer ccancel()
 	cl := kafkatest.Cluster{Brokers: s.brokers}
-	ends, err := cl.HighWatermarks(cctx, topic)
-	if err != nil {
-		b.Fatal(err)
+	// A partition created a moment ago may still answer "not leader".
+	var ends map[int]int64
+	if perr := kafkatest.Poll(cctx, func() bool { ends, err = cl.HighWatermarks(cctx, topic); return err == nil }); perr != nil {
+		b.Fatalf("naive topic's end offsets: %v (last: %v)", perr, err)
 	}
 	committed, err := cl.CommittedOffsets(cctx, group, topic)
 	if err != nil {
