@@ -103,7 +103,7 @@ func queueSteps(steps []Step, clock *time.Time) (stepBatch, error) {
 		respcd, resperr, respmsg, reason, owner, cancelRespcd = make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 		recRespcd, recCancel, recCurr                         = make([]string, n), make([]string, n), make([]string, n)
 		cancelPending, final, keep, cancelReached             = make([]bool, n), make([]bool, n), make([]bool, n), make([]bool, n)
-		rechecks, gatewayCalls, cancelCalls, budgetCalls      = make([]int32, n), make([]int32, n), make([]int32, n), make([]int32, n)
+		rechecks, gatewayCalls, cancelCalls, budgetCalls      = make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n)
 		nextRun                                               = make([]time.Time, n)
 		writerNow                                             = make([]*time.Time, n)
 		leases                                                = make([]time.Duration, n)
@@ -116,7 +116,7 @@ func queueSteps(steps []Step, clock *time.Time) (stepBatch, error) {
 		status[i], step[i], method[i], cancelPending[i] = string(a.Status), string(a.Step), string(a.Method), a.CancelPending
 		syssn[i], payType[i], cancelSyssn[i] = a.Syssn, a.PayType, a.CancelSyssn
 		respcd[i], resperr[i], respmsg[i], reason[i] = a.Respcd, a.Resperr, a.Respmsg, a.Reason
-		rechecks[i], nextRun[i], gatewayCalls[i], final[i] = int32(a.Rechecks), a.NextRunAt, int32(a.GatewayCalls), a.Final()
+		rechecks[i], nextRun[i], gatewayCalls[i], final[i] = int64(a.Rechecks), a.NextRunAt, int64(a.GatewayCalls), a.Final()
 		if st.KeepLease {
 			owner[i] = a.LeaseOwner
 		}
@@ -124,7 +124,7 @@ func queueSteps(steps []Step, clock *time.Time) (stepBatch, error) {
 		if !st.Now.IsZero() {
 			writerNow[i] = &st.Now
 		}
-		cancelCalls[i], cancelReached[i], cancelRespcd[i], budgetCalls[i] = int32(a.CancelCalls), a.CancelReached, a.CancelRespcd, int32(a.BudgetCalls)
+		cancelCalls[i], cancelReached[i], cancelRespcd[i], budgetCalls[i] = int64(a.CancelCalls), a.CancelReached, a.CancelRespcd, int64(a.BudgetCalls)
 		recRespcd[i], recCancel[i], txamts[i], recCurr[i] = a.RecordRespcd, a.RecordCancel, a.RecordTxAmt, a.RecordTxCurrCd
 		if a.Final() {
 			finalIDs, finalTokens = append(finalIDs, a.ID), append(finalTokens, a.Token)

@@ -115,6 +115,7 @@ func (r daemonRun) outcomesPerSec() float64 { return float64(r.n) / r.elapsed.Se
 func (r daemonRun) callsPerSec() float64    { return float64(r.calls) / r.elapsed.Seconds() }
 
 func (r daemonRun) report(b *testing.B) {
+	b.Helper()
 	b.ReportMetric(r.outcomesPerSec(), "outcomes/s")
 	b.ReportMetric(r.callsPerSec(), "calls/s")
 	b.ReportMetric(float64(r.lat[len(r.lat)/2].Milliseconds()), "p50_ms")
@@ -147,7 +148,7 @@ func (s *stack) measureDaemon(b *testing.B, workers, rate int, extra map[string]
 		env["PPROF"] = "true"
 	}
 	p := s.start(env)
-	var profiled <-chan struct{} = closed()
+	profiled := closed()
 	if profile != "" && len(msgs) > 1 {
 		// The daemon's own profile of its first seconds under load: where
 		// its CPU goes (go tool pprof FILE).
@@ -213,6 +214,7 @@ func (s *stack) measureDaemon(b *testing.B, workers, rate int, extra map[string]
 // profileDaemon writes a CPU profile of the next d of p to file, in the
 // background; the channel closes when it is written.
 func (s *stack) profileDaemon(b *testing.B, p *proc, file string, d time.Duration) <-chan struct{} {
+	b.Helper()
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
