@@ -281,7 +281,9 @@ func (r *run) write(ctx context.Context, keep bool) bool {
 	if !keep {
 		writerNow = e.cfg.Now()
 	}
-	err := e.steps.do(wctx, store.Step{Attempt: a, Calls: r.calls, KeepLease: keep, Lease: e.cfg.Lease, Now: writerNow})
+	wctx, written := e.cfg.Hooks.StepWrite(wctx, a)
+	batch, leader, err := e.steps.do(wctx, store.Step{Attempt: a, Calls: r.calls, KeepLease: keep, Lease: e.cfg.Lease, Now: writerNow})
+	written(leader, batch, err)
 	switch {
 	case errors.Is(err, store.ErrFenced):
 		r.log.Warn("lease lost: another worker owns the attempt; dropping this step", "token", a.Token)

@@ -27,9 +27,15 @@ type stepWrites struct {
 }
 
 type stepWrite struct {
+	ctx  context.Context // the worker's, without its cancel
 	st   store.Step
 	err  error
 	done chan struct{}
+	// batch is the number of steps written together; leader is the context
+	// the batch's statements ran under (the first waiter's: their spans are
+	// in its trace).
+	batch  int
+	leader context.Context
 }
 
 const (
@@ -39,23 +45,25 @@ const (
 	stepWriteTimeout = 15 * time.Second
 )
 
-// do queues st and waits for its result. ctx is not a deadline for the
-// answer (see stepWrites); a flusher it starts runs on ctx's values only.
-func (b *stepWrites) do(ctx context.Context, st store.Step) error {
-	w := &stepWrite{st: st, done: make(chan struct{})}
+// do queues st and waits for its result; it also returns how many steps were
+// written together and the context their statements ran under. ctx is not
+// a deadline for the answer (see stepWrites); a batch runs on the values
+// (the trace) of its first waiter's ctx.
+func (b *stepWrites) do(ctx context.Context, st store.Step) (batch int, leader context.Context, err error) {
+	w := &stepWrite{ctx: context.WithoutCancel(ctx), st: st, done: make(chan struct{})}
 	b.mu.Lock()
 	b.pending = append(b.pending, w)
 	if b.flushers < maxStepFlushes {
 		b.flushers++
-		go b.flush(context.WithoutCancel(ctx))
+		go b.flush()
 	}
 	b.mu.Unlock()
 	<-w.done
-	return w.err
+	return w.batch, w.leader, w.err
 }
 
 // flush writes batches until no write waits.
-func (b *stepWrites) flush(ctx context.Context) {
+func (b *stepWrites) flush() {
 	for {
 		b.mu.Lock()
 		n := min(len(b.pending), maxStepBatch)
@@ -71,11 +79,12 @@ func (b *stepWrites) flush(ctx context.Context) {
 		for i, w := range batch {
 			steps[i] = w.st
 		}
-		wctx, cancel := context.WithTimeout(ctx, stepWriteTimeout)
+		leader := batch[0].ctx
+		wctx, cancel := context.WithTimeout(leader, stepWriteTimeout)
 		errs := b.write(wctx, steps)
 		cancel()
 		for i, w := range batch {
-			w.err = errs[i]
+			w.err, w.batch, w.leader = errs[i], len(batch), leader
 			close(w.done)
 		}
 	}

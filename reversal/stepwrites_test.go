@@ -64,7 +64,7 @@ func TestStepWritesGroupConcurrentWorkers(t *testing.T) {
 			if i == stale {
 				a.Token-- // an older claim's worker
 			}
-			err := b.do(ctx, store.Step{Attempt: a, KeepLease: true, Lease: time.Minute,
+			_, _, err := b.do(ctx, store.Step{Attempt: a, KeepLease: true, Lease: time.Minute,
 				Calls: []reversald.Call{{Step: reversald.StepQuery, Endpoint: "query", Respcd: "1143"}}})
 			got, gerr := st.Get(ctx, a.ID)
 			switch {
