@@ -18,7 +18,7 @@ FUZZTIME  ?= 15s
 GOLANGCI_VERSION := v2.15.0
 GOLANGCI  := $(HOME)/.cache/reversald/golangci-lint-$(GOLANGCI_VERSION)/golangci-lint
 
-.PHONY: help up down status test fmt-check vet compose-check tools deploy-check bench demo build lint fuzz pacing-proof bench-purge console
+.PHONY: help up down status test fmt-check vet compose-check tools deploy-check bench demo build lint fuzz pacing-proof bench-purge console bench-naive
 
 help: ## show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -64,9 +64,13 @@ ifeq ($(BENCH),)
 	$(WITH_ENV) $(GO) test -run='^$$' -bench=BenchmarkIntake -benchtime=3x ./consumer
 	$(WITH_ENV) $(GO) test -run='^$$' -bench=BenchmarkExecutor -benchtime=5000x ./reversal
 	$(WITH_ENV) $(GO) test -run='^$$' -bench=BenchmarkEndToEnd -benchtime=5000x -timeout=30m ./cmd/reversald
+	@$(MAKE) --no-print-directory bench-naive
 else
 	$(WITH_ENV) $(GO) test -run='^$$' -bench='$(BENCH)' -benchtime=$(BENCHTIME) -benchmem ./...
 endif
+
+bench-naive: up ## issue 13's ratio: a naive per-partition consumer, then the daemon, on the same 5,000 events (12 partitions, 0 ms gateway); prints ratio = reversald / naive
+	$(WITH_ENV) $(GO) test -run='^$$' -bench=BenchmarkVersusNaive -benchtime=5000x -timeout=30m ./cmd/reversald | grep -E 'ratio = |^Benchmark|^ +[0-9]+ |^(ok|FAIL|PASS)'
 
 pacing-proof: up ## issue 9's proof: daemons as processes share QFPay's per-merchant limits (about 16 min; PROOF_HOT_PAYMENTS=150 for ~1 min)
 	$(WITH_ENV) $(GO) test -run='^$$' -bench=BenchmarkPacingProof -benchtime=1x -timeout=60m ./cmd/reversald

@@ -264,8 +264,9 @@ func (r *run) record(c qfpay.Call, err error) {
 }
 
 // write stores the attempt's state and the calls not yet written; keep
-// renews the lease instead of releasing it. It reports whether the write
-// landed.
+// renews the lease instead of releasing it. The write shares a commit with
+// other workers' (stepWrites) and returns after it. It reports whether the
+// write landed.
 func (r *run) write(ctx context.Context, keep bool) bool {
 	e, a := r.e, r.a
 	if !keep && a.Status == reversald.StatusPending && a.NextRunAt.IsZero() {
@@ -280,7 +281,9 @@ func (r *run) write(ctx context.Context, keep bool) bool {
 	if !keep {
 		writerNow = e.cfg.Now()
 	}
-	err := e.store.WriteStep(wctx, store.Step{Attempt: a, Calls: r.calls, KeepLease: keep, Lease: e.cfg.Lease, Now: writerNow})
+	wctx, written := e.cfg.Hooks.StepWrite(wctx, a)
+	batch, leader, err := e.steps.do(wctx, store.Step{Attempt: a, Calls: r.calls, KeepLease: keep, Lease: e.cfg.Lease, Now: writerNow})
+	written(leader, batch, err)
 	switch {
 	case errors.Is(err, store.ErrFenced):
 		r.log.Warn("lease lost: another worker owns the attempt; dropping this step", "token", a.Token)

@@ -71,14 +71,20 @@ type ExecutorHooks struct {
 	// is called with the attempt as it stands when the drive returns.
 	// StepStart: likewise around one step (its gateway calls and the writes
 	// within it); its func receives the attempt as Decide left it and the
-	// step's error. Tracing sets both (Traced); nil leaves the context as it
+	// step's error. Tracing sets them (Traced); nil leaves the context as it
 	// is, at the cost of a call.
 	Drive     func(ctx context.Context, a reversald.Attempt) (context.Context, func(a reversald.Attempt))
 	StepStart func(ctx context.Context, a reversald.Attempt) (context.Context, func(a reversald.Attempt, err error))
+	// StepWrite: likewise around one write of the attempt. Writes of
+	// several workers share a batch (one round trip, one commit); its func
+	// receives the context the batch's statements ran under (its first
+	// waiter's), how many steps the batch wrote, and this write's result.
+	StepWrite func(ctx context.Context, a reversald.Attempt) (context.Context, func(leader context.Context, batch int, err error))
 }
 
-func endNothing(reversald.Attempt)            {}
-func endStepNothing(reversald.Attempt, error) {}
+func endNothing(reversald.Attempt)                {}
+func endStepNothing(reversald.Attempt, error)     {}
+func endWriteNothing(context.Context, int, error) {}
 
 func (h ExecutorHooks) withDefaults() ExecutorHooks {
 	if h.Call == nil {
@@ -107,6 +113,11 @@ func (h ExecutorHooks) withDefaults() ExecutorHooks {
 	if h.StepStart == nil {
 		h.StepStart = func(ctx context.Context, _ reversald.Attempt) (context.Context, func(reversald.Attempt, error)) {
 			return ctx, endStepNothing
+		}
+	}
+	if h.StepWrite == nil {
+		h.StepWrite = func(ctx context.Context, _ reversald.Attempt) (context.Context, func(context.Context, int, error)) {
+			return ctx, endWriteNothing
 		}
 	}
 	return h
@@ -201,6 +212,7 @@ type Executor struct {
 	freed  chan struct{} // a slot was freed
 
 	pacer Pacer
+	steps stepWrites // the step writes of every worker, grouped
 
 	// crashAfterCancel, when set by a test, is called after a cancel answered
 	// and before its write-back; returning true abandons the attempt there,
@@ -229,6 +241,7 @@ func NewExecutor(cfg ExecutorConfig, st *store.Store, gw *qfpay.Directory) (*Exe
 		store:  st,
 		gw:     gw,
 		pacer:  p,
+		steps:  stepWrites{write: st.WriteSteps},
 		handed: make(chan []int64, 1024),
 		slots:  make(chan struct{}, cfg.Workers),
 		freed:  make(chan struct{}, 1),

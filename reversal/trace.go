@@ -21,7 +21,9 @@ const instrumentation = "github.com/reversald/reversald/reversal"
 // under it a span per step. The step's gateway calls (the QFPay client's
 // transport) and statements (the store's tracer) are children of the step.
 // An attempt with no stored context (taken in while tracing was off) starts a
-// trace of its own.
+// trace of its own. Each write of a step gets a span ("write step"); the
+// writes of several workers share a batch, whose statements are traced
+// under the first one's span, and the others link to it.
 func (h ExecutorHooks) Traced(tp trace.TracerProvider) ExecutorHooks {
 	tracer := tp.Tracer(instrumentation)
 	h.Drive = func(ctx context.Context, a reversald.Attempt) (context.Context, func(reversald.Attempt)) {
@@ -54,6 +56,26 @@ func (h ExecutorHooks) Traced(tp trace.TracerProvider) ExecutorHooks {
 			if err != nil {
 				// Errors never carry the key or a signature (qfpay's rule).
 				span.SetAttributes(attribute.String("reversald.gateway.class", qfpay.Classify(err).String()))
+				span.SetStatus(codes.Error, err.Error())
+			}
+			span.End()
+		}
+	}
+	h.StepWrite = func(ctx context.Context, a reversald.Attempt) (context.Context, func(context.Context, int, error)) {
+		ctx, span := tracer.Start(ctx, "write step", trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(
+			attribute.String("db.system.name", "postgresql"),
+			attribute.Int64("reversald.attempt.id", a.ID),
+			attribute.Int64("reversald.token", a.Token),
+		))
+		own := span.SpanContext()
+		return ctx, func(leader context.Context, batch int, err error) {
+			span.SetAttributes(attribute.Int("db.operation.batch.size", batch))
+			// The batch's statements are traced under its first waiter's
+			// write: the others link to it.
+			if sc := trace.SpanContextFromContext(leader); sc.IsValid() && sc.SpanID() != own.SpanID() {
+				span.AddLink(trace.Link{SpanContext: sc})
+			}
+			if err != nil {
 				span.SetStatus(codes.Error, err.Error())
 			}
 			span.End()

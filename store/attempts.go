@@ -179,13 +179,7 @@ type Step struct {
 // has taken the row lock, with its own snapshot, so it sees every event that
 // an intake holding the attempt FOR SHARE committed first.
 func (s *Store) WriteStep(ctx context.Context, st Step) error {
-	a := st.Attempt
-	// Text from the gateway is stored as PostgreSQL text, which refuses NUL,
-	// and copied into outcomes, which must stay small: clean it here, once.
-	a.Respcd, a.Resperr, a.Respmsg = cleanText(a.Respcd, 16), cleanText(a.Resperr, maxText), cleanText(a.Respmsg, maxText)
-	a.Reason, a.Syssn, a.CancelSyssn = cleanText(a.Reason, maxText), cleanText(a.Syssn, 64), cleanText(a.CancelSyssn, 64)
-	a.PayType, a.CancelRespcd = cleanText(a.PayType, 16), cleanText(a.CancelRespcd, 16)
-	a.RecordTxCurrCd, a.RecordRespcd, a.RecordCancel = cleanText(a.RecordTxCurrCd, 16), cleanText(a.RecordRespcd, 16), cleanText(a.RecordCancel, 16)
+	a := cleanStep(st.Attempt)
 	owner := ""
 	if st.KeepLease {
 		owner = a.LeaseOwner
@@ -240,6 +234,17 @@ func (s *Store) WriteStep(ctx context.Context, st Step) error {
 	return nil
 }
 
+// cleanStep cleans the text of a step's attempt: text from the gateway is
+// stored as PostgreSQL text, which refuses NUL, and copied into outcomes,
+// which must stay small.
+func cleanStep(a reversald.Attempt) reversald.Attempt {
+	a.Respcd, a.Resperr, a.Respmsg = cleanText(a.Respcd, 16), cleanText(a.Resperr, maxText), cleanText(a.Respmsg, maxText)
+	a.Reason, a.Syssn, a.CancelSyssn = cleanText(a.Reason, maxText), cleanText(a.Syssn, 64), cleanText(a.CancelSyssn, 64)
+	a.PayType, a.CancelRespcd = cleanText(a.PayType, 16), cleanText(a.CancelRespcd, 16)
+	a.RecordTxCurrCd, a.RecordRespcd, a.RecordCancel = cleanText(a.RecordTxCurrCd, 16), cleanText(a.RecordRespcd, 16), cleanText(a.RecordCancel, 16)
+	return a
+}
+
 // queueFinalOutcomes queues the outcome of attempt $1, final now, for each of
 // its events that does not conflict with it (a conflict got its outcome at
 // intake), while the attempt still has token $2.
@@ -265,24 +270,9 @@ func queueCalls(b *pgx.Batch, a reversald.Attempt, calls []reversald.Call, fence
 	if len(calls) == 0 {
 		return nil
 	}
-	n := len(calls)
-	step, endpoint, respcd, errText, appCode := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
-	req, resp := make([][]byte, n), make([][]byte, n)
-	status := make([]int32, n)
-	latency := make([]int64, n)
-	at := make([]time.Time, n)
-	for i, c := range calls {
-		fields := make(map[string]string, len(c.Request))
-		for k, v := range c.Request {
-			fields[cleanText(k, 64)] = cleanText(v, maxText) // jsonb refuses \u0000
-		}
-		r, err := json.Marshal(fields)
-		if err != nil {
-			return fmt.Errorf("encode audit request of attempt %d: %w", a.ID, err)
-		}
-		step[i], endpoint[i], respcd[i], errText[i] = string(c.Step), c.Endpoint, cleanText(c.Respcd, 16), cleanText(c.Error, maxText)
-		appCode[i] = cleanText(c.AppCode, 64)
-		req[i], resp[i], status[i], latency[i], at[i] = r, c.Response, int32(min(max(c.HTTPStatus, 0), 999)), c.Latency.Microseconds(), c.At
+	var c callRows
+	if err := c.add(a, calls); err != nil {
+		return err
 	}
 	b.Queue(`
 		INSERT INTO gateway_calls (attempt_id, token, fenced_out, step, endpoint, request, http_status,
@@ -291,7 +281,37 @@ func queueCalls(b *pgx.Batch, a reversald.Attempt, calls []reversald.Call, fence
 		FROM unnest($4::text[], $5::text[], $6::jsonb[], $7::int[], $8::text[], $9::text[], $10::bytea[],
 		            $11::bigint[], $12::timestamptz[], $13::text[]) AS c
 		WHERE $3 OR EXISTS (SELECT 1 FROM attempts WHERE id = $1 AND token = $2)`,
-		a.ID, a.Token, fencedOut, step, endpoint, req, status, respcd, errText, resp, latency, at, appCode)
+		a.ID, a.Token, fencedOut, c.step, c.endpoint, c.req, c.status, c.respcd, c.errText, c.resp, c.latency, c.at, c.appCode)
+	return nil
+}
+
+// callRows are audit rows of gateway calls, as columns.
+type callRows struct {
+	attempt, token, latency                  []int64
+	step, endpoint, respcd, errText, appCode []string
+	req, resp                                [][]byte
+	status                                   []int32
+	at                                       []time.Time
+}
+
+// add appends the rows of attempt a's calls.
+func (r *callRows) add(a reversald.Attempt, calls []reversald.Call) error {
+	for _, c := range calls {
+		fields := make(map[string]string, len(c.Request))
+		for k, v := range c.Request {
+			fields[cleanText(k, 64)] = cleanText(v, maxText) // jsonb refuses \u0000
+		}
+		req, err := json.Marshal(fields)
+		if err != nil {
+			return fmt.Errorf("encode audit request of attempt %d: %w", a.ID, err)
+		}
+		r.attempt, r.token = append(r.attempt, a.ID), append(r.token, a.Token)
+		r.step, r.endpoint, r.respcd = append(r.step, string(c.Step)), append(r.endpoint, c.Endpoint), append(r.respcd, cleanText(c.Respcd, 16))
+		r.errText, r.appCode = append(r.errText, cleanText(c.Error, maxText)), append(r.appCode, cleanText(c.AppCode, 64))
+		r.req, r.resp = append(r.req, req), append(r.resp, c.Response)
+		r.status = append(r.status, int32(min(max(c.HTTPStatus, 0), 999)))
+		r.latency, r.at = append(r.latency, c.Latency.Microseconds()), append(r.at, c.At)
+	}
 	return nil
 }
 

@@ -7,7 +7,9 @@
 //     conflicting duplicate never changes the attempt it collides with.
 //   - A claim takes a lease and increments the attempt's fencing token; a step
 //     write changes the attempt only while the token is unchanged, so a worker
-//     whose lease was taken over writes nothing (ErrFenced).
+//     whose lease was taken over writes nothing (ErrFenced). WriteSteps writes
+//     many workers' steps in one transaction and keeps that per step: each is
+//     fenced by its own token and gets its own result.
 //   - When an attempt becomes final, one outbox row per non-conflicting event is
 //     written in the same transaction; an event that arrives later for a final
 //     attempt gets its outbox row in the intake transaction. Intake locks the

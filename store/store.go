@@ -171,9 +171,9 @@ func (s *Store) clock() *time.Time {
 }
 
 // pinnedConns is the size of the pool of pinned sessions: the claims (one
-// dispatcher an instance) and the pacing reservations (at most
-// maxReserveFlushes under way) need no more.
-const pinnedConns = 4
+// dispatcher an instance), the pacing reservations and the grouped step
+// writes (WriteSteps; at most two statements under way each) need no more.
+const pinnedConns = 6
 
 // pinnedPlans are the settings of the pinned sessions.
 var pinnedPlans = map[string]string{

@@ -3,6 +3,9 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
+	"maps"
+	"net/http"
 	"os"
 	"sort"
 	"strconv"
@@ -33,7 +36,9 @@ func BenchmarkEndToEnd(b *testing.B) {
 		rate    int    // events/s offered; 0: all at once (throughput)
 		pacing  string // "": off, one merchant; "off" or "cluster": over 1,000 merchants
 	}{
-		{0, 32, 0, ""}, {0, 64, 0, ""}, {0, 32, 300, ""}, {100 * time.Millisecond, 64, 0, ""}, {100 * time.Millisecond, 64, 150, ""},
+		{0, 32, 0, ""}, {0, 64, 0, ""}, {0, 128, 0, ""}, {0, 32, 300, ""},
+		{100 * time.Millisecond, 64, 0, ""}, {100 * time.Millisecond, 256, 0, ""}, {100 * time.Millisecond, 512, 0, ""},
+		{100 * time.Millisecond, 64, 150, ""},
 		{0, 64, 0, "off"}, {0, 64, 0, "cluster"},
 	} {
 		name := fmt.Sprintf("gateway=%s/workers=%d/rate=max", c.latency, c.workers)
@@ -55,45 +60,119 @@ func BenchmarkEndToEnd(b *testing.B) {
 func benchEndToEnd(b *testing.B, latency time.Duration, workers, rate int, pacing string) {
 	b.Helper()
 	s := newStack(b, 8)
+	s.inFlight(b, latency)
+	env := map[string]string{}
+	if pacing == "cluster" {
+		env["MERCHANT_RATE_PER_MIN"], env["PACING"] = "400", "cluster"
+	}
+	msgs := benchEvents(b.N, pacing != "")
+	r := s.measureDaemon(b, workers, rate, env, msgs)
+	b.StopTimer()
+	r.report(b)
+	if latency > 0 {
+		b.ReportMetric(r.callsPerSec()/(float64(workers)/latency.Seconds())*100, "%_of_workers/latency")
+	}
+}
+
+// inFlight makes every benchmark payment (out_trade_no B...) a payment in
+// flight at the sandbox, answered after latency: query, reversal, confirm.
+func (s *stack) inFlight(tb testing.TB, latency time.Duration) {
+	tb.Helper()
 	if err := s.sb.AddRule(sandbox.Rule{Prefix: "B", Behavior: sandbox.Behavior{
 		InitialState: sandbox.StateInFlight, Latency: sandbox.Latency{Fixed: sandbox.Duration(latency)},
 	}}); err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
+}
+
+// benchEvents are n payment-uncertain events, one payment each, of one
+// merchant or spread over 1,000.
+func benchEvents(n int, merchants bool) []kafka.Message {
+	msgs := make([]kafka.Message, n)
+	for i := range msgs {
+		e := ev{id: fmt.Sprintf("b-%d", i), otn: fmt.Sprintf("B%09d", i), payType: "800101"}
+		if merchants {
+			e.mchid = fmt.Sprintf("M%04d", i%1000)
+		}
+		msgs[i] = e.message()
+	}
+	return msgs
+}
+
+// daemonRun is what one run of the daemon measured.
+type daemonRun struct {
+	n          int
+	elapsed    time.Duration
+	calls      int
+	lat        []time.Duration // event to outcome, sorted
+	rss        int64
+	daemonCPU  time.Duration
+	pgCPU      time.Duration
+	statements storetest.DBStats
+}
+
+func (r daemonRun) outcomesPerSec() float64 { return float64(r.n) / r.elapsed.Seconds() }
+func (r daemonRun) callsPerSec() float64    { return float64(r.calls) / r.elapsed.Seconds() }
+
+func (r daemonRun) report(b *testing.B) {
+	b.Helper()
+	b.ReportMetric(r.outcomesPerSec(), "outcomes/s")
+	b.ReportMetric(r.callsPerSec(), "calls/s")
+	b.ReportMetric(float64(r.lat[len(r.lat)/2].Milliseconds()), "p50_ms")
+	b.ReportMetric(float64(r.lat[len(r.lat)*99/100].Milliseconds()), "p99_ms")
+	b.ReportMetric(float64(r.rss)/(1<<20), "rss_MiB")
+	// CPU per outcome, statements and commits per outcome say more than the
+	// rate on a busy machine.
+	b.ReportMetric(float64(r.daemonCPU.Microseconds())/float64(r.n), "daemon-cpu-µs/outcome")
+	b.ReportMetric(float64(r.pgCPU.Microseconds())/float64(r.n), "pg-cpu-µs/outcome")
+	b.ReportMetric(float64(r.statements.Statements)/float64(r.n), "statements/outcome")
+	b.ReportMetric(float64(r.statements.Commits)/float64(r.n), "commits/outcome")
+	if r.n > 1 {
+		fmt.Printf("%s: the statements PostgreSQL ran most often for %d outcomes:\n%s", b.Name(), r.n, r.statements.Top(14, 150))
+	}
+}
+
+// measureDaemon starts the daemon as a process with workers, produces msgs
+// (all at once, in slices of 500, or rate a second), waits for an outcome
+// of each, stops the daemon and checks the sandbox's invariants.
+func (s *stack) measureDaemon(b *testing.B, workers, rate int, extra map[string]string, msgs []kafka.Message) daemonRun {
+	b.Helper()
 	out := s.collect(s.results)
 	env := map[string]string{
 		"EXECUTOR_WORKERS": strconv.Itoa(workers), "DATABASE_MAX_CONNS": strconv.Itoa(workers + 16),
 		"EXECUTOR_LEASE": "30s", "QFPAY_TIMEOUT": "5s", "LOG_LEVEL": "warn",
 	}
-	if pacing == "cluster" {
-		env["MERCHANT_RATE_PER_MIN"], env["PACING"] = "400", "cluster"
+	maps.Copy(env, extra)
+	profile := os.Getenv("BENCH_DAEMON_CPUPROFILE")
+	if profile != "" {
+		env["PPROF"] = "true"
 	}
 	p := s.start(env)
-	msgs := make([]kafka.Message, b.N)
-	for i := range msgs {
-		e := ev{id: fmt.Sprintf("b-%d", i), otn: fmt.Sprintf("B%09d", i), payType: "800101"}
-		if pacing != "" {
-			e.mchid = fmt.Sprintf("M%04d", i%1000)
-		}
-		msgs[i] = e.message()
+	profiled := closed()
+	if profile != "" && len(msgs) > 1 {
+		// The daemon's own profile of its first seconds under load: where
+		// its CPU goes (go tool pprof FILE).
+		profiled = s.profileDaemon(b, p, profile, 5*time.Second)
 	}
+	n := len(msgs)
 	cpu := storetest.NewCPU(b)
 	b.ResetTimer()
+	statsFrom := storetest.Stats(b, s.dbURL)
 	cpuFrom, daemonFrom := cpu.Sample(b), storetest.ProcessCPU(b, p.cmd.Process.Pid)
 	start := time.Now()
 	// Produce in slices so that events enter over time, as they would.
-	sent := make(map[string]time.Time, b.N) // by out_trade_no
+	sent := make(map[string]time.Time, n) // by out_trade_no
 	slice, every := 500, time.Duration(0)
 	if rate > 0 {
 		slice, every = max(1, rate/20), 50*time.Millisecond
 	}
 	next := time.Now()
-	for lo := 0; lo < b.N; lo += slice {
+	for lo := 0; lo < n; lo += slice {
 		if every > 0 {
 			time.Sleep(time.Until(next))
 			next = next.Add(every)
 		}
-		hi := min(lo+slice, b.N)
+		hi := min(lo+slice, n)
 		at := time.Now()
 		s.produce(s.in, msgs[lo:hi]...)
 		for _, m := range msgs[lo:hi] {
@@ -102,7 +181,7 @@ func benchEndToEnd(b *testing.B, latency time.Duration, workers, rate int, pacin
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	if _, err := out.Wait(ctx, b.N); err != nil {
+	if _, err := out.Wait(ctx, n); err != nil {
 		b.Fatalf("outcomes after 10 minutes: %v", err)
 	}
 	arrived := out.Arrivals()
@@ -112,32 +191,56 @@ func benchEndToEnd(b *testing.B, latency time.Duration, workers, rate int, pacin
 			last = at
 		}
 	}
-	elapsed := last.Sub(start)
-	b.StopTimer()
-	lat := make([]time.Duration, 0, b.N)
+	r := daemonRun{n: n, elapsed: last.Sub(start)}
+	r.lat = make([]time.Duration, 0, n)
 	for key, at := range arrived {
-		lat = append(lat, at.Sub(sent[key]))
+		r.lat = append(r.lat, at.Sub(sent[key]))
 	}
-	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
-	rss := peakRSS(p.cmd.Process.Pid)
-	daemonCPU := storetest.ProcessCPU(b, p.cmd.Process.Pid) - daemonFrom
-	pgCPU := cpu.Sample(b).Server - cpuFrom.Server
+	sort.Slice(r.lat, func(i, j int) bool { return r.lat[i] < r.lat[j] })
+	r.rss = peakRSS(p.cmd.Process.Pid)
+	r.daemonCPU = storetest.ProcessCPU(b, p.cmd.Process.Pid) - daemonFrom
+	r.pgCPU = cpu.Sample(b).Server - cpuFrom.Server
+	<-profiled
 	p.stop(b, syscall.SIGTERM)
-	calls := len(s.sb.Entries())
-	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "outcomes/s")
-	b.ReportMetric(float64(calls)/elapsed.Seconds(), "calls/s")
-	b.ReportMetric(float64(lat[len(lat)/2].Milliseconds()), "p50_ms")
-	b.ReportMetric(float64(lat[len(lat)*99/100].Milliseconds()), "p99_ms")
-	b.ReportMetric(float64(rss)/(1<<20), "rss_MiB")
-	// CPU per outcome says more than the rate on a busy machine.
-	b.ReportMetric(float64(daemonCPU.Microseconds())/float64(b.N), "daemon-cpu-µs/outcome")
-	b.ReportMetric(float64(pgCPU.Microseconds())/float64(b.N), "pg-cpu-µs/outcome")
-	if latency > 0 {
-		b.ReportMetric(float64(calls)/elapsed.Seconds()/(float64(workers)/latency.Seconds())*100, "%_of_workers/latency")
-	}
+	// Read after the stop: the daemon's sessions have published their counts.
+	r.statements = storetest.Stats(b, s.dbURL).Since(statsFrom)
+	r.calls = len(s.sb.Entries())
 	if err := s.sb.CheckInvariants(); err != nil {
 		b.Fatal(err)
 	}
+	return r
+}
+
+// profileDaemon writes a CPU profile of the next d of p to file, in the
+// background; the channel closes when it is written.
+func (s *stack) profileDaemon(b *testing.B, p *proc, file string, d time.Duration) <-chan struct{} {
+	b.Helper()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", p.addr, int(d.Seconds())))
+		if err != nil {
+			b.Errorf("daemon CPU profile: %v", err)
+			return
+		}
+		defer resp.Body.Close()
+		f, err := os.Create(file)
+		if err != nil {
+			b.Errorf("daemon CPU profile: %v", err)
+			return
+		}
+		defer f.Close()
+		if _, err := io.Copy(f, resp.Body); err != nil {
+			b.Errorf("daemon CPU profile: %v", err)
+		}
+	}()
+	return done
+}
+
+func closed() <-chan struct{} {
+	c := make(chan struct{})
+	close(c)
+	return c
 }
 
 // peakRSS reads VmHWM (peak resident set) of a process, in bytes.

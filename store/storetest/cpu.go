@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"sort"
 	"strconv"
 	"strings"
 	"syscall"
@@ -151,4 +152,98 @@ func ProcessCPU(tb testing.TB, pid int) time.Duration {
 		tb.Fatalf("read the CPU time of process %d: %v", pid, err)
 	}
 	return st.self
+}
+
+// DBStats is what PostgreSQL counted for one database so far: statements
+// (pg_stat_statements, which the dev stack preloads; each statement of a
+// pipelined batch counts, utility statements such as BEGIN and COMMIT too)
+// by text, and committed transactions (pg_stat_database). Unlike a rate,
+// neither depends on the machine's load.
+type DBStats struct {
+	Statements int64
+	Commits    int64
+	ByQuery    map[string]int64 // calls by normalised statement text
+}
+
+// Stats reads the counters of the database at url. pg_stat_statements is
+// created in it when missing. PostgreSQL publishes a backend's counters
+// when its transaction ends and, for pg_stat_database, at most once a
+// second while it is busy: read them after the sessions that did the work
+// have gone (a stopped daemon), or a little may be missing.
+func Stats(tb testing.TB, url string) DBStats {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		tb.Fatalf("connect to read statement counts: %v (%s)", err, howToStart)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, `CREATE EXTENSION IF NOT EXISTS pg_stat_statements`); err != nil {
+		tb.Fatalf("pg_stat_statements: %v (the dev stack's PostgreSQL preloads it: scripts/devstack.sh)", err)
+	}
+	// Whatever this session has counted is published before reading.
+	if _, err := conn.Exec(ctx, `SELECT pg_stat_clear_snapshot()`); err != nil {
+		tb.Fatalf("clear the statistics snapshot: %v", err)
+	}
+	st := DBStats{ByQuery: map[string]int64{}}
+	rows, err := conn.Query(ctx, `
+		SELECT query, sum(calls)::bigint FROM pg_stat_statements
+		WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+		GROUP BY query`)
+	if err != nil {
+		tb.Fatalf("read pg_stat_statements: %v", err)
+	}
+	for rows.Next() {
+		var q string
+		var n int64
+		if err := rows.Scan(&q, &n); err != nil {
+			tb.Fatalf("read pg_stat_statements: %v", err)
+		}
+		st.ByQuery[q] += n
+		st.Statements += n
+	}
+	if err := rows.Err(); err != nil {
+		tb.Fatalf("read pg_stat_statements: %v", err)
+	}
+	if err := conn.QueryRow(ctx, `SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()`).Scan(&st.Commits); err != nil {
+		tb.Fatalf("read pg_stat_database: %v", err)
+	}
+	return st
+}
+
+// Since is what was counted between from and s.
+func (s DBStats) Since(from DBStats) DBStats {
+	d := DBStats{Statements: s.Statements - from.Statements, Commits: s.Commits - from.Commits, ByQuery: map[string]int64{}}
+	for q, n := range s.ByQuery {
+		if n -= from.ByQuery[q]; n != 0 {
+			d.ByQuery[q] = n
+		}
+	}
+	return d
+}
+
+// Top lists the n statements run most often, with their counts, one line
+// each, their text cut to width.
+func (s DBStats) Top(n, width int) string {
+	type kv struct {
+		q string
+		n int64
+	}
+	all := make([]kv, 0, len(s.ByQuery))
+	for q, c := range s.ByQuery {
+		all = append(all, kv{strings.Join(strings.Fields(q), " "), c})
+	}
+	sort.Slice(all, func(i, j int) bool { return all[i].n > all[j].n || all[i].n == all[j].n && all[i].q < all[j].q })
+	var b strings.Builder
+	for i, e := range all {
+		if i == n {
+			break
+		}
+		if len(e.q) > width {
+			e.q = e.q[:width] + "…"
+		}
+		fmt.Fprintf(&b, "%9d  %s\n", e.n, e.q)
+	}
+	return b.String()
 }
