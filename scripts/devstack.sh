@@ -16,6 +16,10 @@
 # (KAFKA_TEST_*). A broker started by an older devstack.sh, without those listeners, is
 # restarted with them by `up`.
 #
+# DEVSTACK_DIR, when set, is the stack's directory instead of $REPO/.stack: the chaos suite
+# (make chaos) starts a stack of its own there, whose PostgreSQL and broker it may kill, without
+# touching the one `make test` shares; with DEVSTACK_KEEP_PORTS=1 a restart keeps the ports.
+#
 # If DATABASE_URL or KAFKA_BROKERS is already set (and is not the value this stack wrote), that
 # part is not started: the given value is written to .stack/env as is.
 #
@@ -25,7 +29,7 @@ set -euo pipefail
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$SCRIPT_DIR/.." && pwd)
-STACK="$REPO/.stack"
+STACK="${DEVSTACK_DIR:-$REPO/.stack}"
 ENV_FILE="$STACK/env"
 PG_DIR="$STACK/pg"
 KAFKA_DIR="$STACK/kafka"
@@ -64,6 +68,10 @@ free_port() {
   done
   die "no free loopback port found"
 }
+
+# keep_ports: DEVSTACK_KEEP_PORTS=1 makes a failed start retry on the same ports instead of
+# others (the chaos suite restarts a killed server under clients that know its port).
+keep_ports() { [ "${DEVSTACK_KEEP_PORTS:-}" = 1 ] && [ -n "${port:-}" ]; }
 
 # wait_tcp PORT SECONDS: wait until 127.0.0.1:PORT accepts connections.
 wait_tcp() {
@@ -241,7 +249,7 @@ EOF
       log "PostgreSQL: start failed, retrying on another port"
       sleep 1
       pg_clear_stale "$bin"
-      port=""
+      keep_ports || port=""
     done
     echo "$port" >"$PG_DIR/port"
     local deadline=$(( SECONDS + 60 ))
@@ -507,7 +515,7 @@ kafka_up() {
       tail -n 20 "$KAFKA_DIR/kafka.out" >&2 || true
       [ "$tries" -lt 3 ] || die "Kafka: broker exited at start (see $KAFKA_DIR/server.log)"
       log "Kafka: broker exited at start, retrying on other ports"
-      port=""; cport=""; sport=""; mport=""
+      keep_ports || { port=""; cport=""; sport=""; mport=""; }
     done
     echo "$port" >"$KAFKA_DIR/port"
     echo "$cport" >"$KAFKA_DIR/controller.port"
