@@ -4,6 +4,7 @@
 # repo run two independent stacks and `down` in one never touches the other.
 #
 #   scripts/devstack.sh up       start what is not running (idempotent), write .stack/env
+#   scripts/devstack.sh up pg|kafka   start that server again if it is down, on its ports
 #   scripts/devstack.sh down     stop both and delete .stack
 #   scripts/devstack.sh status   say what runs where
 #   scripts/devstack.sh env      print .stack/env (eval "$(scripts/devstack.sh env)")
@@ -572,9 +573,12 @@ kafka_status() {
 
 # One `up`/`down` at a time per repo (two `make test` at once must not init the same cluster).
 # Servers are started with fd 9 closed (9>&-) so they never inherit, and hold, this lock.
+# `up pg` and `up kafka` (a restart of one server) lock that server's own file instead, so that
+# one restart does not wait for the other's.
 lock() {
-  exec 9>"$STACK/.lock"
-  flock -w 600 9 || die "another devstack.sh holds $STACK/.lock for 10 minutes"
+  local f="$STACK/.lock${1:+.$1}"
+  exec 9>"$f"
+  flock -w 600 9 || die "another devstack.sh holds $f for 10 minutes"
 }
 
 # env_value VALUE EXTERNAL: our own values are written bare (the documented format); a value
@@ -611,14 +615,23 @@ show_env() {
   sed -e 's/^/  /' -e 's/^\(  export KAFKA_TEST_SCRAM_PASSWORD=\).*/\1(see .stack\/env)/' "$ENV_FILE" | grep -v '^  #'
 }
 
+# cmd_up [pg|kafka]: start what is not running. With a server named, only that one, on the
+# ports it had (the chaos suite's restarts); .stack/env is then left as it is.
 cmd_up() {
+  local only=${1:-}
+  case "$only" in ""|pg|kafka) ;; *) die "up: pg or kafka, not $only" ;; esac
   mkdir -p "$STACK"
-  lock
+  lock "$only"
   PG_URL="" KAFKA_ADDR="" KAFKA_SASL_SSL_ADDR="" KAFKA_MTLS_ADDR=""
   # Decide before .stack/env is rewritten below (it is what tells our values from others').
   PG_EXTERNAL=0 KAFKA_EXTERNAL=0
   if external DATABASE_URL; then PG_EXTERNAL=1; fi
   if external KAFKA_BROKERS; then KAFKA_EXTERNAL=1; fi
+  if [ -n "$only" ]; then
+    [ -f "$ENV_FILE" ] || die "up $only: restarts a server of a stack that was started (no $ENV_FILE)"
+    if [ "$only" = pg ]; then pg_up; else kafka_up; fi
+    return
+  fi
   pg_up
   write_env
   kafka_up
@@ -648,7 +661,7 @@ cmd_env() {
 }
 
 case "${1:-}" in
-  up) cmd_up ;;
+  up) cmd_up "${2:-}" ;;
   down) cmd_down ;;
   status) cmd_status ;;
   env) cmd_env ;;

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"errors"
 
 	"fmt"
 	"io"
@@ -41,7 +42,7 @@ type chaosInfra struct {
 	pgUser  string
 	log     io.Writer
 
-	mu sync.Mutex // one devstack.sh at a time (it also locks; this keeps the log readable)
+	mu sync.Mutex // the log
 }
 
 // startChaosInfra starts the run's own PostgreSQL and broker with
@@ -97,10 +98,8 @@ func startChaosInfra(tb testing.TB, log io.Writer, diskMiB int) *chaosInfra {
 // devstack runs scripts/devstack.sh CMD on the run's directory, without the
 // dev stack's DATABASE_URL and KAFKA_BROKERS (devstack.sh would use those
 // instead of starting its own).
-func (inf *chaosInfra) devstack(cmd string) error {
-	inf.mu.Lock()
-	defer inf.mu.Unlock()
-	c := exec.Command(filepath.Join(inf.repo, "scripts", "devstack.sh"), cmd)
+func (inf *chaosInfra) devstack(args ...string) error {
+	c := exec.Command(filepath.Join(inf.repo, "scripts", "devstack.sh"), args...)
 	c.Dir = inf.repo
 	for _, kv := range os.Environ() {
 		if strings.HasPrefix(kv, "DATABASE_URL=") || strings.HasPrefix(kv, "KAFKA_BROKERS=") || strings.HasPrefix(kv, "DEVSTACK_DIR=") {
@@ -110,9 +109,11 @@ func (inf *chaosInfra) devstack(cmd string) error {
 	}
 	c.Env = append(c.Env, "DEVSTACK_DIR="+inf.dir, "DEVSTACK_KEEP_PORTS=1")
 	out, err := c.CombinedOutput()
-	fmt.Fprintf(inf.log, "%s devstack.sh %s: %s", time.Now().UTC().Format("15:04:05.000"), cmd, out)
+	inf.mu.Lock()
+	fmt.Fprintf(inf.log, "%s devstack.sh %s: %s", time.Now().UTC().Format("15:04:05.000"), strings.Join(args, " "), out)
+	inf.mu.Unlock()
 	if err != nil {
-		return fmt.Errorf("devstack.sh %s: %w\n%s", cmd, err, out)
+		return fmt.Errorf("devstack.sh %s: %w\n%s", strings.Join(args, " "), err, out)
 	}
 	return nil
 }
@@ -270,20 +271,23 @@ func (inf *chaosInfra) killBroker() error {
 	return nil
 }
 
-// restart starts what is down again, on the same ports (the daemons keep
-// their addresses): devstack.sh reuses a port that is free, and a run whose
-// port was taken meanwhile cannot go on.
-func (inf *chaosInfra) restart() error {
-	if err := inf.devstack("up"); err != nil {
+// restart starts server ("pg" or "kafka") again, on the same port (the
+// daemons keep their addresses: DEVSTACK_KEEP_PORTS); a run whose port was
+// taken meanwhile cannot go on.
+func (inf *chaosInfra) restart(server string) error {
+	if err := inf.devstack("up", server); err != nil {
 		return err
 	}
-	env, err := os.ReadFile(filepath.Join(inf.dir, "env"))
+	want := inf.pgPort
+	if server == "kafka" {
+		_, want, _ = strings.Cut(inf.brokers[0], ":")
+	}
+	got, err := os.ReadFile(filepath.Join(inf.dir, server, "port"))
 	if err != nil {
 		return err
 	}
-	if !strings.Contains(string(env), "export KAFKA_BROKERS="+strings.Join(inf.brokers, ",")+"\n") ||
-		!strings.Contains(string(env), "export DATABASE_URL="+inf.adminDB+"\n") {
-		return fmt.Errorf("the stack came back on other ports:\n%s", env)
+	if strings.TrimSpace(string(got)) != want {
+		return fmt.Errorf("%s came back on port %s, not %s", server, strings.TrimSpace(string(got)), want)
 	}
 	return nil
 }
@@ -303,7 +307,21 @@ func (inf *chaosInfra) fillDisk() (func() error, error) {
 			return nil, fmt.Errorf("fallocate: %v: %s; %v: %s", err, out, err2, out2)
 		}
 	}
-	return func() error { return os.Remove(f) }, nil
+	// What fallocate left (it counts in whole extents), to the last block.
+	rest := filepath.Join(inf.mnt, "filler-rest")
+	w, err := os.Create(rest)
+	if err != nil {
+		_ = os.Remove(f)
+		return nil, err
+	}
+	chunk := make([]byte, 4096)
+	for range int64(st.Blocks) {
+		if _, err := w.Write(chunk); err != nil {
+			break // ENOSPC: full
+		}
+	}
+	_ = w.Close()
+	return func() error { return errors.Join(os.Remove(f), os.Remove(rest)) }, nil
 }
 
 // diskUse says how full the small filesystem is.

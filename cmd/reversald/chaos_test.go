@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -19,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/segmentio/kafka-go"
 
 	"github.com/reversald/reversald"
@@ -622,7 +624,7 @@ func (c *chaosRun) apply(f fault) {
 		}
 		c.note("SIGKILL postmaster; restart in %s", f.For)
 		time.Sleep(f.For)
-		if err := c.inf.restart(); err != nil {
+		if err := c.inf.restart("pg"); err != nil {
 			c.faultError("PostgreSQL restart: %v", err)
 			return
 		}
@@ -647,7 +649,7 @@ func (c *chaosRun) apply(f fault) {
 		}
 		c.note("SIGKILL broker; restart in %s", f.For)
 		time.Sleep(f.For)
-		if err := c.inf.restart(); err != nil {
+		if err := c.inf.restart("kafka"); err != nil {
 			c.faultError("broker restart: %v", err)
 			return
 		}
@@ -669,6 +671,13 @@ func (c *chaosRun) apply(f fault) {
 // everything else goes on. The command is tried again while PostgreSQL is
 // down (a fault may be in progress), a bounded number of times.
 func (c *chaosRun) operatorRetry() {
+	// Mid-flight means with something to retry: wait (3 minutes at most) for
+	// a mismatch to be in needs_review.
+	waited := time.Now()
+	for time.Since(waited) < 3*time.Minute && c.reviewing() == 0 {
+		time.Sleep(500 * time.Millisecond)
+	}
+	c.note("operator: %d amount mismatches in needs_review (waited %s); QFPay corrects the records", c.reviewing(), time.Since(waited).Round(time.Millisecond))
 	c.amtMu.Lock()
 	c.amtCorrected = true
 	for _, otn := range c.amtOTNs {
@@ -682,9 +691,13 @@ func (c *chaosRun) operatorRetry() {
 		cmd.Env = []string{"DATABASE_URL=" + c.inf.dbURL, "PATH=" + os.Getenv("PATH")}
 		o, err := cmd.CombinedOutput()
 		if err == nil {
-			n := int64(strings.Count(string(o), "retried"))
+			var n, of int64
+			if m := retriedLine.FindStringSubmatch(string(o)); m != nil {
+				n, _ = strconv.ParseInt(m[1], 10, 64)
+				of, _ = strconv.ParseInt(m[2], 10, 64)
+			}
 			c.retried.Add(n)
-			c.note("operator: attempts retry -status needs_review -mchid %s: %d retried", chaosAmtMchID, n)
+			c.note("operator: attempts retry -status needs_review -mchid %s: %d of %d retried", chaosAmtMchID, n, of)
 			if strings.Contains(string(o), secretKey) {
 				c.faultError("the client key is in attempts retry's output")
 			}
@@ -694,6 +707,26 @@ func (c *chaosRun) operatorRetry() {
 		time.Sleep(time.Second)
 	}
 	c.faultError("operator retry never went through")
+}
+
+// retriedLine is attempts retry's last line.
+var retriedLine = regexp.MustCompile(`(?m)^retried (\d+) of (\d+)$`)
+
+// reviewing counts the amount mismatches in needs_review (0 when the
+// database does not answer).
+func (c *chaosRun) reviewing() int {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, c.inf.dbURL)
+	if err != nil {
+		return 0
+	}
+	defer conn.Close(ctx)
+	var n int
+	if err := conn.QueryRow(ctx, `SELECT count(*) FROM attempts WHERE mchid = $1 AND status = 'needs_review'`, chaosAmtMchID).Scan(&n); err != nil {
+		return 0
+	}
+	return n
 }
 
 // healAll makes sure nothing stays broken: every daemon runs, nothing is
