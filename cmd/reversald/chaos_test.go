@@ -573,15 +573,18 @@ func (c *chaosRun) produce(evs []chaosEvent) int {
 			}
 			msgs = append(msgs, e.messages()...)
 		}
-		for try := 0; ; try++ {
+		// The broker may be down for a minute or more on a loaded machine:
+		// try again until the schedule's end plus ten minutes.
+		giveUp := c.t0.Add(c.cfg.duration + 10*time.Minute)
+		for try := 1; ; try++ {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			err := cl.Write(ctx, c.s.in, msgs...)
 			cancel()
 			if err == nil {
 				break
 			}
-			if try >= 60 {
-				c.faultError("produce batch %d: %v (gave up after %d tries)", b, err, try+1)
+			if time.Now().After(giveUp) {
+				c.faultError("produce batch %d: %v (gave up after %d tries)", b, err, try)
 				break
 			}
 			time.Sleep(time.Second)
@@ -782,7 +785,9 @@ func (c *chaosRun) scrape(ctx context.Context) {
 				resp.Body.Close()
 			}
 			in.mu.Lock()
-			sameStart := in.gen == gen
+			// Killed by the schedule counts from the moment the kill is
+			// decided: the process may be gone before Wait says so.
+			sameStart := in.gen == gen && !in.killed
 			alive := true
 			select {
 			case <-in.done:
