@@ -301,27 +301,38 @@ func (inf *chaosInfra) fillDisk() (func() error, error) {
 	}
 	free := int64(st.Bavail) * st.Bsize
 	f := filepath.Join(inf.mnt, "filler")
-	if out, err := exec.Command("fallocate", "-l", strconv.FormatInt(free, 10), f).CombinedOutput(); err != nil {
-		// Some blocks went to the database meanwhile: take what is left.
-		if out2, err2 := exec.Command("fallocate", "-l", strconv.FormatInt(free-(8<<20), 10), f).CombinedOutput(); err2 != nil {
-			return nil, fmt.Errorf("fallocate: %v: %s; %v: %s", err, out, err2, out2)
-		}
+	// fallocate takes the free space at once; if blocks went to the database
+	// meanwhile it fails with ENOSPC, having taken what it could. The writes
+	// below take what is left, to the last block.
+	if out, err := exec.Command("fallocate", "-l", strconv.FormatInt(free, 10), f).CombinedOutput(); err != nil && !strings.Contains(string(out), "No space") {
+		return nil, fmt.Errorf("fallocate: %w: %s", err, out)
 	}
-	// What fallocate left (it counts in whole extents), to the last block.
 	rest := filepath.Join(inf.mnt, "filler-rest")
-	w, err := os.Create(rest)
-	if err != nil {
+	if err := writeUntilFull(rest, int64(st.Blocks)); err != nil {
 		_ = os.Remove(f)
 		return nil, err
 	}
-	chunk := make([]byte, 4096)
-	for range int64(st.Blocks) {
-		if _, err := w.Write(chunk); err != nil {
-			break // ENOSPC: full
-		}
-	}
-	_ = w.Close()
 	return func() error { return errors.Join(os.Remove(f), os.Remove(rest)) }, nil
+}
+
+func writeOK(w io.Writer, b []byte) bool {
+	_, err := w.Write(b)
+	return err == nil
+}
+
+// writeUntilFull writes blocks of 4 KiB to path until the filesystem says it
+// is full (or n blocks).
+func writeUntilFull(path string, n int64) error {
+	w, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	defer w.Close()
+	chunk := make([]byte, 4096)
+	// Until a write fails: ENOSPC is what we are after.
+	for i := int64(0); i < n && writeOK(w, chunk); i++ {
+	}
+	return nil
 }
 
 // diskUse says how full the small filesystem is.

@@ -313,6 +313,7 @@ func (c *chaosRun) faultError(format string, args ...any) {
 }
 
 func runChaos(tb testing.TB, cfg chaosConfig) {
+	tb.Helper()
 	out := io.Writer(os.Stdout)
 	sched := chaosSchedule(cfg.seed, cfg.duration, cfg.instances, cfg.lease)
 	fmt.Fprintf(out, "chaos: seed %d, %d events, %d instances, %s of faults, lease %s; the schedule (%d faults):\n",
