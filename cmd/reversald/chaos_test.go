@@ -173,8 +173,10 @@ type payClass struct {
 var chaosClasses = []payClass{
 	{"CR", 40, sandbox.Behavior{InitialState: sandbox.StateInFlight, Latency: sandbox.Latency{Max: sandbox.Duration(20 * time.Millisecond)}}},
 	{"CP", 10, sandbox.Behavior{InitialState: sandbox.StatePaid}},
-	// Slow answers: the cancel takes up to 1.5 s, so kills land during it.
-	{"CS", 12, sandbox.Behavior{InitialState: sandbox.StateInFlight, Endpoints: []string{"reversal"}, Latency: sandbox.Latency{Min: sandbox.Duration(200 * time.Millisecond), Max: sandbox.Duration(1500 * time.Millisecond)}}},
+	// Slow answers: the cancel takes 0.5-2.5 s (QFPAY_TIMEOUT is 2 s: some
+	// answers are lost), so kills land during it; the sandbox applies it
+	// whether the caller is still there or not, as QFPay would.
+	{"CS", 12, sandbox.Behavior{InitialState: sandbox.StateInFlight, Endpoints: []string{"reversal"}, Latency: sandbox.Latency{Min: sandbox.Duration(500 * time.Millisecond), Max: sandbox.Duration(2500 * time.Millisecond)}}},
 	{"CX", 10, sandbox.Behavior{InitialState: sandbox.StateInFlight, HTTP5xx: 2, Status5xx: 503}},
 	// The cancel is applied, then its connection dropped without an answer.
 	{"CD", 12, sandbox.Behavior{InitialState: sandbox.StateInFlight, Endpoints: []string{"reversal"}, DropAfter: 1}},
@@ -279,8 +281,11 @@ type chaosRun struct {
 	bin   string
 	insts []*chaosInstance
 	out   io.Writer
-	t0    time.Time
-	ended atomic.Bool // no more restarts
+	t0    time.Time // the daemons' first start: the notes' times count from it
+	// sched0 is when the schedule started (after the warm-up): its faults'
+	// times count from it. Only the schedule's goroutine reads it.
+	sched0 time.Time
+	ended  atomic.Bool // no more restarts
 
 	amtMu        sync.Mutex
 	amtCorrected bool
@@ -396,12 +401,31 @@ func runChaos(tb testing.TB, cfg chaosConfig) {
 	scrapeWG.Add(1)
 	go func() { defer scrapeWG.Done(); c.scrape(scrapeCtx) }()
 
-	// Events flow over the first 80% of the schedule; the faults run on it.
+	// Half the events go in first, and the schedule starts once the
+	// daemons hold them as attempts: daemons SIGKILLed every 1-3 s keep the
+	// consumer group rebalancing, and the intake then waits for the churn to
+	// end (what a first run showed: every attempt was worked after the
+	// schedule, out of the faults' reach). A backlog in PostgreSQL keeps the
+	// executors at work while the faults land; the other half flows during
+	// the first 80% of the schedule.
 	evs := chaosEvents(cfg.seed, cfg.events)
+	warm := evs[:len(evs)/2]
+	produced := c.produce(warm, time.Now(), 0)
+	warmValid := 0
+	for _, e := range warm {
+		if !e.invalid {
+			warmValid++
+		}
+	}
+	waited := time.Now()
+	for time.Since(waited) < 5*time.Minute && c.countAttempts() < warmValid*9/10 {
+		time.Sleep(500 * time.Millisecond)
+	}
+	c.note("warm-up: %d messages in, %d attempts in PostgreSQL after %s; the schedule starts (its times count from here)", produced, c.countAttempts(), time.Since(waited).Round(time.Millisecond))
+	c.sched0 = time.Now()
 	var wg sync.WaitGroup
 	wg.Add(1)
-	produced := 0
-	go func() { defer wg.Done(); produced = c.produce(evs) }()
+	go func() { defer wg.Done(); produced += c.produce(evs[len(evs)/2:], c.sched0, cfg.duration*8/10) }()
 	c.runSchedule(sched)
 	wg.Wait()
 	c.note("schedule done; %d messages produced; healing and draining", produced)
@@ -443,7 +467,7 @@ func (c *chaosRun) start(in *chaosInstance) {
 	env := c.s.env(map[string]string{
 		"DATABASE_URL": strings.Replace(c.inf.dbURL, "127.0.0.1:"+c.inf.pgPort, in.proxy.addr(), 1),
 		"HTTP_ADDR":    in.addr, "INSTANCE_ID": fmt.Sprintf("i%d", in.i), "LOG_LEVEL": "info",
-		"MIGRATE_ON_START": "false", "EXECUTOR_LEASE": c.cfg.lease.String(), "EXECUTOR_WORKERS": "32",
+		"MIGRATE_ON_START": "false", "EXECUTOR_LEASE": c.cfg.lease.String(), "EXECUTOR_WORKERS": "8",
 		"EXECUTOR_BACKOFF_BASE": "100ms", "EXECUTOR_BACKOFF_MAX": "2s", "CONFIRM_RECHECKS": "3",
 		"KAFKA_STARTUP_WAIT": "120s", "QFPAY_TIMEOUT": "2s", "SHUTDOWN_TIMEOUT": "15s",
 	})
@@ -544,18 +568,17 @@ func (c *chaosRun) stopAll() {
 	}
 }
 
-// produce sends the events evenly over 80% of the schedule, in batches every
-// 200 ms; a batch the broker refuses (it is down) is sent again until a
+// produce sends the events evenly over span from from, in batches every
+// 200 ms (at most 500 a batch; span 0: at once); a batch the broker refuses (it is down) is sent again until a
 // deadline. Messages of a batch that failed partway may go twice: duplicates
 // the run counts.
-func (c *chaosRun) produce(evs []chaosEvent) int {
-	span := c.cfg.duration * 8 / 10
-	batches := max(1, int(span/(200*time.Millisecond)))
-	per := (len(evs) + batches - 1) / batches
+func (c *chaosRun) produce(evs []chaosEvent, from time.Time, span time.Duration) int {
+	batches := max(1, int(span/(200*time.Millisecond)), len(evs)/500)
+	per := max(1, (len(evs)+batches-1)/batches)
 	cl := kafkatest.Cluster{Brokers: c.inf.brokers}
 	n := 0
 	for b := 0; b*per < len(evs); b++ {
-		if d := time.Until(c.t0.Add(time.Duration(b) * 200 * time.Millisecond)); d > 0 {
+		if d := time.Until(from.Add(time.Duration(b) * span / time.Duration(batches))); span > 0 && d > 0 {
 			time.Sleep(d)
 		}
 		var msgs []kafka.Message
@@ -576,7 +599,7 @@ func (c *chaosRun) produce(evs []chaosEvent) int {
 		}
 		// The broker may be down for a minute or more on a loaded machine:
 		// try again until the schedule's end plus ten minutes.
-		giveUp := c.t0.Add(c.cfg.duration + 10*time.Minute)
+		giveUp := from.Add(c.cfg.duration + 10*time.Minute)
 		for try := 1; ; try++ {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			err := cl.Write(ctx, c.s.in, msgs...)
@@ -601,7 +624,7 @@ func (c *chaosRun) produce(evs []chaosEvent) int {
 func (c *chaosRun) runSchedule(sched []fault) {
 	var wg sync.WaitGroup
 	for _, f := range sched {
-		if d := time.Until(c.t0.Add(f.At)); d > 0 {
+		if d := time.Until(c.sched0.Add(f.At)); d > 0 {
 			time.Sleep(d)
 		}
 		wg.Add(1)
@@ -728,6 +751,22 @@ func (c *chaosRun) reviewing() int {
 	defer conn.Close(ctx)
 	var n int
 	if err := conn.QueryRow(ctx, `SELECT count(*) FROM attempts WHERE mchid = $1 AND status = 'needs_review'`, chaosAmtMchID).Scan(&n); err != nil {
+		return 0
+	}
+	return n
+}
+
+// countAttempts counts the attempts in PostgreSQL (0 when it does not answer).
+func (c *chaosRun) countAttempts() int {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, c.inf.dbURL)
+	if err != nil {
+		return 0
+	}
+	defer conn.Close(ctx)
+	var n int
+	if err := conn.QueryRow(ctx, `SELECT count(*) FROM attempts`).Scan(&n); err != nil {
 		return 0
 	}
 	return n
