@@ -71,8 +71,9 @@ free_port() {
 }
 
 # keep_ports: DEVSTACK_KEEP_PORTS=1 makes a failed start retry on the same ports instead of
-# others (the chaos suite restarts a killed server under clients that know its port).
-keep_ports() { [ "${DEVSTACK_KEEP_PORTS:-}" = 1 ] && [ -n "${port:-}" ]; }
+# others, once the server has run on them (its port file is written after a start): the chaos
+# suite restarts a killed server under clients that know its port.
+keep_ports() { [ "${DEVSTACK_KEEP_PORTS:-}" = 1 ] && [ -s "$1" ]; }
 
 # wait_tcp PORT SECONDS: wait until 127.0.0.1:PORT accepts connections.
 wait_tcp() {
@@ -250,7 +251,7 @@ EOF
       log "PostgreSQL: start failed, retrying on another port"
       sleep 1
       pg_clear_stale "$bin"
-      keep_ports || port=""
+      keep_ports "$PG_DIR/port" || port=""
     done
     echo "$port" >"$PG_DIR/port"
     local deadline=$(( SECONDS + 60 ))
@@ -516,7 +517,7 @@ kafka_up() {
       tail -n 20 "$KAFKA_DIR/kafka.out" >&2 || true
       [ "$tries" -lt 3 ] || die "Kafka: broker exited at start (see $KAFKA_DIR/server.log)"
       log "Kafka: broker exited at start, retrying on other ports"
-      keep_ports || { port=""; cport=""; sport=""; mport=""; }
+      keep_ports "$KAFKA_DIR/port" || { port=""; cport=""; sport=""; mport=""; }
     done
     echo "$port" >"$KAFKA_DIR/port"
     echo "$cport" >"$KAFKA_DIR/controller.port"

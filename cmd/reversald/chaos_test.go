@@ -287,6 +287,8 @@ type chaosRun struct {
 	sched0 time.Time
 	ended  atomic.Bool // no more restarts
 
+	pgMu, brokerMu sync.Mutex // one crash and restart of each server at a time
+
 	amtMu        sync.Mutex
 	amtCorrected bool
 	amtOTNs      []string
@@ -645,6 +647,10 @@ func (c *chaosRun) apply(f fault) {
 		time.Sleep(f.For)
 		c.start(in)
 	case faultPGCrash:
+		// One crash at a time: a crash due while the last restart runs
+		// waits for it (killing a server mid-start tests devstack.sh).
+		c.pgMu.Lock()
+		defer c.pgMu.Unlock()
 		if err := c.inf.killPostgres(); err != nil {
 			c.faultError("pg-crash: %v", err)
 			return
@@ -670,6 +676,8 @@ func (c *chaosRun) apply(f fault) {
 		}
 		c.note("database filesystem freed (%s)", c.inf.diskUse())
 	case faultBrokerKill:
+		c.brokerMu.Lock()
+		defer c.brokerMu.Unlock()
 		if err := c.inf.killBroker(); err != nil {
 			c.faultError("broker-kill: %v", err)
 			return
