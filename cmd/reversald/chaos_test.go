@@ -663,13 +663,20 @@ func (c *chaosRun) apply(f fault) {
 		}
 		c.note("PostgreSQL back")
 	case faultDiskFull:
+		// Not during a crash of PostgreSQL: the probe below needs it.
+		c.pgMu.Lock()
+		defer c.pgMu.Unlock()
 		before := c.inf.diskUse()
 		free, err := c.inf.fillDisk()
 		if err != nil {
 			c.faultError("disk-full: %v", err)
 			return
 		}
-		c.note("database filesystem full (%s before, %s now) for %s", before, c.inf.diskUse(), f.For)
+		probe := c.diskProbe()
+		c.note("database filesystem full (%s before, %s now) for %s; a probe table of 8 MiB: %s", before, c.inf.diskUse(), f.For, probe)
+		if !strings.Contains(probe, "No space left on device") {
+			c.faultError("disk-full: PostgreSQL wrote the probe table, or could not try: %s", probe)
+		}
 		time.Sleep(f.For)
 		if err := free(); err != nil {
 			c.faultError("disk-full release: %v", err)
@@ -778,6 +785,25 @@ func (c *chaosRun) countAttempts() int {
 		return 0
 	}
 	return n
+}
+
+// diskProbe writes 8 MiB into a table of the run's database and says how it
+// went: while the filesystem is full PostgreSQL must answer "No space left
+// on device" (the daemons may not need a new block during the window).
+func (c *chaosRun) diskProbe() string {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, c.inf.dbURL)
+	if err != nil {
+		return "no connection: " + err.Error()
+	}
+	defer conn.Close(ctx)
+	defer conn.Exec(ctx, `DROP TABLE IF EXISTS chaos_disk_probe`) //nolint:errcheck // best effort: the next probe drops it too
+	_, err = conn.Exec(ctx, `CREATE TABLE chaos_disk_probe AS SELECT repeat('x', 1000) AS x FROM generate_series(1, 8192)`)
+	if err == nil {
+		return "written (the filesystem was not full)"
+	}
+	return err.Error()
 }
 
 // healAll makes sure nothing stays broken: every daemon runs, nothing is
