@@ -275,7 +275,15 @@ func (inf *chaosInfra) killBroker() error {
 // daemons keep their addresses: DEVSTACK_KEEP_PORTS); a run whose port was
 // taken meanwhile cannot go on.
 func (inf *chaosInfra) restart(server string) error {
-	if err := inf.devstack("up", server); err != nil {
+	// devstack.sh waits 120 s for a broker to serve; on a machine at load
+	// 50 and more that was not always enough: three tries.
+	var err error
+	for try := 0; try < 3; try++ {
+		if err = inf.devstack("up", server); err == nil {
+			break
+		}
+	}
+	if err != nil {
 		return err
 	}
 	want := inf.pgPort
