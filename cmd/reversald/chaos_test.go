@@ -732,17 +732,20 @@ func (c *chaosRun) operatorRetry() {
 		cmd := exec.Command(c.bin, "attempts", "retry", "-status", "needs_review", "-mchid", chaosAmtMchID, "-by", "chaos", "-note", "QFPay corrected the record")
 		cmd.Env = []string{"DATABASE_URL=" + c.inf.dbURL, "PATH=" + os.Getenv("PATH")}
 		o, err := cmd.CombinedOutput()
-		if err == nil {
+		if strings.Contains(string(o), secretKey) {
+			c.faultError("the client key is in attempts retry's output")
+		}
+		// The command went through when it says how many it retried; it
+		// exits 1 when some could not be (another operator's retry took
+		// them first: the schedule may hold two at once).
+		if m := retriedLine.FindStringSubmatch(string(o)); m != nil || err == nil {
 			var n, of int64
-			if m := retriedLine.FindStringSubmatch(string(o)); m != nil {
+			if m != nil {
 				n, _ = strconv.ParseInt(m[1], 10, 64)
 				of, _ = strconv.ParseInt(m[2], 10, 64)
 			}
 			c.retried.Add(n)
-			c.note("operator: attempts retry -status needs_review -mchid %s: %d of %d retried", chaosAmtMchID, n, of)
-			if strings.Contains(string(o), secretKey) {
-				c.faultError("the client key is in attempts retry's output")
-			}
+			c.note("operator: attempts retry -status needs_review -mchid %s: %d of %d retried (%v)", chaosAmtMchID, n, of, err)
 			return
 		}
 		c.note("operator: attempts retry failed (try %d): %v: %s", try+1, err, tail(string(o), 2))
