@@ -4,6 +4,7 @@
 # repo run two independent stacks and `down` in one never touches the other.
 #
 #   scripts/devstack.sh up       start what is not running (idempotent), write .stack/env
+#   scripts/devstack.sh up pg|kafka   start that server again if it is down, on its ports
 #   scripts/devstack.sh down     stop both and delete .stack
 #   scripts/devstack.sh status   say what runs where
 #   scripts/devstack.sh env      print .stack/env (eval "$(scripts/devstack.sh env)")
@@ -16,6 +17,10 @@
 # (KAFKA_TEST_*). A broker started by an older devstack.sh, without those listeners, is
 # restarted with them by `up`.
 #
+# DEVSTACK_DIR, when set, is the stack's directory instead of $REPO/.stack: the chaos suite
+# (make chaos) starts a stack of its own there, whose PostgreSQL and broker it may kill, without
+# touching the one `make test` shares; with DEVSTACK_KEEP_PORTS=1 a restart keeps the ports.
+#
 # If DATABASE_URL or KAFKA_BROKERS is already set (and is not the value this stack wrote), that
 # part is not started: the given value is written to .stack/env as is.
 #
@@ -25,7 +30,7 @@ set -euo pipefail
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$SCRIPT_DIR/.." && pwd)
-STACK="$REPO/.stack"
+STACK="${DEVSTACK_DIR:-$REPO/.stack}"
 ENV_FILE="$STACK/env"
 PG_DIR="$STACK/pg"
 KAFKA_DIR="$STACK/kafka"
@@ -64,6 +69,11 @@ free_port() {
   done
   die "no free loopback port found"
 }
+
+# keep_ports: DEVSTACK_KEEP_PORTS=1 makes a failed start retry on the same ports instead of
+# others, once the server has run on them (its port file is written after a start): the chaos
+# suite restarts a killed server under clients that know its port.
+keep_ports() { [ "${DEVSTACK_KEEP_PORTS:-}" = 1 ] && [ -s "$1" ]; }
 
 # wait_tcp PORT SECONDS: wait until 127.0.0.1:PORT accepts connections.
 wait_tcp() {
@@ -241,7 +251,7 @@ EOF
       log "PostgreSQL: start failed, retrying on another port"
       sleep 1
       pg_clear_stale "$bin"
-      port=""
+      keep_ports "$PG_DIR/port" || port=""
     done
     echo "$port" >"$PG_DIR/port"
     local deadline=$(( SECONDS + 60 ))
@@ -507,7 +517,7 @@ kafka_up() {
       tail -n 20 "$KAFKA_DIR/kafka.out" >&2 || true
       [ "$tries" -lt 3 ] || die "Kafka: broker exited at start (see $KAFKA_DIR/server.log)"
       log "Kafka: broker exited at start, retrying on other ports"
-      port=""; cport=""; sport=""; mport=""
+      keep_ports "$KAFKA_DIR/port" || { port=""; cport=""; sport=""; mport=""; }
     done
     echo "$port" >"$KAFKA_DIR/port"
     echo "$cport" >"$KAFKA_DIR/controller.port"
@@ -564,9 +574,12 @@ kafka_status() {
 
 # One `up`/`down` at a time per repo (two `make test` at once must not init the same cluster).
 # Servers are started with fd 9 closed (9>&-) so they never inherit, and hold, this lock.
+# `up pg` and `up kafka` (a restart of one server) lock that server's own file instead, so that
+# one restart does not wait for the other's.
 lock() {
-  exec 9>"$STACK/.lock"
-  flock -w 600 9 || die "another devstack.sh holds $STACK/.lock for 10 minutes"
+  local f="$STACK/.lock${1:+.$1}"
+  exec 9>"$f"
+  flock -w 600 9 || die "another devstack.sh holds $f for 10 minutes"
 }
 
 # env_value VALUE EXTERNAL: our own values are written bare (the documented format); a value
@@ -603,14 +616,23 @@ show_env() {
   sed -e 's/^/  /' -e 's/^\(  export KAFKA_TEST_SCRAM_PASSWORD=\).*/\1(see .stack\/env)/' "$ENV_FILE" | grep -v '^  #'
 }
 
+# cmd_up [pg|kafka]: start what is not running. With a server named, only that one, on the
+# ports it had (the chaos suite's restarts); .stack/env is then left as it is.
 cmd_up() {
+  local only=${1:-}
+  case "$only" in ""|pg|kafka) ;; *) die "up: pg or kafka, not $only" ;; esac
   mkdir -p "$STACK"
-  lock
+  lock "$only"
   PG_URL="" KAFKA_ADDR="" KAFKA_SASL_SSL_ADDR="" KAFKA_MTLS_ADDR=""
   # Decide before .stack/env is rewritten below (it is what tells our values from others').
   PG_EXTERNAL=0 KAFKA_EXTERNAL=0
   if external DATABASE_URL; then PG_EXTERNAL=1; fi
   if external KAFKA_BROKERS; then KAFKA_EXTERNAL=1; fi
+  if [ -n "$only" ]; then
+    [ -f "$ENV_FILE" ] || die "up $only: restarts a server of a stack that was started (no $ENV_FILE)"
+    if [ "$only" = pg ]; then pg_up; else kafka_up; fi
+    return
+  fi
   pg_up
   write_env
   kafka_up
@@ -640,7 +662,7 @@ cmd_env() {
 }
 
 case "${1:-}" in
-  up) cmd_up ;;
+  up) cmd_up "${2:-}" ;;
   down) cmd_down ;;
   status) cmd_status ;;
   env) cmd_env ;;

@@ -24,6 +24,7 @@ import (
 
 	"github.com/reversald/reversald"
 	"github.com/reversald/reversald/consumer"
+	"github.com/reversald/reversald/internal/backoff"
 	"github.com/reversald/reversald/internal/tracing"
 	"github.com/reversald/reversald/reversal"
 	"github.com/reversald/reversald/store"
@@ -369,7 +370,8 @@ const kafkaStartCheck = 30 * time.Second
 
 // checkKafka connects to the brokers once, as every Kafka connection of the daemon will, before
 // anything starts. A broker that refuses the client's TLS or SASL settings (or that the client
-// refuses) stops the start-up with the settings to check: the readers and writers would retry
+// refuses) stops the start-up with the settings to check (a listener that closes the connection
+// at once is asked twice, a second apart: a broker dying mid-check does that once): the readers and writers would retry
 // it forever. Brokers that cannot be reached only get a warning: the daemon starts, /readyz
 // says 503, and the intake connects when they come back.
 func checkKafka(parent context.Context, brokers []string, sec consumer.Security, log *slog.Logger) error {
@@ -377,6 +379,15 @@ func checkKafka(parent context.Context, brokers []string, sec consumer.Security,
 	defer cancel()
 	err := sec.Check(ctx, brokers)
 	var refused *consumer.AccessError
+	if errors.As(err, &refused) && refused.Reason == consumer.SecurityMismatch {
+		// A broker that dies (or stops) while the check runs closes the
+		// connection too, as a listener of other security does: ask once
+		// more, a second later. A mismatch closes it again; a broker that
+		// was going down now refuses the dial, or answers once it is back.
+		if backoff.Sleep(ctx, time.Second) {
+			err = sec.Check(ctx, brokers)
+		}
+	}
 	switch {
 	case err == nil:
 		log.Info("kafka brokers answer", "kafka", sec)

@@ -37,27 +37,46 @@ func (c Cluster) Collect(ctx context.Context, topic string) (*Collector, error) 
 	reading, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	col := &Collector{topic: topic, brokers: c.Brokers, cancel: cancel, next: make(map[int]int64, len(ids))}
 	for _, p := range ids {
-		r := kafka.NewReader(kafka.ReaderConfig{
-			Brokers: c.Brokers, Topic: topic, Partition: p, MaxWait: 100 * time.Millisecond, MaxBytes: 8 << 20,
-		})
 		col.wg.Add(1)
 		go func() {
 			defer col.wg.Done()
-			defer r.Close()
-			for {
-				m, err := r.ReadMessage(reading)
-				if err != nil {
-					return // Close
-				}
+			col.read(reading, p)
+		}()
+	}
+	return col, nil
+}
+
+// read reads partition p until ctx ends. A reader gives up after a few failed
+// connections (a broker that was killed, say): another one then starts at the
+// next offset, a fifth of a second later, until Close.
+func (col *Collector) read(ctx context.Context, p int) {
+	for {
+		r := kafka.NewReader(kafka.ReaderConfig{
+			Brokers: col.brokers, Topic: col.topic, Partition: p, MaxWait: 100 * time.Millisecond, MaxBytes: 8 << 20,
+		})
+		col.mu.Lock()
+		next := col.next[p]
+		col.mu.Unlock()
+		err := r.SetOffset(next)
+		for err == nil {
+			var m kafka.Message
+			if m, err = r.ReadMessage(ctx); err == nil {
 				col.mu.Lock()
 				col.msgs = append(col.msgs, m)
 				col.at = append(col.at, time.Now())
 				col.next[m.Partition] = m.Offset + 1
 				col.mu.Unlock()
 			}
-		}()
+		}
+		_ = r.Close()
+		t := time.NewTimer(200 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return // Close
+		case <-t.C:
+		}
 	}
-	return col, nil
 }
 
 // Close stops the readers and returns once they have exited; it may be called more than once.
