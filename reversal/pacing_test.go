@@ -65,8 +65,13 @@ func runPacedGroup(t *testing.T, shared bool) (tooMany int, coldLast, hotLast ti
 		}
 		events = append(events, reversald.Event{EventID: "ev-" + otn, MchID: mchid, OutTradeNo: otn, TxAmt: 2500, TxCurrCd: "HKD", TxDtm: txdtm, PayType: "800101"})
 	}
+	// 24 payments a hot merchant (about 72 calls): enough that three
+	// instances pacing alone overrun the per-second limit in any alignment
+	// of the sandbox's one-second windows. With 12, their first bursts could
+	// straddle a window boundary and fit under the limit in both halves, and
+	// the control then saw no 429 (a CI run finished it in 0.62 s).
 	for h := range 2 {
-		for i := range 12 {
+		for i := range 24 {
 			add(fmt.Sprintf("HOT%d", h), fmt.Sprintf("H%d-%02d", h, i))
 		}
 	}
