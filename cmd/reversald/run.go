@@ -370,9 +370,9 @@ const kafkaStartCheck = 30 * time.Second
 
 // checkKafka connects to the brokers once, as every Kafka connection of the daemon will, before
 // anything starts. A broker that refuses the client's TLS or SASL settings (or that the client
-// refuses) stops the start-up with the settings to check (a listener that closes the connection
-// at once is asked twice, a second apart: a broker dying mid-check does that once): the readers and writers would retry
-// it forever. Brokers that cannot be reached only get a warning: the daemon starts, /readyz
+// refuses) stops the start-up with the settings to check: the readers and writers would retry
+// it forever. A listener that closes the connection at once is asked twice, a second apart (a
+// broker dying mid-check does that once). Brokers that cannot be reached only get a warning: the daemon starts, /readyz
 // says 503, and the intake connects when they come back.
 func checkKafka(parent context.Context, brokers []string, sec consumer.Security, log *slog.Logger) error {
 	ctx, cancel := context.WithTimeout(parent, kafkaStartCheck)
