@@ -99,7 +99,7 @@ CHAOS_TIMEOUT ?= 60m
 chaos: up ## issue 14's chaos run: daemons as processes under faults (CHAOS_EVENTS=20000 CHAOS_INSTANCES=5 CHAOS_DURATION=5m CHAOS_SEED=n)
 	$(WITH_ENV) $(GO) test -run='^$$' -bench='^BenchmarkChaos$$' -benchtime=1x -timeout=$(CHAOS_TIMEOUT) ./cmd/reversald
 
-chaos-smoke: up ## the chaos suite's short run alone (TestChaosSmoke: 3,000 events, 3 daemons, 40 s of faults, seed 14); make test runs it
+chaos-smoke: up ## the chaos suite's short run alone (TestChaosSmoke: 2,000 events, 3 daemons, 30 s of faults, seed 14); make test runs it
 	$(WITH_ENV) $(GO) test -race -count=1 -timeout=15m -run='^TestChaosSmoke$$' ./cmd/reversald
 
 chaos-mutant: up ## the same run against a daemon with a known bug put back (MUTANT=testdata/chaos/<x>.patch): it must go red

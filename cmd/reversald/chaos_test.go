@@ -87,7 +87,7 @@ func chaosFromEnv(def chaosConfig) chaosConfig {
 // TestChaosSmoke is a short chaos run, every fault kind at least once, in
 // `make test` (under two minutes on an idle machine).
 func TestChaosSmoke(t *testing.T) {
-	runChaos(t, chaosFromEnv(chaosConfig{events: 3000, instances: 3, duration: 40 * time.Second, seed: 14, lease: 9 * time.Second, diskMiB: 256, drain: 3 * time.Minute}))
+	runChaos(t, chaosFromEnv(chaosConfig{events: 2000, instances: 3, duration: 30 * time.Second, seed: 14, lease: 9 * time.Second, diskMiB: 256, drain: 3 * time.Minute}))
 }
 
 // BenchmarkChaos is `make chaos`: the long run, sized by the CHAOS_*
