@@ -635,6 +635,25 @@ func (c *chaosRun) runSchedule(sched []fault) {
 	wg.Wait()
 }
 
+// crashServer SIGKILLs a server of the run (kill), waits f.For and restarts
+// it with devstack.sh up SERVER, holding mu: one crash and restart of each
+// server at a time (a crash due while the last restart runs waits for it).
+func (c *chaosRun) crashServer(mu *sync.Mutex, f fault, server, process, name string, kill func() error) {
+	mu.Lock()
+	defer mu.Unlock()
+	if err := kill(); err != nil {
+		c.faultError("%s: %v", f.Kind, err)
+		return
+	}
+	c.note("SIGKILL %s; restart in %s", process, f.For)
+	time.Sleep(f.For)
+	if err := c.inf.restart(server); err != nil {
+		c.faultError("%s restart: %v", name, err)
+		return
+	}
+	c.note("%s back", name)
+}
+
 func (c *chaosRun) apply(f fault) {
 	switch f.Kind {
 	case faultKill:
@@ -649,19 +668,7 @@ func (c *chaosRun) apply(f fault) {
 	case faultPGCrash:
 		// One crash at a time: a crash due while the last restart runs
 		// waits for it (killing a server mid-start tests devstack.sh).
-		c.pgMu.Lock()
-		defer c.pgMu.Unlock()
-		if err := c.inf.killPostgres(); err != nil {
-			c.faultError("pg-crash: %v", err)
-			return
-		}
-		c.note("SIGKILL postmaster; restart in %s", f.For)
-		time.Sleep(f.For)
-		if err := c.inf.restart("pg"); err != nil {
-			c.faultError("PostgreSQL restart: %v", err)
-			return
-		}
-		c.note("PostgreSQL back")
+		c.crashServer(&c.pgMu, f, "pg", "postmaster", "PostgreSQL", c.inf.killPostgres)
 	case faultDiskFull:
 		// Not during a crash of PostgreSQL: the probe below needs it.
 		c.pgMu.Lock()
@@ -683,19 +690,7 @@ func (c *chaosRun) apply(f fault) {
 		}
 		c.note("database filesystem freed (%s)", c.inf.diskUse())
 	case faultBrokerKill:
-		c.brokerMu.Lock()
-		defer c.brokerMu.Unlock()
-		if err := c.inf.killBroker(); err != nil {
-			c.faultError("broker-kill: %v", err)
-			return
-		}
-		c.note("SIGKILL broker; restart in %s", f.For)
-		time.Sleep(f.For)
-		if err := c.inf.restart("kafka"); err != nil {
-			c.faultError("broker restart: %v", err)
-			return
-		}
-		c.note("broker back")
+		c.crashServer(&c.brokerMu, f, "kafka", "broker", "broker", c.inf.killBroker)
 	case faultSeverPG:
 		p := c.insts[f.Inst].proxy
 		p.sever(true)

@@ -237,24 +237,39 @@ func (c collector) waitOutcomes(t testing.TB, n int, timeout time.Duration) map[
 // with a cancelled context (SIGTERM) when the test ends.
 func (s *stack) runInProcess(extra map[string]string) {
 	s.t.Helper()
+	s.inProcess(func(ctx context.Context, logs io.Writer) error {
+		return run(ctx, []string{"run"}, envconfig.MapLookuper(s.env(extra)), io.Discard, logs)
+	})
+}
+
+// inProcess runs fn (a daemon) in a goroutine with its logs captured, and returns
+// a stop (also run at cleanup, once) that cancels it as SIGTERM would,
+// waits up to 30s for it to return without error, and checks that the
+// client key is not in its logs.
+func (s *stack) inProcess(fn func(ctx context.Context, logs io.Writer) error) (stop func()) {
 	logs := &syncBuffer{}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, []string{"run"}, envconfig.MapLookuper(s.env(extra)), io.Discard, logs) }()
-	s.t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				s.t.Errorf("daemon stopped with %v", err)
+	go func() { done <- fn(ctx, logs) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil {
+					s.t.Errorf("daemon stopped with %v", err)
+				}
+			case <-time.After(30 * time.Second):
+				s.t.Errorf("daemon did not stop within 30s of SIGTERM")
 			}
-		case <-time.After(30 * time.Second):
-			s.t.Errorf("daemon did not stop within 30s of SIGTERM")
-		}
-		if strings.Contains(logs.String(), secretKey) {
-			s.t.Errorf("the client key is in the logs")
-		}
-	})
+			if strings.Contains(logs.String(), secretKey) {
+				s.t.Errorf("the client key is in the logs")
+			}
+		})
+	}
+	s.t.Cleanup(stop)
+	return stop
 }
 
 type syncBuffer struct {

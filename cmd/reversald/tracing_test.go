@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"slices"
 	"strings"
 	"testing"
@@ -33,35 +34,11 @@ func (s *stack) runTraced(extra map[string]string, sp sdktrace.SpanProcessor) (s
 	if err != nil {
 		s.t.Fatal(err)
 	}
-	logs := &syncBuffer{}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
 	var sps []sdktrace.SpanProcessor
 	if sp != nil {
 		sps = append(sps, sp)
 	}
-	go func() { done <- daemon(ctx, cfg, logs, sps...) }()
-	stopped := false
-	stop = func() {
-		if stopped {
-			return
-		}
-		stopped = true
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				s.t.Errorf("daemon stopped with %v", err)
-			}
-		case <-time.After(30 * time.Second):
-			s.t.Errorf("daemon did not stop within 30s of SIGTERM")
-		}
-		if strings.Contains(logs.String(), secretKey) {
-			s.t.Errorf("the client key is in the logs")
-		}
-	}
-	s.t.Cleanup(stop)
-	return stop
+	return s.inProcess(func(ctx context.Context, logs io.Writer) error { return daemon(ctx, cfg, logs, sps...) })
 }
 
 // newTraceparent returns a sampled W3C traceparent with random ids, as a
