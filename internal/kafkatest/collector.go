@@ -22,7 +22,12 @@ type Collector struct {
 	msgs []kafka.Message
 	at   []time.Time   // when each message was read
 	next map[int]int64 // per partition, the offset after the last message read
+	err  error         // a partition whose readers gave up maxReaderStarts times
 }
+
+// maxReaderStarts bounds the readers one partition starts: at a fifth of a
+// second apart, about ten minutes of a broker that does not answer.
+const maxReaderStarts = 3000
 
 // Collect starts a Collector on topic, which must exist; ctx bounds the start (looking up the
 // partitions), not the reading, which goes on until Close.
@@ -48,9 +53,10 @@ func (c Cluster) Collect(ctx context.Context, topic string) (*Collector, error) 
 
 // read reads partition p until ctx ends. A reader gives up after a few failed
 // connections (a broker that was killed, say): another one then starts at the
-// next offset, a fifth of a second later, until Close.
+// next offset, a fifth of a second later, until Close, at most
+// maxReaderStarts times; then CaughtUp reports the partition lost.
 func (col *Collector) read(ctx context.Context, p int) {
-	for {
+	for range maxReaderStarts {
 		r := kafka.NewReader(kafka.ReaderConfig{
 			Brokers: col.brokers, Topic: col.topic, Partition: p, MaxWait: 100 * time.Millisecond, MaxBytes: 8 << 20,
 		})
@@ -77,6 +83,9 @@ func (col *Collector) read(ctx context.Context, p int) {
 		case <-t.C:
 		}
 	}
+	col.mu.Lock()
+	col.err = fmt.Errorf("collect %s: partition %d: %d readers gave up", col.topic, p, maxReaderStarts)
+	col.mu.Unlock()
 }
 
 // Close stops the readers and returns once they have exited; it may be called more than once.
@@ -127,6 +136,12 @@ func (col *Collector) Wait(ctx context.Context, n int) ([]kafka.Message, error) 
 // CaughtUp reports whether the Collector has read every partition to its current end (the
 // high watermark at the time of the call).
 func (col *Collector) CaughtUp(ctx context.Context) (bool, error) {
+	col.mu.Lock()
+	lost := col.err
+	col.mu.Unlock()
+	if lost != nil {
+		return false, lost
+	}
 	ends, err := Cluster{Brokers: col.brokers}.HighWatermarks(ctx, col.topic)
 	if err != nil {
 		return false, err
