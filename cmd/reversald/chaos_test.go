@@ -600,8 +600,10 @@ func (c *chaosRun) produce(evs []chaosEvent, from time.Time, span time.Duration)
 			msgs = append(msgs, e.messages()...)
 		}
 		// The broker may be down for a minute or more on a loaded machine:
-		// try again until the schedule's end plus ten minutes.
-		giveUp := from.Add(c.cfg.duration + 10*time.Minute)
+		// try again until the schedule's end plus ten minutes, a second or
+		// more apart (so at most that many seconds of tries).
+		window := c.cfg.duration + 10*time.Minute
+		giveUp, maxTries := from.Add(window), int(window/time.Second)
 		for try := 1; ; try++ {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			err := cl.Write(ctx, c.s.in, msgs...)
@@ -609,7 +611,7 @@ func (c *chaosRun) produce(evs []chaosEvent, from time.Time, span time.Duration)
 			if err == nil {
 				break
 			}
-			if time.Now().After(giveUp) {
+			if try >= maxTries || time.Now().After(giveUp) {
 				c.faultError("produce batch %d: %v (gave up after %d tries)", b, err, try)
 				break
 			}
