@@ -420,7 +420,8 @@ func runChaos(tb testing.TB, cfg chaosConfig) {
 		}
 	}
 	waited := time.Now()
-	for time.Since(waited) < 5*time.Minute && c.countAttempts() < warmValid*9/10 {
+	// At most 5 minutes: 600 looks, half a second apart or more.
+	for i := 0; i < 600 && time.Since(waited) < 5*time.Minute && c.countAttempts() < warmValid*9/10; i++ {
 		time.Sleep(500 * time.Millisecond)
 	}
 	c.note("warm-up: %d messages in, %d attempts in PostgreSQL after %s; the schedule starts (its times count from here)", produced, c.countAttempts(), time.Since(waited).Round(time.Millisecond))
@@ -713,7 +714,7 @@ func (c *chaosRun) operatorRetry() {
 	// Mid-flight means with something to retry: wait (3 minutes at most) for
 	// a mismatch to be in needs_review.
 	waited := time.Now()
-	for time.Since(waited) < 3*time.Minute && c.reviewing() == 0 {
+	for i := 0; i < 360 && time.Since(waited) < 3*time.Minute && c.reviewing() == 0; i++ {
 		time.Sleep(500 * time.Millisecond)
 	}
 	c.note("operator: %d amount mismatches in needs_review (waited %s); QFPay corrects the records", c.reviewing(), time.Since(waited).Round(time.Millisecond))
@@ -757,22 +758,15 @@ var retriedLine = regexp.MustCompile(`(?m)^retried (\d+) of (\d+)$`)
 // reviewing counts the amount mismatches in needs_review (0 when the
 // database does not answer).
 func (c *chaosRun) reviewing() int {
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, c.inf.dbURL)
-	if err != nil {
-		return 0
-	}
-	defer conn.Close(ctx)
-	var n int
-	if err := conn.QueryRow(ctx, `SELECT count(*) FROM attempts WHERE mchid = $1 AND status = 'needs_review'`, chaosAmtMchID).Scan(&n); err != nil {
-		return 0
-	}
-	return n
+	return c.count(`SELECT count(*) FROM attempts WHERE mchid = $1 AND status = 'needs_review'`, chaosAmtMchID)
 }
 
 // countAttempts counts the attempts in PostgreSQL (0 when it does not answer).
-func (c *chaosRun) countAttempts() int {
+func (c *chaosRun) countAttempts() int { return c.count(`SELECT count(*) FROM attempts`) }
+
+// count runs a count(*) query on the run's database; 0 when it does not
+// answer within 3 s.
+func (c *chaosRun) count(query string, args ...any) int {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
 	conn, err := pgx.Connect(ctx, c.inf.dbURL)
@@ -781,7 +775,7 @@ func (c *chaosRun) countAttempts() int {
 	}
 	defer conn.Close(ctx)
 	var n int
-	if err := conn.QueryRow(ctx, `SELECT count(*) FROM attempts`).Scan(&n); err != nil {
+	if err := conn.QueryRow(ctx, query, args...).Scan(&n); err != nil {
 		return 0
 	}
 	return n
