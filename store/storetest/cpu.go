@@ -247,3 +247,43 @@ func (s DBStats) Top(n, width int) string {
 	}
 	return b.String()
 }
+
+// ListenerPID is the process on this machine listening on TCP port (the
+// broker of a benchmark, to measure its CPU), or 0 when none is found.
+func ListenerPID(port int) int {
+	inodes := map[string]bool{}
+	for _, file := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(b), "\n")[1:] {
+			f := strings.Fields(line)
+			// local address is hex ip:port; state 0A is LISTEN.
+			if len(f) < 10 || f[3] != "0A" {
+				continue
+			}
+			i := strings.LastIndexByte(f[1], ':')
+			if p, err := strconv.ParseInt(f[1][i+1:], 16, 32); err == nil && int(p) == port {
+				inodes["socket:["+f[9]+"]"] = true
+			}
+		}
+	}
+	if len(inodes) == 0 {
+		return 0
+	}
+	procs, _ := os.ReadDir("/proc")
+	for _, p := range procs {
+		pid, err := strconv.Atoi(p.Name())
+		if err != nil {
+			continue
+		}
+		fds, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+		for _, fd := range fds {
+			if target, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", pid, fd.Name())); err == nil && inodes[target] {
+				return pid
+			}
+		}
+	}
+	return 0
+}
