@@ -134,6 +134,11 @@ func (r daemonRun) report(b *testing.B) {
 	}
 	b.ReportMetric(float64(r.statements.Statements)/float64(r.n), "statements/outcome")
 	b.ReportMetric(float64(r.statements.Commits)/float64(r.n), "commits/outcome")
+	b.ReportMetric(float64(r.statements.WALBytes)/float64(r.n), "wal-B/outcome")
+	b.ReportMetric(float64(r.statements.ExecTime.Microseconds())/float64(r.n), "pg-exec-µs/outcome")
+	if u := r.statements.AttemptUpdates; u > 0 {
+		b.ReportMetric(float64(r.statements.AttemptHOTUpdates)/float64(u)*100, "%hot-updates")
+	}
 	if r.n > 1 {
 		fmt.Printf("%s: the statements PostgreSQL ran most often for %d outcomes:\n%s", b.Name(), r.n, r.statements.Top(14, 150))
 	}
@@ -150,6 +155,13 @@ func (s *stack) measureDaemon(b *testing.B, workers, rate int, extra map[string]
 		"EXECUTOR_LEASE": "30s", "QFPAY_TIMEOUT": "5s", "LOG_LEVEL": "warn",
 	}
 	maps.Copy(env, extra)
+	// BENCH_DAEMON_ENV="K=V,K=V" sets more of the daemon's environment, to
+	// compare settings (GOGC=100, INTAKE_BATCH_SIZE=100) on the same runs.
+	for _, kv := range strings.Split(os.Getenv("BENCH_DAEMON_ENV"), ",") {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			env[k] = v
+		}
+	}
 	profile := os.Getenv("BENCH_DAEMON_CPUPROFILE")
 	if profile != "" {
 		env["PPROF"] = "true"
