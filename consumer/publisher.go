@@ -28,10 +28,11 @@ type PublisherConfig struct {
 	BatchSize int
 	// PollInterval is how often the outbox is polled without a Wake; 0 means 100ms.
 	PollInterval time.Duration
-	// Linger is the least time from one round's start to the next while
-	// outcomes keep coming (a Wake sooner waits for it; a full batch does
-	// not): outcomes decided close together share a round, so one produce
-	// request per partition carries more of them. 0 means 50ms; negative
+	// Linger is the least time from the start of a round that published
+	// something to the next round (a Wake sooner waits for it; a full batch
+	// and the poll do not): outcomes decided close together share a round,
+	// so one produce request per partition carries more of them, and an
+	// outcome decided alone is published at once. 0 means 50ms; negative
 	// means none.
 	Linger time.Duration
 	// WriteTimeout bounds one WriteMessages call; 0 means 30s.
@@ -180,10 +181,13 @@ func (p *Publisher) Run(ctx context.Context) error {
 			return nil
 		case <-timer.C:
 		case <-p.wake:
-			// Within the linger (and not backing off), the round waits for
-			// it and takes this wake's outcomes with the ones that follow;
-			// a round due sooner anyway is not put off.
-			if at := last.Add(p.cfg.Linger); failures == 0 && time.Now().Before(at) {
+			if failures > 0 {
+				continue // backing off: the timer's round retries, not one per outcome decided
+			}
+			// Within the linger after a round that published, the next one
+			// waits for it and takes this wake's outcomes with the ones that
+			// follow; a round due sooner anyway is not put off.
+			if at := last.Add(p.cfg.Linger); time.Now().Before(at) {
 				if at.Before(due) {
 					timer.Reset(time.Until(at))
 					due = at
@@ -191,12 +195,17 @@ func (p *Publisher) Run(ctx context.Context) error {
 				continue
 			}
 		}
-		last = time.Now()
+		started := time.Now()
 		// A round in progress when ctx is cancelled finishes (within FlushTimeout): cutting it
 		// between the Kafka ack and the outbox commit would only publish duplicates.
 		rctx, done := graceContext(ctx, p.cfg.FlushTimeout)
-		err := p.drain(rctx, w)
+		published, err := p.drain(rctx, w)
 		done()
+		if published > 0 {
+			// Only a round that published starts a linger: an outcome
+			// decided alone after idle polls is published at once.
+			last = started
+		}
 		next := p.cfg.PollInterval
 		switch {
 		case err == nil:
@@ -218,26 +227,29 @@ func (p *Publisher) Run(ctx context.Context) error {
 func (p *Publisher) flush(ctx context.Context, w *kafka.Writer) {
 	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.cfg.FlushTimeout)
 	defer cancel()
-	if err := p.drain(fctx, w); err != nil {
+	if _, err := p.drain(fctx, w); err != nil {
 		p.cfg.Hooks.Error()
 		p.cfg.Logger.Warn("final publish of outcomes; they stay in the outbox", "error", err)
 	}
 }
 
-// drain publishes full batches until the outbox has fewer than BatchSize rows left.
-func (p *Publisher) drain(ctx context.Context, w *kafka.Writer) error {
+// drain publishes full batches until the outbox has fewer than BatchSize rows
+// left, and returns how many outcomes it published.
+func (p *Publisher) drain(ctx context.Context, w *kafka.Writer) (int, error) {
+	total := 0
 	for {
 		n, err := p.publish(ctx, p.cfg.BatchSize, func(ctx context.Context, recs []store.OutboxRecord) error {
 			return p.write(ctx, w, recs)
 		})
 		if err != nil {
-			return err
+			return total, err
 		}
 		if n > 0 {
 			p.cfg.Hooks.Published(n)
 		}
+		total += n
 		if n < p.cfg.BatchSize {
-			return nil
+			return total, nil
 		}
 	}
 }

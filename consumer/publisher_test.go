@@ -174,50 +174,85 @@ func TestPublisherFlushesOnStop(t *testing.T) {
 	}
 }
 
-// TestPublisherLingers: a wake soon after a round waits for the linger, so
-// that outcomes decided close together share a round; then it publishes
-// without waiting for the (hour-long) poll.
+// TestPublisherLingers: a wake soon after a round that published waits for
+// the linger, so that outcomes decided close together share a round; then it
+// publishes without waiting for the (hour-long) poll. A round that published
+// nothing (the first, at start) starts no linger: an outcome decided alone
+// is published at once.
 func TestPublisherLingers(t *testing.T) {
 	t.Parallel()
 	brokers := testenv.KafkaBrokers(t)
 	st := storetest.New(t)
 	topic := kafkatest.NewTopic(t, brokers, "results", 1)
-	const linger = 3 * time.Second
+	const linger = 5 * time.Second
 	p, err := NewPublisher(PublisherConfig{Brokers: brokers, Topic: topic, PollInterval: time.Hour, Linger: linger}, st)
 	if err != nil {
 		t.Fatal(err)
 	}
 	stop := runInBackground(t, p.Run)
 	defer stop()
-	time.Sleep(linger) // the first round, at start, is a linger behind
 	waitBacklog := func(want int64) time.Time {
 		t.Helper()
 		for i := 0; ; i++ {
 			if n := backlog(t, st); n == want {
 				return time.Now()
-			} else if i == 200 {
-				t.Fatalf("outbox backlog %d after 10 s, want %d", n, want)
+			} else if i == 400 {
+				t.Fatalf("outbox backlog %d after 20 s, want %d", n, want)
 			}
 			time.Sleep(50 * time.Millisecond)
 		}
 	}
 	seedOutbox(t, st)
+	woke := time.Now()
 	p.Wake()
-	waitBacklog(0) // a wake a linger after the last round publishes at once
+	if at := waitBacklog(0); at.Sub(woke) >= linger/2 {
+		t.Fatalf("published %s after the first wake, want at once: the empty round at start must not start a linger", at.Sub(woke))
+	}
 
 	if _, err := st.Intake(t.Context(), []reversald.Event{storeEventFor("e5", "T3", 100), storeEventFor("e6", "T3", 200)}); err != nil {
 		t.Fatal(err)
 	}
-	woke := time.Now()
+	woke = time.Now()
 	p.Wake()
-	time.Sleep(300 * time.Millisecond)
+	time.Sleep(500 * time.Millisecond)
 	if n := backlog(t, st); n != 1 {
-		t.Fatalf("backlog %d 300ms after a wake within the linger, want 1 (still lingering)", n)
+		t.Fatalf("backlog %d 500ms after a wake within the linger, want 1 (still lingering)", n)
 	}
-	if at := waitBacklog(0); at.Sub(woke) > linger+5*time.Second {
+	if at := waitBacklog(0); at.Sub(woke) > linger+10*time.Second {
 		t.Fatalf("published %s after the wake, want about the linger (%s)", at.Sub(woke), linger)
 	}
 	if got := len(kafkatest.ReadAll(t, brokers, topic)); got != 3 {
 		t.Fatalf("results topic has %d messages, want 3", got)
+	}
+}
+
+// TestPublisherBacksOffThroughWakes: while rounds fail, a wake (one per
+// outcome decided) does not start a round of its own: the backoff paces
+// the retries, not the executor.
+func TestPublisherBacksOffThroughWakes(t *testing.T) {
+	t.Parallel()
+	st := storetest.New(t)
+	seedOutbox(t, st)
+	var counts publisherCounter
+	p, err := NewPublisher(PublisherConfig{
+		Brokers: []string{"127.0.0.1:1"}, Topic: "nowhere", WriteTimeout: time.Second,
+		FlushTimeout: time.Second, RetryMin: 2 * time.Second, RetryMax: 2 * time.Second,
+		Hooks: counts.hooks(),
+	}, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := runInBackground(t, p.Run)
+	defer stop()
+	kafkatest.WaitFor(t, 30*time.Second, func() bool { return counts.errors.Load() >= 1 }, "a failed publish round")
+	from := counts.errors.Load()
+	for range 100 {
+		p.Wake()
+		time.Sleep(10 * time.Millisecond)
+	}
+	// One second of wakes within a 2 s backoff: at most the one retry that
+	// may have been due meanwhile.
+	if n := counts.errors.Load() - from; n > 1 {
+		t.Fatalf("%d failed rounds during a second of wakes and a 2 s backoff, want at most 1", n)
 	}
 }

@@ -51,7 +51,7 @@ func (e *Executor) Run(ctx context.Context) error {
 	defer poll.Stop()
 	for {
 		if ctx.Err() != nil {
-			e.stop(stopping, ready, &wg, cancelWork)
+			e.stop(ctx, stopping, ready, &wg, cancelWork)
 			return nil
 		}
 		polled := false
@@ -122,9 +122,30 @@ const maxQueued = 10_000
 // stop hands back the attempts claimed ahead that no worker started, lets
 // in-flight steps finish within StopTimeout, then cancels them, and returns
 // when every worker has exited.
-func (e *Executor) stop(stopping chan struct{}, ready chan reversald.Attempt, wg *sync.WaitGroup, cancelWork context.CancelFunc) {
+func (e *Executor) stop(ctx context.Context, stopping chan struct{}, ready chan reversald.Attempt, wg *sync.WaitGroup, cancelWork context.CancelFunc) {
 	close(stopping)
-	close(ready) // dispatch runs on Run's goroutine: nothing sends any more
+	// Hand back what waits in ready now, not when a worker frees up: every
+	// worker may be in a slow call until the stop timeout, and the process
+	// may exit then, leaving these leased until their leases run out. A
+	// worker free meanwhile hands back what it takes too (work). Nothing
+	// sends to ready any more (dispatch runs on this goroutine), so the
+	// loop ends: at most ahead attempts are in it.
+	var back sync.WaitGroup
+	for more := true; more; {
+		select {
+		case a := <-ready:
+			back.Add(1)
+			go func() {
+				defer back.Done()
+				e.unclaim(ctx, a)
+				e.release()
+			}()
+		default:
+			more = false
+		}
+	}
+	close(ready)
+	back.Wait()
 	done := make(chan struct{})
 	go func() { wg.Wait(); close(done) }()
 	select {
@@ -138,16 +159,19 @@ func (e *Executor) stop(stopping chan struct{}, ready chan reversald.Attempt, wg
 
 // work is one worker: it drives the attempts handed to it until ready is
 // closed. An attempt it has not started is handed back instead (unclaim)
-// once the stop has begun, or when it waited so long (every worker stuck on
-// slow gateway calls) that less than half its lease is left: it is claimed
-// again with a whole lease rather than driven on the rest of this one.
+// once the stop has begun, or when it waited too long for a worker (every
+// worker busy with slow calls or paced merchants): it is claimed again,
+// here or by an instance with a free worker, with a whole lease and a fresh
+// look at its merchant's budget. An attempt can go round claim and hand-back
+// while every worker stays busy; it makes no gateway call meanwhile, and
+// its deadline is checked when a worker drives it.
 func (e *Executor) work(ctx context.Context, stopping <-chan struct{}, ready <-chan reversald.Attempt) {
 	for a := range ready {
 		select {
 		case <-stopping:
 			e.unclaim(ctx, a)
 		default:
-			if e.cfg.Now().After(a.LeaseExpiresAt.Add(-e.cfg.Lease / 2)) {
+			if claimedAt := a.LeaseExpiresAt.Add(-e.cfg.Lease); e.cfg.Now().Sub(claimedAt) > e.maxAheadWait() {
 				e.unclaim(ctx, a)
 			} else {
 				e.drive(ctx, stopping, a)
@@ -157,13 +181,24 @@ func (e *Executor) work(ctx context.Context, stopping <-chan struct{}, ready <-c
 	}
 }
 
+// maxAheadWait is how long an attempt claimed ahead may wait for a worker:
+// the claim's look-ahead at a merchant's budget (a second), and never more
+// than half the lease, so that a worker always starts with most of it.
+func (e *Executor) maxAheadWait() time.Duration { return min(claimLookahead, e.cfg.Lease/2) }
+
 // unclaim hands back an attempt claimed ahead that no worker started: it is
-// written as it was claimed, due now, with its lease released, so that any
-// instance claims it at once rather than after the lease runs out.
+// written as it was claimed, with its lease released and its next run as
+// stored (due, in its place among the due ones), so that any instance may
+// claim it at once rather than after the lease runs out. Fenced by its
+// token like any write.
 func (e *Executor) unclaim(ctx context.Context, a reversald.Attempt) {
-	r := &run{e: e, a: a, log: e.cfg.Logger.With("attempt", a.ID, "mchid", a.MchID, "out_trade_no", a.OutTradeNo)}
-	r.a.NextRunAt = e.cfg.Now()
-	r.write(ctx, false)
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
+	defer cancel()
+	// A zero Now stores NextRunAt as it is: it was read from the database,
+	// on its clock, not this process's.
+	if _, _, err := e.steps.do(wctx, store.Step{Attempt: a, Lease: e.cfg.Lease}); err != nil {
+		e.cfg.Logger.Warn("hand back an attempt claimed ahead; its lease runs out instead", "attempt", a.ID, "error", err)
+	}
 }
 
 // ahead is how many attempts may be claimed beyond the workers: a quarter of

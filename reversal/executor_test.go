@@ -485,7 +485,9 @@ func TestStopHandsBackAttemptsClaimedAhead(t *testing.T) {
 	var ids []int64
 	for i := range n {
 		otn := fmt.Sprintf("AHEAD-%02d", i)
-		if err := r.sb.Script(otn, sandbox.Behavior{Latency: sandbox.Latency{Fixed: sandbox.Duration(2 * time.Second)}}); err != nil {
+		// Long enough that the test looks and stops before a worker frees
+		// up, even on a loaded machine.
+		if err := r.sb.Script(otn, sandbox.Behavior{Latency: sandbox.Latency{Fixed: sandbox.Duration(5 * time.Second)}}); err != nil {
 			t.Fatal(err)
 		}
 		ids = append(ids, r.intake(r.event(otn, "800101")).NewAttempts...)
@@ -494,7 +496,7 @@ func TestStopHandsBackAttemptsClaimedAhead(t *testing.T) {
 		Owner: "ahead", Workers: workers, PollInterval: 5 * time.Millisecond, StopTimeout: 20 * time.Second,
 		MerchantRate: -1, Now: r.clock.Now, Policy: Policy{NotFoundRechecks: 2, ConfirmRechecks: 2},
 	}
-	ex, err := NewExecutor(cfg, r.store, r.client(testKey))
+	ex, err := NewExecutor(cfg, r.store, patientCredential(t, r.url))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -560,24 +562,24 @@ func TestStopHandsBackAttemptsClaimedAhead(t *testing.T) {
 	}
 }
 
-// TestClaimedAheadWithAShortLeaseIsClaimedAgain: an attempt claimed ahead
-// that waits for a worker until less than half its lease is left (every
-// worker stuck on slow calls) is handed back and claimed again with a whole
-// lease, not driven on the rest of the old one: its first gateway call is
-// made under the second claim's token.
-func TestClaimedAheadWithAShortLeaseIsClaimedAgain(t *testing.T) {
+// TestClaimedAheadThatWaitedIsClaimedAgain: an attempt claimed ahead that
+// waits for a worker longer than maxAheadWait (every worker stuck on slow
+// calls; here the clock jumps two-thirds of the lease) is handed back and
+// claimed again with a whole lease, not driven on the rest of the old one:
+// its first gateway call is made under a later claim's token.
+func TestClaimedAheadThatWaitedIsClaimedAgain(t *testing.T) {
 	t.Parallel()
 	r := newRig(t)
 	const workers, n = 4, 5 // claimAhead(4) = 1
 	var ids []int64
 	for i := range n {
 		otn := fmt.Sprintf("SHORT-%02d", i)
-		if err := r.sb.Script(otn, sandbox.Behavior{Latency: sandbox.Latency{Fixed: sandbox.Duration(2 * time.Second)}}); err != nil {
+		if err := r.sb.Script(otn, sandbox.Behavior{Latency: sandbox.Latency{Fixed: sandbox.Duration(3 * time.Second)}}); err != nil {
 			t.Fatal(err)
 		}
 		ids = append(ids, r.intake(r.event(otn, "800101")).NewAttempts...)
 	}
-	ex := r.run(r.store, r.client(testKey), func(c *ExecutorConfig) { c.Owner, c.Workers, c.Lease = "short", workers, 30*time.Second })
+	ex := r.run(r.store, patientCredential(t, r.url), func(c *ExecutorConfig) { c.Owner, c.Workers, c.Lease = "short", workers, 30*time.Second })
 	ex.Notify(ids)
 	var ahead reversald.Attempt
 	for i := 0; ahead.ID == 0; i++ {
@@ -615,9 +617,22 @@ func TestClaimedAheadWithAShortLeaseIsClaimedAgain(t *testing.T) {
 			}
 			break
 		}
-		if i == 1000 {
-			t.Fatalf("after 10 s the attempt claimed ahead has made no call")
+		if i == 3000 { // a worker frees after 3 s, and its call takes 3 s more
+			t.Fatalf("after 30 s the attempt claimed ahead has made no call")
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// patientCredential is oneCredential with a timeout that outlasts the 5 s
+// answers the claim-ahead tests hold their workers with.
+func patientCredential(tb testing.TB, url string) *qfpay.Directory {
+	tb.Helper()
+	d, err := qfpay.NewDirectory([]qfpay.Credential{{Name: "default", Default: true,
+		Config: qfpay.Config{BaseURL: url, AppCode: testAppCode, ClientKey: qfpay.NewKey(testKey), Timeout: 10 * time.Second}}})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(d.CloseIdleConnections)
+	return d
 }

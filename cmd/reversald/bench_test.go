@@ -156,7 +156,8 @@ func (s *stack) measureDaemon(b *testing.B, workers, rate int, extra map[string]
 	}
 	maps.Copy(env, extra)
 	// BENCH_DAEMON_ENV="K=V,K=V" sets more of the daemon's environment, to
-	// compare settings (GOGC=100, INTAKE_BATCH_SIZE=100) on the same runs.
+	// compare settings (GOGC=100, INTAKE_BATCH_SIZE=100) on the same runs; a
+	// value cannot hold a comma.
 	for _, kv := range strings.Split(os.Getenv("BENCH_DAEMON_ENV"), ",") {
 		if k, v, ok := strings.Cut(kv, "="); ok {
 			env[k] = v

@@ -19,10 +19,11 @@ import (
 )
 
 // defaultGCPercent is the garbage collector's target when GOGC is not set:
-// the daemon's live heap is small (tens of MiB at 512 workers) and its
-// garbage is per-call (HTTP, JSON), so collecting at 200% growth instead of
-// Go's 100% cut the daemon's CPU per outcome by 12% (437 to 383 µs) for
-// 10 MiB more RSS (make bench, EndToEnd/gateway=0s/workers=128).
+// the daemon's live heap is small and its garbage is per call (HTTP, JSON),
+// so collecting at 200% growth instead of Go's 100% cut the daemon's CPU
+// per outcome by 12% (437 to 383 µs) for 10 MiB more RSS (51 to 61 MiB at
+// 128 workers; 108 MiB at 512 workers and 100 ms gateway latency), in
+// BenchmarkEndToEnd. GOMEMLIMIT bounds the heap in a container as usual.
 const defaultGCPercent = 200
 
 func main() {
