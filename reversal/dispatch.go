@@ -147,6 +147,7 @@ func (e *Executor) dispatch(ctx, workCtx context.Context, stopping <-chan struct
 		got[i].LeaseExpiresAt = claimedAt.Add(e.cfg.Lease)
 	}
 	e.cfg.Hooks.Claimed(len(got), time.Since(start))
+	e.leaseSlots(ctx, got)
 	for _, a := range got {
 		e.slots <- struct{}{}
 		wg.Add(1)

@@ -23,18 +23,24 @@ type Pace struct {
 func (p Pace) tolerance() time.Duration { return time.Duration(max(p.Burst-1, 0)) * p.Interval }
 
 // Reservation asks for merchant MchID's next gateway slot under Pace, if it
-// comes no more than MaxWait from now.
+// comes no more than MaxWait from now. Calls above 1 asks for a lease: up to
+// that many slots for this instance alone, which it spends itself, spaced
+// MinGap apart, from the first slot until Window after it (see ReserveMany).
 type Reservation struct {
 	MchID   string
 	Pace    Pace
 	MaxWait time.Duration
+	Calls   int
+	Window  time.Duration
 }
 
 // Reserved is the answer to one Reservation: OK when a slot was taken, and
-// how long to wait for it.
+// how long to wait for it. Calls is how many slots were taken (a lease when
+// above 1, to be spent within the Reservation's Window from the first).
 type Reserved struct {
-	Wait time.Duration
-	OK   bool
+	Wait  time.Duration
+	OK    bool
+	Calls int
 }
 
 // Reserve takes the next gateway slot of merchant mchid, shared by every
@@ -54,50 +60,80 @@ func (s *Store) Reserve(ctx context.Context, mchid string, p Pace, maxWait time.
 // trip, one commit): answers in the order asked. The merchants must be
 // distinct; a merchant's first reservation inserts its row, and one that
 // another instance inserted at the same moment is refused (try again).
+//
+// A lease (Calls > 1) takes as many of the asked slots as the per-minute
+// GCRA lets go at the first slot (its burst tolerance left: a merchant
+// already at its sustained rate gets one, as any other call), and holds the
+// merchant's per-second GCRA until Window after the first slot plus a gap,
+// so that the lessee may spend them within the window, spaced MinGap apart,
+// while nobody else calls that merchant. A slot spent up to Window after its
+// charge is what the per-minute margin covers (merchantPace's 1%: 600 ms of
+// a minute); one left unspent is lost, which only under-uses the budget.
 func (s *Store) ReserveMany(ctx context.Context, rs []Reservation) ([]Reserved, error) {
 	n := len(rs)
 	mchids := make([]string, n)
-	intervals, tolerances, gaps, maxWaits := make([]time.Duration, n), make([]time.Duration, n), make([]time.Duration, n), make([]time.Duration, n)
+	intervals, tolerances, gaps, maxWaits, windows := make([]time.Duration, n), make([]time.Duration, n), make([]time.Duration, n), make([]time.Duration, n), make([]time.Duration, n)
+	calls := make([]int32, n)
 	for i, r := range rs {
 		mchids[i], intervals[i], tolerances[i], gaps[i], maxWaits[i] = r.MchID, r.Pace.Interval, r.Pace.tolerance(), r.Pace.MinGap, max(r.MaxWait, 0)
+		calls[i], windows[i] = 1, 0
+		if r.Calls > 1 && r.Pace.Interval > 0 && r.Window > 0 {
+			// The lessee spaces its calls MinGap apart: no more than fit.
+			k := r.Calls
+			if r.Pace.MinGap > 0 {
+				k = min(k, 1+int(r.Window/r.Pace.MinGap))
+			}
+			calls[i], windows[i] = int32(min(k, 1<<20)), r.Window
+		}
 	}
-	// slot: the earliest time both GCRAs allow. RETURNING sees the new row,
-	// where tat_s is slot + gap. A merchant's row exists after its first
-	// call, so the UPDATE is the common path; the INSERT sees the
-	// statement's snapshot and adds only rows that did not exist.
+	// slot: the earliest time both GCRAs allow. k: the slots taken, as many
+	// of those asked as conform at slot (the per-minute GCRA's tolerance
+	// left), at least the one. The per-second GCRA then starts after the
+	// lease's window. RETURNING sees the new row, where tat_s is slot + the
+	// window (when k > 1) + gap, and leased is k. A merchant's row exists
+	// after its first call, so the UPDATE is the common path; the INSERT sees
+	// the statement's snapshot and adds only rows that did not exist.
 	slot := `GREATEST(` + dbClock + `, p.tat - r.tol, p.tat_s)`
+	k := `(CASE WHEN r.calls > 1 THEN LEAST(r.calls, 1 + floor(extract(epoch FROM (` + slot + ` + r.tol - GREATEST(p.tat, ` + slot + `))) / extract(epoch FROM r.iv)))::int ELSE 1 END)`
+	win := `(CASE WHEN ` + k + ` > 1 THEN r.win ELSE '0'::interval END)`
+	k0 := `(CASE WHEN r.calls > 1 THEN LEAST(r.calls, 1 + floor(extract(epoch FROM r.tol) / extract(epoch FROM r.iv)))::int ELSE 1 END)`
+	win0 := `(CASE WHEN ` + k0 + ` > 1 THEN r.win ELSE '0'::interval END)`
 	got := make([]Reserved, n)
 	err := s.queryPinned(ctx, `
 		WITH r AS (
-			SELECT * FROM unnest($2::text[], $3::interval[], $4::interval[], $5::interval[], $6::interval[])
-				WITH ORDINALITY AS r(mchid, iv, tol, gap, mw, n)
+			SELECT * FROM unnest($2::text[], $3::interval[], $4::interval[], $5::interval[], $6::interval[], $7::int[], $8::interval[])
+				WITH ORDINALITY AS r(mchid, iv, tol, gap, mw, calls, win, n)
 		), taken AS (
 			UPDATE merchant_pace AS p SET
-				tat = GREATEST(p.tat, `+slot+`) + r.iv,
-				tat_s = `+slot+` + r.gap,
-				free_at = GREATEST(GREATEST(p.tat, `+slot+`) + r.iv - r.tol, `+slot+` + r.gap)
+				tat = GREATEST(p.tat, `+slot+`) + `+k+` * r.iv,
+				tat_s = `+slot+` + `+win+` + r.gap,
+				free_at = GREATEST(GREATEST(p.tat, `+slot+`) + `+k+` * r.iv - r.tol, `+slot+` + `+win+` + r.gap),
+				leased = `+k+`
 			FROM r
 			WHERE p.mchid = r.mchid AND `+slot+` <= `+dbClock+` + r.mw
-			RETURNING r.n, (extract(epoch FROM (p.tat_s - r.gap - `+dbClock+`)) * 1e6)::bigint AS us
+			RETURNING r.n, p.leased,
+				(extract(epoch FROM (p.tat_s - r.gap - CASE WHEN p.leased > 1 THEN r.win ELSE '0'::interval END - `+dbClock+`)) * 1e6)::bigint AS us
 		), first AS (
-			INSERT INTO merchant_pace (mchid, tat, tat_s, free_at)
-			SELECT r.mchid, `+dbClock+` + r.iv, `+dbClock+` + r.gap, GREATEST(`+dbClock+` + r.iv - r.tol, `+dbClock+` + r.gap)
+			INSERT INTO merchant_pace (mchid, tat, tat_s, free_at, leased)
+			SELECT r.mchid, `+dbClock+` + `+k0+` * r.iv, `+dbClock+` + `+win0+` + r.gap,
+				GREATEST(`+dbClock+` + `+k0+` * r.iv - r.tol, `+dbClock+` + `+win0+` + r.gap), `+k0+`
 			FROM r WHERE NOT EXISTS (SELECT 1 FROM merchant_pace p WHERE p.mchid = r.mchid)
 			ON CONFLICT (mchid) DO NOTHING
-			RETURNING mchid
+			RETURNING mchid, leased
 		)
-		SELECT n, us FROM taken
+		SELECT n, leased, us FROM taken
 		UNION ALL
-		SELECT r.n, 0 FROM first JOIN r USING (mchid)`,
-		[]any{s.clock(), mchids, intervals, tolerances, gaps, maxWaits}, func(rows pgx.Rows) error {
+		SELECT r.n, first.leased, 0 FROM first JOIN r USING (mchid)`,
+		[]any{s.clock(), mchids, intervals, tolerances, gaps, maxWaits, calls, windows}, func(rows pgx.Rows) error {
 			var i, us int64
-			if err := rows.Scan(&i, &us); err != nil {
+			var leased int32
+			if err := rows.Scan(&i, &leased, &us); err != nil {
 				return err
 			}
 			if i < 1 || i > int64(n) {
 				return fmt.Errorf("answer %d of %d", i, n)
 			}
-			got[i-1] = Reserved{Wait: max(time.Duration(us)*time.Microsecond, 0), OK: true}
+			got[i-1] = Reserved{Wait: max(time.Duration(us)*time.Microsecond, 0), OK: true, Calls: max(int(leased), 1)}
 			return nil
 		})
 	if err != nil {

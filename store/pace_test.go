@@ -78,7 +78,7 @@ func TestReserveManyAnswersEachMerchantInOrder(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []store.Reserved{{Wait: time.Second, OK: true}, {Wait: 0, OK: true}, {OK: false}}
+	want := []store.Reserved{{Wait: time.Second, OK: true, Calls: 1}, {Wait: 0, OK: true, Calls: 1}, {OK: false}}
 	for i := range want {
 		if got[i] != want[i] {
 			t.Errorf("answer %d: %+v, want %+v", i, got[i], want[i])
@@ -153,5 +153,44 @@ func TestReserveBurstThenSpacing(t *testing.T) {
 		if waits[i] != want[i] {
 			t.Errorf("slot %d: wait %s, want %s (all: %v)", i, waits[i], want[i], waits)
 		}
+	}
+}
+
+// TestReserveLease: a lease takes as many slots as the burst has left at its
+// first slot (one for a merchant at its sustained rate), and holds everybody
+// else's calls of that merchant until its window and a gap have passed.
+func TestReserveLease(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s, _ := newStore(t)
+	pace := store.Pace{Interval: 150 * time.Millisecond, Burst: 4, MinGap: 10 * time.Millisecond}
+	const window = 100 * time.Millisecond
+	lease := func(m string, calls int) store.Reserved {
+		t.Helper()
+		got, err := s.ReserveMany(ctx, []store.Reservation{{MchID: m, Pace: pace, MaxWait: time.Minute, Calls: calls, Window: window}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got[0]
+	}
+	// A new merchant: three of its burst of four, at once.
+	if got := lease("NEW", 3); got != (store.Reserved{Wait: 0, OK: true, Calls: 3}) {
+		t.Errorf("lease of a new merchant: %+v, want 3 slots at once", got)
+	}
+	// Anybody else's next call of NEW waits for the window and a gap.
+	if w, ok, err := s.Reserve(ctx, "NEW", pace, time.Minute); err != nil || !ok || w != window+pace.MinGap {
+		t.Errorf("a call after the lease: wait %s ok %v err %v, want %s", w, ok, err, window+pace.MinGap)
+	}
+	// NEW's burst is spent: a lease now gets one slot, as any call would.
+	if got := lease("NEW", 5); got != (store.Reserved{Wait: 150 * time.Millisecond, OK: true, Calls: 1}) {
+		t.Errorf("lease at the sustained rate: %+v, want one slot in 150ms", got)
+	}
+	// A known merchant with one call made: the lease gets the three left of
+	// its burst, however many it asks for.
+	if w, ok, err := s.Reserve(ctx, "KNOWN", pace, 0); err != nil || !ok || w != 0 {
+		t.Fatalf("KNOWN's first call: %s %v %v", w, ok, err)
+	}
+	if got := lease("KNOWN", 10); got != (store.Reserved{Wait: pace.MinGap, OK: true, Calls: 3}) {
+		t.Errorf("lease of a known merchant: %+v, want the 3 slots left of its burst after a gap", got)
 	}
 }
