@@ -80,10 +80,13 @@ func (s *Store) Claim(ctx context.Context, c Claim) ([]reversald.Attempt, error)
 	} else {
 		filter = `next_run_at <= ` + dbClock
 	}
-	paced := ""
+	paced, pacedA := "", ""
 	if c.Paced {
 		args = append(args, c.Lookahead)
-		paced = ` AND NOT EXISTS (SELECT 1 FROM merchant_pace p WHERE p.mchid = attempts.mchid AND p.free_at > ` + dbClock + ` + $` + fmt.Sprint(len(args)) + `::interval)`
+		budget := func(attempt string) string {
+			return ` AND NOT EXISTS (SELECT 1 FROM merchant_pace p WHERE p.mchid = ` + attempt + `.mchid AND p.free_at > ` + dbClock + ` + $` + fmt.Sprint(len(args)) + `::interval)`
+		}
+		paced, pacedA = budget("attempts"), budget("a")
 	}
 	due := `
 			SELECT id FROM attempts
@@ -102,29 +105,45 @@ func (s *Store) Claim(ctx context.Context, c Claim) ([]reversald.Attempt, error)
 		// one by one by id: a claim never reads more than the look. The look's
 		// size is in the statement's text, not a parameter: a plan made for
 		// any size (the pinned generic plan) read every pending attempt.
+		// Twice the limit: four times cost the claim twice as much (it was
+		// most of a paced claim's reads) and claimed no more.
+		look := `SELECT id, mchid, next_run_at FROM attempts
+					WHERE status = 'pending' AND ` + filter + paced + `
+					  AND (lease_expires_at IS NULL OR lease_expires_at <= ` + dbClock + `)
+					ORDER BY next_run_at
+					LIMIT ` + fmt.Sprint(2*c.Limit)
+		// Attempts are looked up by id (the ids of a claim, the rows the
+		// window picked) with every condition above the lookup, which
+		// LIMIT 1 keeps apart: with the conditions beside it, the plan pinned
+		// while the table is empty (a daemon's first claim on a fresh
+		// database) scanned a partial index of the pending attempts for
+		// every id instead of the primary key, about 2,000 buffers a claim.
+		// The rows the lookup locks and the conditions then refuse are left
+		// as they were (a lock for the statement's moment, no lease).
+		byID := func(id, lock string) string {
+			return ` CROSS JOIN LATERAL (
+						SELECT id, mchid, status, next_run_at, lease_expires_at FROM attempts
+						WHERE id = ` + id + ` LIMIT 1` + lock + `
+					) a
+					WHERE a.status = 'pending' AND a.next_run_at <= ` + dbClock + pacedA + `
+					  AND (a.lease_expires_at IS NULL OR a.lease_expires_at <= ` + dbClock + `)`
+		}
+		if c.IDs != nil {
+			look = `SELECT a.id, a.mchid, a.next_run_at FROM unnest($5::bigint[]) AS want(id)` + byID("want.id", "")
+		}
 		args = append(args, c.PerMerchant)
 		with = `fair AS MATERIALIZED (
 			SELECT id FROM (
 				SELECT id, next_run_at, row_number() OVER (PARTITION BY mchid ORDER BY next_run_at) AS rn
 				FROM (
-					SELECT id, mchid, next_run_at FROM attempts
-					WHERE status = 'pending' AND ` + filter + paced + `
-					  AND (lease_expires_at IS NULL OR lease_expires_at <= ` + dbClock + `)
-					ORDER BY next_run_at
-					LIMIT ` + fmt.Sprint(4*c.Limit) + `
+					` + look + `
 				) candidates
 			) ranked WHERE rn <= $` + fmt.Sprint(len(args)) + `
 			ORDER BY next_run_at
 			LIMIT $2
 		), `
 		due = `
-			SELECT a.id FROM fair CROSS JOIN LATERAL (
-				SELECT id FROM attempts
-				WHERE id = fair.id
-				  AND status = 'pending' AND ` + filter + paced + `
-				  AND (lease_expires_at IS NULL OR lease_expires_at <= ` + dbClock + `)
-				FOR UPDATE SKIP LOCKED
-			) a`
+			SELECT a.id FROM fair` + byID("fair.id", " FOR UPDATE SKIP LOCKED")
 	}
 	// The claim runs all the time: its plan is pinned (see queryPinned).
 	var got []reversald.Attempt
