@@ -35,9 +35,8 @@ type Pacer interface {
 //
 // A claim leases the slots its attempts will need (lease): one reservation
 // for all the calls of a merchant's claimed attempts, as many as its burst
-// has left, which this instance then spends by itself, spaced by the
-// per-second gap, within leaseWindow. A call with no leased slot left
-// reserves one as before.
+// has left, which this instance then spends by itself within leaseWindow.
+// A call with no leased slot left reserves one as before.
 type sharedPacer struct {
 	st     *store.Store
 	waited func(d time.Duration, ok bool)
@@ -51,11 +50,9 @@ type sharedPacer struct {
 // closed the reservation is under way and only ready may be read.
 type slotLease struct {
 	ready chan struct{}
-	from  time.Time     // the first slot, on this process's clock
-	until time.Time     // the last moment a slot may be spent
-	left  int           // slots not spent
-	gap   time.Duration // between two calls (the per-second limit)
-	last  time.Time     // the slot spent last
+	from  time.Time // the first slot, on this process's clock
+	until time.Time // the last moment a slot may be spent
+	left  int       // slots not spent
 	// revoked: a 429 paused the merchant; what the reservation under way
 	// gets is not spent.
 	revoked bool
@@ -83,13 +80,17 @@ type slotWant struct {
 }
 
 // lease reserves, in the background, the slots of each merchant in wants
-// that has no lease under way or with slots left; the calls of those
-// merchants wait for its answer (Wait). Leases spent or past are forgotten
-// here, so that the map holds only the merchants of the last claims.
+// that has no lease under way or with slots left, all queued at once so
+// that they share a statement; the calls of those merchants wait for its
+// answer (Wait). Leases spent or past are forgotten here, so that the map
+// holds only the merchants of the last claims.
 func (p *sharedPacer) lease(ctx context.Context, wants []slotWant) {
 	now := time.Now()
+	var (
+		leases []*slotLease
+		reqs   []store.Reservation
+	)
 	p.mu.Lock()
-	defer p.mu.Unlock()
 	for k, l := range p.leases {
 		if isClosed(l.ready) && (l.left == 0 || now.After(l.until)) {
 			delete(p.leases, k)
@@ -99,28 +100,40 @@ func (p *sharedPacer) lease(ctx context.Context, wants []slotWant) {
 		if w.calls < 2 || p.leases[w.key] != nil {
 			continue
 		}
-		l := &slotLease{ready: make(chan struct{}), gap: w.pace.MinGap}
+		l := &slotLease{ready: make(chan struct{})}
 		p.leases[w.key] = l
-		go func() {
-			sent := time.Now()
-			got, err := p.batch.take(ctx, store.Reservation{MchID: w.key, Pace: w.pace, MaxWait: 2 * claimLookahead, Calls: w.calls, Window: leaseWindow})
+		leases = append(leases, l)
+		reqs = append(reqs, store.Reservation{MchID: w.key, Pace: w.pace, MaxWait: 2 * claimLookahead, Calls: w.calls, Window: leaseWindow})
+	}
+	p.mu.Unlock()
+	if len(reqs) == 0 {
+		return
+	}
+	sent := time.Now()
+	queued := p.batch.submit(ctx, reqs)
+	go func() {
+		for i, r := range queued {
+			<-r.done
 			answered := time.Now()
 			p.mu.Lock()
-			if err == nil && got.OK && !l.revoked {
-				// The window is measured from when the statement was sent
+			if l := leases[i]; r.err == nil && r.got.OK && !l.revoked {
+				// The window is measured from before the statement was sent
 				// (PostgreSQL's now came after), the first slot from when the
 				// answer came: neither is later than the truth.
-				l.from, l.until, l.left = answered.Add(got.Wait), sent.Add(got.Wait+leaseWindow), got.Calls
+				l.from, l.until, l.left = answered.Add(r.got.Wait), sent.Add(r.got.Wait+leaseWindow), r.got.Calls
 			}
-			close(l.ready)
+			close(leases[i].ready)
 			p.mu.Unlock()
-		}()
-	}
+		}
+	}()
 }
 
 // leased spends one of mchid's leased slots: the time to call at, or false
 // when this instance holds none (then a slot is reserved as usual). It waits
-// for a lease under way, but not past ctx.
+// for a lease under way, but not past ctx. The slots of a lease need no
+// spacing: nobody else calls the merchant in its window (see
+// store.ReserveMany), and there are few enough of them that any second
+// holds fewer calls than the per-second limit.
 func (p *sharedPacer) leased(ctx context.Context, mchid string) (time.Time, bool) {
 	p.mu.Lock()
 	l := p.leases[mchid]
@@ -142,15 +155,11 @@ func (p *sharedPacer) leased(ctx context.Context, mchid string) (time.Time, bool
 	if l.from.After(at) {
 		at = l.from
 	}
-	if next := l.last.Add(l.gap); !l.last.IsZero() && next.After(at) {
-		at = next
-	}
 	if at.After(l.until) {
 		l.left = 0 // the window has passed: the rest is lost
 		return time.Time{}, false
 	}
 	l.left--
-	l.last = at
 	return at, true
 }
 
@@ -256,16 +265,26 @@ const (
 // take queues req and waits for its answer. ctx is not a deadline for the
 // answer (see reservations); a flusher it starts runs on ctx's values only.
 func (b *reservations) take(ctx context.Context, req store.Reservation) (store.Reserved, error) {
-	r := &reservation{req: req, done: make(chan struct{})}
+	r := b.submit(ctx, []store.Reservation{req})[0]
+	<-r.done
+	return r.got, r.err
+}
+
+// submit queues reqs together (they go in the same statements when they
+// can) and returns them; each one's done closes when its answer is in.
+func (b *reservations) submit(ctx context.Context, reqs []store.Reservation) []*reservation {
+	rs := make([]*reservation, len(reqs))
 	b.mu.Lock()
-	b.pending = append(b.pending, r)
-	if b.flushers < maxReserveFlushes {
+	defer b.mu.Unlock()
+	for i, req := range reqs {
+		rs[i] = &reservation{req: req, done: make(chan struct{})}
+		b.pending = append(b.pending, rs[i])
+	}
+	if len(rs) > 0 && b.flushers < maxReserveFlushes {
 		b.flushers++
 		go b.flush(context.WithoutCancel(ctx))
 	}
-	b.mu.Unlock()
-	<-r.done
-	return r.got, r.err
+	return rs
 }
 
 // flush sends batches until no request waits.

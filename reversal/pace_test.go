@@ -110,8 +110,7 @@ func TestReservationsShareAFailure(t *testing.T) {
 }
 
 // TestLeasedSlotsAreSpentHere: a claim's lease is one reservation for the
-// slots of a merchant's calls, spent here spaced by the per-second gap; the
-// next call after them reserves again and comes after the lease's window; a
+// slots of a merchant's calls, spent here; the next call after them reserves again and comes after the lease's window; a
 // 429 gives the rest of a lease up; a lease past its window is not spent.
 func TestLeasedSlotsAreSpentHere(t *testing.T) {
 	t.Parallel()
@@ -137,9 +136,6 @@ func TestLeasedSlotsAreSpentHere(t *testing.T) {
 		if !wait("L1", time.Second) {
 			t.Fatalf("leased call %d got no slot", i)
 		}
-	}
-	if took := time.Since(start); took < 2*pace.MinGap {
-		t.Errorf("three leased calls in %s, want them %s apart", took, pace.MinGap)
 	}
 	if n := statements.Load(); n != 1 {
 		t.Errorf("%d statements for three leased calls, want 1", n)

@@ -193,4 +193,11 @@ func TestReserveLease(t *testing.T) {
 	if got := lease("KNOWN", 10); got != (store.Reserved{Wait: pace.MinGap, OK: true, Calls: 3}) {
 		t.Errorf("lease of a known merchant: %+v, want the 3 slots left of its burst after a gap", got)
 	}
+	// A per-second limit that the burst alone could exceed in a second (5 a
+	// second here): no lease, one slot, spaced as any call.
+	strict := store.Pace{Interval: 150 * time.Millisecond, Burst: 4, MinGap: 200 * time.Millisecond}
+	got, err := s.ReserveMany(ctx, []store.Reservation{{MchID: "STRICT", Pace: strict, MaxWait: time.Minute, Calls: 3, Window: window}})
+	if err != nil || got[0] != (store.Reserved{Wait: 0, OK: true, Calls: 1}) {
+		t.Errorf("lease under a strict per-second limit: %+v %v, want one slot", got, err)
+	}
 }
