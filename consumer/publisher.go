@@ -28,6 +28,12 @@ type PublisherConfig struct {
 	BatchSize int
 	// PollInterval is how often the outbox is polled without a Wake; 0 means 100ms.
 	PollInterval time.Duration
+	// Linger is the least time from one round's start to the next while
+	// outcomes keep coming (a Wake sooner waits for it; a full batch does
+	// not): outcomes decided close together share a round, so one produce
+	// request per partition carries more of them. 0 means 50ms; negative
+	// means none.
+	Linger time.Duration
 	// WriteTimeout bounds one WriteMessages call; 0 means 30s.
 	WriteTimeout time.Duration
 	// FlushTimeout bounds the final flush after Run's context is cancelled; 0 means 10s.
@@ -87,6 +93,9 @@ func (c PublisherConfig) withDefaults() PublisherConfig {
 	}
 	if c.PollInterval == 0 {
 		c.PollInterval = 100 * time.Millisecond
+	}
+	if c.Linger == 0 {
+		c.Linger = 50 * time.Millisecond
 	}
 	if c.WriteTimeout == 0 {
 		c.WriteTimeout = defaultWriteTimeout
@@ -163,6 +172,7 @@ func (p *Publisher) Run(ctx context.Context) error {
 	failures := 0
 	timer := time.NewTimer(0) // first round at once
 	defer timer.Stop()
+	var last, due time.Time // the last round's start; when timer fires
 	for {
 		select {
 		case <-ctx.Done():
@@ -170,7 +180,18 @@ func (p *Publisher) Run(ctx context.Context) error {
 			return nil
 		case <-timer.C:
 		case <-p.wake:
+			// Within the linger (and not backing off), the round waits for
+			// it and takes this wake's outcomes with the ones that follow;
+			// a round due sooner anyway is not put off.
+			if at := last.Add(p.cfg.Linger); failures == 0 && time.Now().Before(at) {
+				if at.Before(due) {
+					timer.Reset(time.Until(at))
+					due = at
+				}
+				continue
+			}
 		}
+		last = time.Now()
 		// A round in progress when ctx is cancelled finishes (within FlushTimeout): cutting it
 		// between the Kafka ack and the outbox commit would only publish duplicates.
 		rctx, done := graceContext(ctx, p.cfg.FlushTimeout)
@@ -189,6 +210,7 @@ func (p *Publisher) Run(ctx context.Context) error {
 			p.cfg.Logger.Warn("publish outcomes", "error", err, "retry_in", next)
 		}
 		timer.Reset(next)
+		due = time.Now().Add(next)
 	}
 }
 

@@ -173,3 +173,51 @@ func TestPublisherFlushesOnStop(t *testing.T) {
 		t.Fatalf("results topic has %d messages, want 2", got)
 	}
 }
+
+// TestPublisherLingers: a wake soon after a round waits for the linger, so
+// that outcomes decided close together share a round; then it publishes
+// without waiting for the (hour-long) poll.
+func TestPublisherLingers(t *testing.T) {
+	t.Parallel()
+	brokers := testenv.KafkaBrokers(t)
+	st := storetest.New(t)
+	topic := kafkatest.NewTopic(t, brokers, "results", 1)
+	const linger = 3 * time.Second
+	p, err := NewPublisher(PublisherConfig{Brokers: brokers, Topic: topic, PollInterval: time.Hour, Linger: linger}, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := runInBackground(t, p.Run)
+	defer stop()
+	time.Sleep(linger) // the first round, at start, is a linger behind
+	waitBacklog := func(want int64) time.Time {
+		t.Helper()
+		for i := 0; ; i++ {
+			if n := backlog(t, st); n == want {
+				return time.Now()
+			} else if i == 200 {
+				t.Fatalf("outbox backlog %d after 10 s, want %d", n, want)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	seedOutbox(t, st)
+	p.Wake()
+	waitBacklog(0) // a wake a linger after the last round publishes at once
+
+	if _, err := st.Intake(t.Context(), []reversald.Event{storeEventFor("e5", "T3", 100), storeEventFor("e6", "T3", 200)}); err != nil {
+		t.Fatal(err)
+	}
+	woke := time.Now()
+	p.Wake()
+	time.Sleep(300 * time.Millisecond)
+	if n := backlog(t, st); n != 1 {
+		t.Fatalf("backlog %d 300ms after a wake within the linger, want 1 (still lingering)", n)
+	}
+	if at := waitBacklog(0); at.Sub(woke) > linger+5*time.Second {
+		t.Fatalf("published %s after the wake, want about the linger (%s)", at.Sub(woke), linger)
+	}
+	if got := len(kafkatest.ReadAll(t, brokers, topic)); got != 3 {
+		t.Fatalf("results topic has %d messages, want 3", got)
+	}
+}

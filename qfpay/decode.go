@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"unicode/utf8"
 )
 
 // Body bounds.
@@ -118,8 +119,8 @@ func (o object) take(name string) (string, error) {
 	}
 	switch raw[0] {
 	case '"':
-		var s string
-		if err := json.Unmarshal(raw, &s); err != nil {
+		s, err := unquote(raw)
+		if err != nil {
 			return "", fmt.Errorf("field %s: %w", name, ErrMalformedResponse)
 		}
 		return s, nil
@@ -131,6 +132,21 @@ func (o object) take(name string) (string, error) {
 	default:
 		return string(raw), nil
 	}
+}
+
+// unquote is the text of raw, a JSON string token from a decoded object:
+// with no backslash and valid UTF-8 it is the bytes between the quotes,
+// which is what json.Unmarshal gives (its scan already refused control
+// characters), without a second pass; anything else goes to json.Unmarshal,
+// which decodes the escapes and replaces invalid UTF-8. Every query and
+// cancel answer is read this way, field by field.
+func unquote(raw []byte) (string, error) {
+	if n := len(raw); n >= 2 && raw[n-1] == '"' && bytes.IndexByte(raw[1:n-1], '\\') < 0 && utf8.Valid(raw) {
+		return string(raw[1 : n-1]), nil
+	}
+	var s string
+	err := json.Unmarshal(raw, &s)
+	return s, err
 }
 
 // takeInt reads an integer that may be a number or a numeric string. A value

@@ -2,6 +2,7 @@ package qfpay
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"net/http/httptest"
@@ -256,4 +257,22 @@ func TestDecodeGarbledPayType(t *testing.T) {
 	if err != nil || r.PayType != "800208" {
 		t.Errorf("a numeric 6-digit pay_type: %q, %v", r.PayType, err)
 	}
+}
+
+// FuzzUnquote: unquote gives what json.Unmarshal gives for every JSON string
+// token json.Unmarshal accepts, escaped or not, valid UTF-8 or not.
+func FuzzUnquote(f *testing.F) {
+	for _, s := range []string{`""`, `"abc"`, `"a\"b"`, `"\u00e9\n"`, `"é"`, `"\ud800"`, `"\\"`, `"x\/y"`, "\"\xff\xfe\"", "\"a\x80\""} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		var want string
+		if len(raw) == 0 || raw[0] != '"' || json.Unmarshal(raw, &want) != nil {
+			return // not a JSON string token: decodeObject never hands one over
+		}
+		got, err := unquote(raw)
+		if err != nil || got != want {
+			t.Fatalf("unquote(%q) = %q, %v; json.Unmarshal gives %q", raw, got, err, want)
+		}
+	})
 }

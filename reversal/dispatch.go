@@ -5,6 +5,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/reversald/reversald"
 	"github.com/reversald/reversald/store"
 )
 
@@ -30,6 +31,18 @@ func (e *Executor) Run(ctx context.Context) error {
 	defer cancelWork()
 	var wg sync.WaitGroup
 	stopping := make(chan struct{})
+	// Claimed attempts wait in ready for a worker: up to ahead of them are
+	// claimed before any worker is free, so that a worker that finishes
+	// starts its next attempt at once instead of waiting for a claim's round
+	// trip (and its batching).
+	ready := make(chan reversald.Attempt, e.ahead())
+	for range e.cfg.Workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			e.work(workCtx, stopping, ready)
+		}()
+	}
 
 	// queue holds attempts handed over by intake, claimed by id (a primary
 	// key lookup) ahead of polling, which has to walk the due index.
@@ -38,7 +51,7 @@ func (e *Executor) Run(ctx context.Context) error {
 	defer poll.Stop()
 	for {
 		if ctx.Err() != nil {
-			e.stop(stopping, &wg, cancelWork)
+			e.stop(stopping, ready, &wg, cancelWork)
 			return nil
 		}
 		polled := false
@@ -73,7 +86,7 @@ func (e *Executor) Run(ctx context.Context) error {
 		if len(queue) > 0 {
 			// Ids that are not claimed were taken by another instance, are
 			// not due, or are final already: polling covers them.
-			n, _, err := e.dispatch(ctx, workCtx, stopping, &wg, queue)
+			n, _, err := e.dispatch(ctx, ready, queue)
 			if err != nil {
 				// The database is failing: leave the queue to polling and
 				// wait a poll interval rather than retry in a tight loop.
@@ -85,7 +98,7 @@ func (e *Executor) Run(ctx context.Context) error {
 			queue = queue[n:]
 		}
 		if polled {
-			_, full, err := e.dispatch(ctx, workCtx, stopping, &wg, nil)
+			_, full, err := e.dispatch(ctx, ready, nil)
 			e.logClaimError(ctx, err)
 			// A full claim means more may be due: look again at once.
 			if full {
@@ -106,10 +119,12 @@ func (e *Executor) logClaimError(ctx context.Context, err error) {
 // maxQueued bounds the hand-off queue.
 const maxQueued = 10_000
 
-// stop lets in-flight steps finish within StopTimeout, then cancels them,
-// and returns when every worker has exited.
-func (e *Executor) stop(stopping chan struct{}, wg *sync.WaitGroup, cancelWork context.CancelFunc) {
+// stop hands back the attempts claimed ahead that no worker started, lets
+// in-flight steps finish within StopTimeout, then cancels them, and returns
+// when every worker has exited.
+func (e *Executor) stop(stopping chan struct{}, ready chan reversald.Attempt, wg *sync.WaitGroup, cancelWork context.CancelFunc) {
 	close(stopping)
+	close(ready) // dispatch runs on Run's goroutine: nothing sends any more
 	done := make(chan struct{})
 	go func() { wg.Wait(); close(done) }()
 	select {
@@ -121,10 +136,41 @@ func (e *Executor) stop(stopping chan struct{}, wg *sync.WaitGroup, cancelWork c
 	}
 }
 
-// dispatch claims attempts for the free worker slots (from ids when given,
-// else the due ones) and starts a worker for each. It returns how many ids it
-// used up (tried) and whether it filled every free slot.
-func (e *Executor) dispatch(ctx, workCtx context.Context, stopping <-chan struct{}, wg *sync.WaitGroup, ids []int64) (int, bool, error) {
+// work is one worker: it drives the attempts handed to it until ready is
+// closed. Once the stop has begun, an attempt it has not started is handed
+// back instead (unclaim).
+func (e *Executor) work(ctx context.Context, stopping <-chan struct{}, ready <-chan reversald.Attempt) {
+	for a := range ready {
+		select {
+		case <-stopping:
+			e.unclaim(ctx, a)
+		default:
+			e.drive(ctx, stopping, a)
+		}
+		e.release()
+	}
+}
+
+// unclaim hands back an attempt claimed ahead that no worker started: it is
+// written as it was claimed, due now, with its lease released, so that any
+// instance claims it at once rather than after the lease runs out.
+func (e *Executor) unclaim(ctx context.Context, a reversald.Attempt) {
+	r := &run{e: e, a: a, log: e.cfg.Logger.With("attempt", a.ID, "mchid", a.MchID, "out_trade_no", a.OutTradeNo)}
+	r.a.NextRunAt = e.cfg.Now()
+	r.write(ctx, false)
+}
+
+// ahead is how many attempts may be claimed beyond the workers: a quarter of
+// them, at least one. Their leases run while they wait, for about the time a
+// quarter of the workers take to finish an attempt each.
+func (e *Executor) ahead() int { return claimAhead(e.cfg.Workers) }
+
+func claimAhead(workers int) int { return max(1, workers/4) }
+
+// dispatch claims attempts for the free places (from ids when given, else
+// the due ones) and hands them to the workers through ready. It returns how
+// many ids it used up (tried) and whether it filled every free place.
+func (e *Executor) dispatch(ctx context.Context, ready chan<- reversald.Attempt, ids []int64) (int, bool, error) {
 	free := e.waitSlots(ctx, len(ids))
 	if free == 0 {
 		return 0, true, nil
@@ -149,23 +195,22 @@ func (e *Executor) dispatch(ctx, workCtx context.Context, stopping <-chan struct
 	e.cfg.Hooks.Claimed(len(got), time.Since(start))
 	e.leaseSlots(ctx, got)
 	for _, a := range got {
+		// A place was free for each: ready has room, or an idle worker
+		// takes it at once.
 		e.slots <- struct{}{}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer e.release()
-			e.drive(workCtx, stopping, a)
-		}()
+		ready <- a
 	}
 	return limit, len(got) == free, nil
 }
 
-// waitSlots returns the number of free worker slots. When busy, it waits a
-// little for a quarter of them to free up (or as many as there are queued
-// attempts), so that a claim fetches a batch rather than one row per round
-// trip.
+// waitSlots returns the number of free places: an attempt is held from its
+// claim until its worker is done, and there are Workers plus ahead places.
+// When few are free, it waits a little for half of ahead to free up (or as
+// many as there are queued attempts), so that a claim fetches a batch rather
+// than one row per round trip while the attempts claimed ahead keep the
+// workers busy.
 func (e *Executor) waitSlots(ctx context.Context, queued int) int {
-	want := max(1, cap(e.slots)/4)
+	want := max(1, e.ahead()/2)
 	if queued > 0 {
 		want = max(1, min(want, queued))
 	}
@@ -188,7 +233,7 @@ func (e *Executor) waitSlots(ctx context.Context, queued int) int {
 	return free
 }
 
-// release frees a worker slot and tells a waiting dispatcher.
+// release frees a place and tells a waiting dispatcher.
 func (e *Executor) release() {
 	<-e.slots
 	select {

@@ -208,8 +208,8 @@ type Executor struct {
 	store  *store.Store
 	gw     *qfpay.Directory // the account that signs for each merchant
 	handed chan []int64
-	slots  chan struct{}
-	freed  chan struct{} // a slot was freed
+	slots  chan struct{} // places held: attempts claimed and not yet done
+	freed  chan struct{} // a place was freed
 
 	pacer Pacer
 	steps stepWrites // the step writes of every worker, grouped
@@ -243,7 +243,7 @@ func NewExecutor(cfg ExecutorConfig, st *store.Store, gw *qfpay.Directory) (*Exe
 		pacer:  p,
 		steps:  stepWrites{write: st.WriteSteps},
 		handed: make(chan []int64, 1024),
-		slots:  make(chan struct{}, cfg.Workers),
+		slots:  make(chan struct{}, cfg.Workers+claimAhead(cfg.Workers)),
 		freed:  make(chan struct{}, 1),
 	}, nil
 }

@@ -473,3 +473,89 @@ func TestExecutorKeepsAZeroPolicy(t *testing.T) {
 		t.Errorf("policy = %+v, want the default bounds", p)
 	}
 }
+
+// TestStopHandsBackAttemptsClaimedAhead: attempts claimed ahead of a free
+// worker that no worker started are handed back at the stop (due at once,
+// no lease), not left leased until their lease runs out; the ones being
+// driven finish their step.
+func TestStopHandsBackAttemptsClaimedAhead(t *testing.T) {
+	t.Parallel()
+	r := newRig(t)
+	const workers, n = 8, 20 // claimAhead(8) = 2
+	var ids []int64
+	for i := range n {
+		otn := fmt.Sprintf("AHEAD-%02d", i)
+		if err := r.sb.Script(otn, sandbox.Behavior{Latency: sandbox.Latency{Fixed: sandbox.Duration(2 * time.Second)}}); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, r.intake(r.event(otn, "800101")).NewAttempts...)
+	}
+	cfg := ExecutorConfig{
+		Owner: "ahead", Workers: workers, PollInterval: 5 * time.Millisecond, StopTimeout: 20 * time.Second,
+		MerchantRate: -1, Now: r.clock.Now, Policy: Policy{NotFoundRechecks: 2, ConfirmRechecks: 2},
+	}
+	ex, err := NewExecutor(cfg, r.store, r.client(testKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- ex.Run(ctx) }()
+	ex.Notify(ids)
+
+	held := func() (driving, ahead int) {
+		all, err := r.store.List(context.Background(), "", 1000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, a := range all {
+			if a.LeaseOwner != "ahead" {
+				continue
+			}
+			if r.sb.InFlight(a.OutTradeNo) > 0 {
+				driving++
+			} else {
+				ahead++
+			}
+		}
+		return driving, ahead
+	}
+	want := claimAhead(workers)
+	for i := 0; ; i++ {
+		if d, a := held(); d == workers && a == want {
+			break
+		} else if i == 500 {
+			t.Fatalf("after 5 s: %d attempts driven and %d claimed ahead, want %d and %d", d, a, workers, want)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	all, err := r.store.List(context.Background(), "", 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	queried, untouched := 0, 0
+	for _, a := range all {
+		if a.LeaseOwner != "" || !a.LeaseExpiresAt.IsZero() {
+			t.Errorf("%s still leased by %q until %s after the stop", a.OutTradeNo, a.LeaseOwner, a.LeaseExpiresAt)
+		}
+		if a.NextRunAt.After(r.clock.Now().Add(cfg.withDefaults().BackoffMax)) {
+			t.Errorf("%s due at %s, want within the backoff", a.OutTradeNo, a.NextRunAt)
+		}
+		switch r.sb.Calls(a.OutTradeNo, "query") {
+		case 0:
+			untouched++
+			if a.GatewayCalls != 0 || a.NextRunAt.After(r.clock.Now()) {
+				t.Errorf("unstarted %s: %d gateway calls, due %s; want none, due now (%s)", a.OutTradeNo, a.GatewayCalls, a.NextRunAt, r.clock.Now())
+			}
+		default:
+			queried++
+		}
+	}
+	if queried != workers || untouched != n-workers {
+		t.Errorf("%d attempts queried and %d untouched, want %d and %d", queried, untouched, workers, n-workers)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"net"
 	"net/http"
 	"os"
 	"sort"
@@ -108,6 +109,8 @@ type daemonRun struct {
 	rss        int64
 	daemonCPU  time.Duration
 	pgCPU      time.Duration
+	brokerCPU  time.Duration // the broker's, 0 when not found
+	harnessCPU time.Duration // the test process's: the sandbox, the producer and the collector
 	statements storetest.DBStats
 }
 
@@ -125,8 +128,17 @@ func (r daemonRun) report(b *testing.B) {
 	// rate on a busy machine.
 	b.ReportMetric(float64(r.daemonCPU.Microseconds())/float64(r.n), "daemon-cpu-µs/outcome")
 	b.ReportMetric(float64(r.pgCPU.Microseconds())/float64(r.n), "pg-cpu-µs/outcome")
+	b.ReportMetric(float64(r.harnessCPU.Microseconds())/float64(r.n), "harness-cpu-µs/outcome")
+	if r.brokerCPU > 0 {
+		b.ReportMetric(float64(r.brokerCPU.Microseconds())/float64(r.n), "broker-cpu-µs/outcome")
+	}
 	b.ReportMetric(float64(r.statements.Statements)/float64(r.n), "statements/outcome")
 	b.ReportMetric(float64(r.statements.Commits)/float64(r.n), "commits/outcome")
+	b.ReportMetric(float64(r.statements.WALBytes)/float64(r.n), "wal-B/outcome")
+	b.ReportMetric(float64(r.statements.ExecTime.Microseconds())/float64(r.n), "pg-exec-µs/outcome")
+	if u := r.statements.AttemptUpdates; u > 0 {
+		b.ReportMetric(float64(r.statements.AttemptHOTUpdates)/float64(u)*100, "%hot-updates")
+	}
 	if r.n > 1 {
 		fmt.Printf("%s: the statements PostgreSQL ran most often for %d outcomes:\n%s", b.Name(), r.n, r.statements.Top(14, 150))
 	}
@@ -143,6 +155,13 @@ func (s *stack) measureDaemon(b *testing.B, workers, rate int, extra map[string]
 		"EXECUTOR_LEASE": "30s", "QFPAY_TIMEOUT": "5s", "LOG_LEVEL": "warn",
 	}
 	maps.Copy(env, extra)
+	// BENCH_DAEMON_ENV="K=V,K=V" sets more of the daemon's environment, to
+	// compare settings (GOGC=100, INTAKE_BATCH_SIZE=100) on the same runs.
+	for _, kv := range strings.Split(os.Getenv("BENCH_DAEMON_ENV"), ",") {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			env[k] = v
+		}
+	}
 	profile := os.Getenv("BENCH_DAEMON_CPUPROFILE")
 	if profile != "" {
 		env["PPROF"] = "true"
@@ -159,6 +178,11 @@ func (s *stack) measureDaemon(b *testing.B, workers, rate int, extra map[string]
 	b.ResetTimer()
 	statsFrom := storetest.Stats(b, s.dbURL)
 	cpuFrom, daemonFrom := cpu.Sample(b), storetest.ProcessCPU(b, p.cmd.Process.Pid)
+	broker := s.brokerPID()
+	brokerFrom := time.Duration(0)
+	if broker != 0 {
+		brokerFrom = storetest.ProcessCPU(b, broker)
+	}
 	start := time.Now()
 	// Produce in slices so that events enter over time, as they would.
 	sent := make(map[string]time.Time, n) // by out_trade_no
@@ -199,7 +223,11 @@ func (s *stack) measureDaemon(b *testing.B, workers, rate int, extra map[string]
 	sort.Slice(r.lat, func(i, j int) bool { return r.lat[i] < r.lat[j] })
 	r.rss = peakRSS(p.cmd.Process.Pid)
 	r.daemonCPU = storetest.ProcessCPU(b, p.cmd.Process.Pid) - daemonFrom
-	r.pgCPU = cpu.Sample(b).Server - cpuFrom.Server
+	cpuTo := cpu.Sample(b)
+	r.pgCPU, r.harnessCPU = cpuTo.Server-cpuFrom.Server, cpuTo.Process-cpuFrom.Process
+	if broker != 0 {
+		r.brokerCPU = storetest.ProcessCPU(b, broker) - brokerFrom
+	}
 	<-profiled
 	p.stop(b, syscall.SIGTERM)
 	// Read after the stop: the daemon's sessions have published their counts.
@@ -209,6 +237,20 @@ func (s *stack) measureDaemon(b *testing.B, workers, rate int, extra map[string]
 		b.Fatal(err)
 	}
 	return r
+}
+
+// brokerPID is the process of the first broker when it runs on this
+// machine (the dev stack's), else 0.
+func (s *stack) brokerPID() int {
+	_, port, err := net.SplitHostPort(s.brokers[0])
+	if err != nil {
+		return 0
+	}
+	n, err := strconv.Atoi(port)
+	if err != nil {
+		return 0
+	}
+	return storetest.ListenerPID(n)
 }
 
 // profileDaemon writes a CPU profile of the next d of p to file, in the

@@ -46,6 +46,7 @@ type Config struct {
 	IntakeLinger        time.Duration `env:"INTAKE_BATCH_LINGER, default=20ms"`
 	PublishBatch        int           `env:"PUBLISH_BATCH_SIZE, default=500"`
 	PublishInterval     time.Duration `env:"PUBLISH_INTERVAL, default=100ms"`
+	PublishLinger       time.Duration `env:"PUBLISH_LINGER, default=50ms"`
 
 	QFPayBaseURL    string        `env:"QFPAY_BASE_URL"`
 	QFPayAppCode    string        `env:"QFPAY_APP_CODE"`
@@ -214,6 +215,9 @@ func (c Config) validate(unparsed map[string]bool) error {
 		if d.v <= 0 && !unparsed[d.name] {
 			errs = append(errs, fmt.Errorf("%s must be positive, got %s", d.name, d.v))
 		}
+	}
+	if c.PublishLinger < 0 && !unparsed["PUBLISH_LINGER"] {
+		errs = append(errs, fmt.Errorf("PUBLISH_LINGER must not be negative (0 for none), got %s", c.PublishLinger))
 	}
 	// A cancel must be answered well within the lease that covers it, or a
 	// second worker could take the attempt over while the cancel is in flight.

@@ -12,12 +12,23 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 
 	"github.com/sethvargo/go-envconfig"
 )
 
+// defaultGCPercent is the garbage collector's target when GOGC is not set:
+// the daemon's live heap is small (tens of MiB at 512 workers) and its
+// garbage is per-call (HTTP, JSON), so collecting at 200% growth instead of
+// Go's 100% cut the daemon's CPU per outcome by 12% (437 to 383 µs) for
+// 10 MiB more RSS (make bench, EndToEnd/gateway=0s/workers=128).
+const defaultGCPercent = 200
+
 func main() {
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(defaultGCPercent)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], envconfig.OsLookuper(), os.Stdout, os.Stderr)
 	stop()

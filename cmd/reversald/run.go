@@ -241,7 +241,7 @@ func daemon(ctx context.Context, cfg Config, logw io.Writer, spans ...sdktrace.S
 
 	pub, err := consumer.NewPublisher(consumer.PublisherConfig{
 		Brokers: cfg.KafkaBrokers, Topic: cfg.ResultsTopic, Security: sec,
-		BatchSize: cfg.PublishBatch, PollInterval: cfg.PublishInterval,
+		BatchSize: cfg.PublishBatch, PollInterval: cfg.PublishInterval, Linger: publishLinger(cfg.PublishLinger),
 		FlushTimeout: cfg.ShutdownTimeout / 4,
 		Hooks:        m.publisherHooks(), Logger: log.With("component", "publisher"),
 		TracerProvider: tp,
@@ -408,4 +408,13 @@ func txZoneParam(zone string) string {
 		return ""
 	}
 	return zone
+}
+
+// publishLinger is PUBLISH_LINGER for the publisher, where 0 is the default:
+// the setting's 0 means none.
+func publishLinger(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
 }

@@ -163,6 +163,11 @@ type DBStats struct {
 	Statements int64
 	Commits    int64
 	ByQuery    map[string]int64 // calls by normalised statement text
+	WALBytes   int64            // WAL the statements wrote (pg_stat_statements)
+	ExecTime   time.Duration    // time the statements spent executing (wall, not CPU)
+	// Updates of the attempts table, and how many of them were heap-only
+	// (HOT: no index entry written).
+	AttemptUpdates, AttemptHOTUpdates int64
 }
 
 // Stats reads the counters of the database at url. pg_stat_statements is
@@ -188,7 +193,7 @@ func Stats(tb testing.TB, url string) DBStats {
 	}
 	st := DBStats{ByQuery: map[string]int64{}}
 	rows, err := conn.Query(ctx, `
-		SELECT query, sum(calls)::bigint FROM pg_stat_statements
+		SELECT query, sum(calls)::bigint, sum(wal_bytes)::bigint, (sum(total_exec_time) * 1000)::bigint FROM pg_stat_statements
 		WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
 		GROUP BY query`)
 	if err != nil {
@@ -196,12 +201,14 @@ func Stats(tb testing.TB, url string) DBStats {
 	}
 	for rows.Next() {
 		var q string
-		var n int64
-		if err := rows.Scan(&q, &n); err != nil {
+		var n, wal, us int64
+		if err := rows.Scan(&q, &n, &wal, &us); err != nil {
 			tb.Fatalf("read pg_stat_statements: %v", err)
 		}
 		st.ByQuery[q] += n
 		st.Statements += n
+		st.WALBytes += wal
+		st.ExecTime += time.Duration(us) * time.Microsecond
 	}
 	if err := rows.Err(); err != nil {
 		tb.Fatalf("read pg_stat_statements: %v", err)
@@ -209,12 +216,22 @@ func Stats(tb testing.TB, url string) DBStats {
 	if err := conn.QueryRow(ctx, `SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()`).Scan(&st.Commits); err != nil {
 		tb.Fatalf("read pg_stat_database: %v", err)
 	}
+	// No attempts table yet (before the migrations) reads as zero.
+	if err := conn.QueryRow(ctx, `
+		SELECT coalesce(sum(n_tup_upd), 0)::bigint, coalesce(sum(n_tup_hot_upd), 0)::bigint
+		FROM pg_stat_user_tables WHERE relname = 'attempts'`).Scan(&st.AttemptUpdates, &st.AttemptHOTUpdates); err != nil {
+		tb.Fatalf("read pg_stat_user_tables: %v", err)
+	}
 	return st
 }
 
 // Since is what was counted between from and s.
 func (s DBStats) Since(from DBStats) DBStats {
-	d := DBStats{Statements: s.Statements - from.Statements, Commits: s.Commits - from.Commits, ByQuery: map[string]int64{}}
+	d := DBStats{
+		Statements: s.Statements - from.Statements, Commits: s.Commits - from.Commits, ByQuery: map[string]int64{},
+		WALBytes: s.WALBytes - from.WALBytes, ExecTime: s.ExecTime - from.ExecTime,
+		AttemptUpdates: s.AttemptUpdates - from.AttemptUpdates, AttemptHOTUpdates: s.AttemptHOTUpdates - from.AttemptHOTUpdates,
+	}
 	for q, n := range s.ByQuery {
 		if n -= from.ByQuery[q]; n != 0 {
 			d.ByQuery[q] = n
@@ -246,4 +263,44 @@ func (s DBStats) Top(n, width int) string {
 		fmt.Fprintf(&b, "%9d  %s\n", e.n, e.q)
 	}
 	return b.String()
+}
+
+// ListenerPID is the process on this machine listening on TCP port (the
+// broker of a benchmark, to measure its CPU), or 0 when none is found.
+func ListenerPID(port int) int {
+	inodes := map[string]bool{}
+	for _, file := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(b), "\n")[1:] {
+			f := strings.Fields(line)
+			// local address is hex ip:port; state 0A is LISTEN.
+			if len(f) < 10 || f[3] != "0A" {
+				continue
+			}
+			i := strings.LastIndexByte(f[1], ':')
+			if p, err := strconv.ParseInt(f[1][i+1:], 16, 32); err == nil && int(p) == port {
+				inodes["socket:["+f[9]+"]"] = true
+			}
+		}
+	}
+	if len(inodes) == 0 {
+		return 0
+	}
+	procs, _ := os.ReadDir("/proc")
+	for _, p := range procs {
+		pid, err := strconv.Atoi(p.Name())
+		if err != nil {
+			continue
+		}
+		fds, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+		for _, fd := range fds {
+			if target, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", pid, fd.Name())); err == nil && inodes[target] {
+				return pid
+			}
+		}
+	}
+	return 0
 }
