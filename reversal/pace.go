@@ -97,7 +97,10 @@ func (p *sharedPacer) lease(ctx context.Context, wants []slotWant) {
 		}
 	}
 	for _, w := range wants {
-		if w.calls < 2 || p.leases[w.key] != nil {
+		// A lease's slots may be spent up to leaseWindow late: only where
+		// the per-minute limit alone keeps every second within the
+		// per-second one with that lateness (store.ReserveMany).
+		if w.calls < 2 || p.leases[w.key] != nil || !w.pace.BurstFitsASecond(leaseWindow) {
 			continue
 		}
 		l := &slotLease{ready: make(chan struct{})}

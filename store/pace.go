@@ -22,12 +22,12 @@ type Pace struct {
 // (the burst, in the per-minute GCRA's terms).
 func (p Pace) tolerance() time.Duration { return time.Duration(max(p.Burst-1, 0)) * p.Interval }
 
-// burstFitsASecond: whether the calls the per-minute GCRA lets go in any
+// BurstFitsASecond: whether the calls the per-minute GCRA lets go in any
 // second, each up to late after its slot, are fewer than the per-second
 // limit allows (one per MinGap): then calls need no spacing of their own.
 // At QFPay's limits (400/min with a burst of 16, 100/s) it lets 25 go in a
 // second, where 83 are allowed.
-func (p Pace) burstFitsASecond(late time.Duration) bool {
+func (p Pace) BurstFitsASecond(late time.Duration) bool {
 	if p.Interval <= 0 {
 		return false
 	}
@@ -83,7 +83,7 @@ func (s *Store) Reserve(ctx context.Context, mchid string, p Pace, maxWait time.
 // so that the lessee may spend them within the window while nobody else
 // calls that merchant. The lessee need not space them: a lease is granted
 // only when the per-minute GCRA alone keeps any second within the
-// per-second limit, the window's lateness counted (burstFitsASecond). A
+// per-second limit, the window's lateness counted (BurstFitsASecond). A
 // slot spent up to Window after its charge is what the per-minute margin
 // covers (merchantPace's 1%: 600 ms of a minute); one left unspent is lost,
 // which only under-uses the budget.
@@ -95,7 +95,7 @@ func (s *Store) ReserveMany(ctx context.Context, rs []Reservation) ([]Reserved, 
 	for i, r := range rs {
 		mchids[i], intervals[i], tolerances[i], gaps[i], maxWaits[i] = r.MchID, r.Pace.Interval, r.Pace.tolerance(), r.Pace.MinGap, max(r.MaxWait, 0)
 		calls[i], windows[i] = 1, 0
-		if r.Calls > 1 && r.Window > 0 && r.Pace.burstFitsASecond(r.Window) {
+		if r.Calls > 1 && r.Window > 0 && r.Pace.BurstFitsASecond(r.Window) {
 			calls[i], windows[i] = int32(min(r.Calls, 1<<20)), r.Window
 		}
 	}
