@@ -11,6 +11,7 @@ import (
 
 	"github.com/reversald/reversald"
 	"github.com/reversald/reversald/internal/backoff"
+	"github.com/reversald/reversald/qfpay"
 	"github.com/reversald/reversald/store"
 )
 
@@ -131,6 +132,18 @@ func (p *sharedPacer) lease(ctx context.Context, wants []slotWant) {
 	}()
 }
 
+// keep records slots leased for mchid by a claim sent at sent and answered
+// at answered (their first slot measured from the answer, their window
+// from the sending: neither later than the truth). A lease this instance
+// still held of mchid is left unspent.
+func (p *sharedPacer) keep(mchid string, r store.Reserved, sent, answered time.Time) {
+	l := &slotLease{ready: make(chan struct{}), from: answered.Add(r.Wait), until: sent.Add(r.Wait + leaseWindow), left: r.Calls}
+	close(l.ready)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.leases[mchid] = l
+}
+
 // leased spends one of mchid's leased slots: the time to call at, or false
 // when this instance holds none (then a slot is reserved as usual). It waits
 // for a lease under way, but not past ctx. The slots of a lease need no
@@ -193,26 +206,52 @@ func (p *sharedPacer) Wait(ctx context.Context, mchid string, pace store.Pace) b
 	return true
 }
 
-// leaseSlots leases, for the attempts a claim got, the slots their runs
-// are likely to want at once, in one reservation per merchant (with shared
-// pacing only).
-func (e *Executor) leaseSlots(ctx context.Context, got []reversald.Attempt) {
+// leaseSlots keeps, for the attempts a claim got, the slots the claim
+// leased for their merchants (store.Claim.Slots, under the cluster-wide
+// pace: claimSlots), and leases in one more statement those of merchants
+// whose calls draw from another budget or pace (a credential's), with
+// shared pacing only. sent is when the claim was sent.
+func (e *Executor) leaseSlots(ctx context.Context, got []reversald.Attempt, slots []store.Reserved, sent time.Time) {
 	p, ok := e.pacer.(*sharedPacer)
 	if !ok || len(got) == 0 {
 		return
 	}
+	answered := time.Now()
+	claimed := e.claimSlots()
+	kept := make(map[string]bool)
 	wants := make(map[string]slotWant, len(got))
-	for _, a := range got {
+	for i, a := range got {
 		acct, err := e.gw.Resolve(a.MchID)
 		if err != nil {
 			continue // no credential: no call
 		}
-		key := paceKey(a.MchID, acct)
+		key, pace := paceKey(a.MchID, acct), e.merchantPace(acct)
+		if claimed != nil && key == a.MchID && pace == claimed.Pace {
+			// The claim leased this merchant's slots, or its next one is
+			// too far for a lease: its calls reserve theirs one by one.
+			if i < len(slots) && slots[i].OK && !kept[key] {
+				kept[key] = true
+				p.keep(key, slots[i], sent, answered)
+			}
+			continue
+		}
+		// A claim's lease of another budget or pace than the calls draw
+		// from is lost (under-use).
 		w := wants[key]
-		w.key, w.pace, w.calls = key, e.merchantPace(acct), w.calls+callsAhead(a)
+		w.key, w.pace, w.calls = key, pace, w.calls+callsAhead(a)
 		wants[key] = w
 	}
 	p.lease(ctx, slices.Collect(maps.Values(wants)))
+}
+
+// claimSlots is the lease a claim asks for (store.Claim.Slots), under the
+// cluster-wide pace: nil when those slots could not be spent unspaced.
+func (e *Executor) claimSlots() *store.SlotLease {
+	pace := e.merchantPace(qfpay.Account{})
+	if !pace.BurstFitsASecond(leaseWindow) {
+		return nil
+	}
+	return &store.SlotLease{Pace: pace, MaxWait: 2 * claimLookahead, Window: leaseWindow}
 }
 
 // callsAhead is how many calls a claimed attempt's run makes at once for a

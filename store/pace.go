@@ -99,60 +99,87 @@ func (s *Store) ReserveMany(ctx context.Context, rs []Reservation) ([]Reserved, 
 			calls[i], windows[i] = int32(min(r.Calls, 1<<20)), r.Window
 		}
 	}
-	// slot: the earliest time both GCRAs allow. k: the slots taken, as many
-	// of those asked as conform at slot (the per-minute GCRA's tolerance
-	// left), at least the one. The per-second GCRA then starts after the
-	// lease's window. RETURNING sees the new row, where tat_s is slot + the
-	// window (when k > 1) + gap, and leased is k. A merchant's row exists
-	// after its first call, so the UPDATE is the common path; the INSERT sees
-	// the statement's snapshot and adds only rows that did not exist.
-	slot := `GREATEST(` + dbClock + `, p.tat - r.tol, p.tat_s)`
-	k := `(CASE WHEN r.calls > 1 THEN LEAST(r.calls, 1 + floor(extract(epoch FROM (` + slot + ` + r.tol - GREATEST(p.tat, ` + slot + `))) / extract(epoch FROM r.iv)))::int ELSE 1 END)`
-	win := `(CASE WHEN ` + k + ` > 1 THEN r.win ELSE '0'::interval END)`
-	k0 := `(CASE WHEN r.calls > 1 THEN LEAST(r.calls, 1 + floor(extract(epoch FROM r.tol) / extract(epoch FROM r.iv)))::int ELSE 1 END)`
-	win0 := `(CASE WHEN ` + k0 + ` > 1 THEN r.win ELSE '0'::interval END)`
 	got := make([]Reserved, n)
+	at := make(map[string]int, n)
+	for i, m := range mchids {
+		at[m] = i
+	}
 	err := s.queryPinned(ctx, `
 		WITH r AS (
 			SELECT * FROM unnest($2::text[], $3::interval[], $4::interval[], $5::interval[], $6::interval[], $7::int[], $8::interval[])
-				WITH ORDINALITY AS r(mchid, iv, tol, gap, mw, calls, win, n)
-		), taken AS (
-			UPDATE merchant_pace AS p SET
-				tat = GREATEST(p.tat, `+slot+`) + `+k+` * r.iv,
-				tat_s = `+slot+` + `+win+` + r.gap,
-				free_at = GREATEST(GREATEST(p.tat, `+slot+`) + `+k+` * r.iv - r.tol, `+slot+` + `+win+` + r.gap),
-				leased = `+k+`
-			FROM r
-			WHERE p.mchid = r.mchid AND `+slot+` <= `+dbClock+` + r.mw
-			RETURNING r.n, p.leased,
-				(extract(epoch FROM (p.tat_s - r.gap - CASE WHEN p.leased > 1 THEN r.win ELSE '0'::interval END - `+dbClock+`)) * 1e6)::bigint AS us
-		), first AS (
-			INSERT INTO merchant_pace (mchid, tat, tat_s, free_at, leased)
-			SELECT r.mchid, `+dbClock+` + `+k0+` * r.iv, `+dbClock+` + `+win0+` + r.gap,
-				GREATEST(`+dbClock+` + `+k0+` * r.iv - r.tol, `+dbClock+` + `+win0+` + r.gap), `+k0+`
-			FROM r WHERE NOT EXISTS (SELECT 1 FROM merchant_pace p WHERE p.mchid = r.mchid)
-			ON CONFLICT (mchid) DO NOTHING
-			RETURNING mchid, leased
-		)
-		SELECT n, leased, us FROM taken
+				AS r(mchid, iv, tol, gap, mw, calls, win)
+		), `+leaseSQL("r")+`
+		SELECT mchid, leased, us FROM taken
 		UNION ALL
-		SELECT r.n, first.leased, 0 FROM first JOIN r USING (mchid)`,
+		SELECT mchid, leased, us FROM first`,
 		[]any{s.clock(), mchids, intervals, tolerances, gaps, maxWaits, calls, windows}, func(rows pgx.Rows) error {
-			var i, us int64
-			var leased int32
-			if err := rows.Scan(&i, &leased, &us); err != nil {
+			var m string
+			var r Reserved
+			if err := scanLeased(rows, &m, &r); err != nil {
 				return err
 			}
-			if i < 1 || i > int64(n) {
-				return fmt.Errorf("answer %d of %d", i, n)
+			i, ok := at[m]
+			if !ok {
+				return fmt.Errorf("answer for merchant %s, not asked", m)
 			}
-			got[i-1] = Reserved{Wait: max(time.Duration(us)*time.Microsecond, 0), OK: true, Calls: max(int(leased), 1)}
+			got[i] = r
 			return nil
 		})
 	if err != nil {
 		return nil, fmt.Errorf("reserve gateway slots for %d merchants: %w", n, err)
 	}
 	return got, nil
+}
+
+// leaseSQL is two CTEs that take the slots the rows of src ask for (columns
+// mchid, iv, tol, gap, mw, calls, win; one row a merchant): taken, for the
+// merchants that have a pacing row, and first, for those that do not
+// (their row inserted). Both return mchid, leased (the slots taken) and us
+// (the wait for the first, µs); a merchant whose next slot is beyond mw is
+// in neither.
+//
+// slot: the earliest time both GCRAs allow. k: the slots taken, as many of
+// those asked as conform at slot (the per-minute GCRA's tolerance left), at
+// least the one. The per-second GCRA then starts after the lease's window.
+// RETURNING sees the new row, where tat_s is slot + the window (when k > 1)
+// + gap, and leased is k. A merchant's row exists after its first call, so
+// the UPDATE is the common path; the INSERT sees the statement's snapshot
+// and adds only rows that did not exist.
+func leaseSQL(src string) string {
+	slot := `GREATEST(` + dbClock + `, p.tat - r.tol, p.tat_s)`
+	k := `(CASE WHEN r.calls > 1 THEN LEAST(r.calls, 1 + floor(extract(epoch FROM (` + slot + ` + r.tol - GREATEST(p.tat, ` + slot + `))) / extract(epoch FROM r.iv)))::int ELSE 1 END)`
+	win := `(CASE WHEN ` + k + ` > 1 THEN r.win ELSE '0'::interval END)`
+	k0 := `(CASE WHEN r.calls > 1 THEN LEAST(r.calls, 1 + floor(extract(epoch FROM r.tol) / extract(epoch FROM r.iv)))::int ELSE 1 END)`
+	win0 := `(CASE WHEN ` + k0 + ` > 1 THEN r.win ELSE '0'::interval END)`
+	return `taken AS (
+			UPDATE merchant_pace AS p SET
+				tat = GREATEST(p.tat, ` + slot + `) + ` + k + ` * r.iv,
+				tat_s = ` + slot + ` + ` + win + ` + r.gap,
+				free_at = GREATEST(GREATEST(p.tat, ` + slot + `) + ` + k + ` * r.iv - r.tol, ` + slot + ` + ` + win + ` + r.gap),
+				leased = ` + k + `
+			FROM ` + src + ` AS r
+			WHERE p.mchid = r.mchid AND ` + slot + ` <= ` + dbClock + ` + r.mw
+			RETURNING p.mchid, p.leased,
+				(extract(epoch FROM (p.tat_s - r.gap - CASE WHEN p.leased > 1 THEN r.win ELSE '0'::interval END - ` + dbClock + `)) * 1e6)::bigint AS us
+		), first AS (
+			INSERT INTO merchant_pace (mchid, tat, tat_s, free_at, leased)
+			SELECT r.mchid, ` + dbClock + ` + ` + k0 + ` * r.iv, ` + dbClock + ` + ` + win0 + ` + r.gap,
+				GREATEST(` + dbClock + ` + ` + k0 + ` * r.iv - r.tol, ` + dbClock + ` + ` + win0 + ` + r.gap), ` + k0 + `
+			FROM ` + src + ` AS r WHERE NOT EXISTS (SELECT 1 FROM merchant_pace p WHERE p.mchid = r.mchid)
+			ON CONFLICT (mchid) DO NOTHING
+			RETURNING mchid, leased, 0::bigint AS us
+		)`
+}
+
+// scanLeased reads a merchant's answer of leaseSQL's CTEs.
+func scanLeased(rows pgx.Rows, mchid *string, r *Reserved) error {
+	var us int64
+	var leased int32
+	if err := rows.Scan(mchid, &leased, &us); err != nil {
+		return err
+	}
+	*r = Reserved{Wait: max(time.Duration(us)*time.Microsecond, 0), OK: true, Calls: max(int(leased), 1)}
+	return nil
 }
 
 // Pause holds every instance's calls for merchant mchid back for d (QFPay

@@ -201,3 +201,65 @@ func TestReserveLease(t *testing.T) {
 		t.Errorf("lease under a strict per-second limit: %+v %v, want one slot", got, err)
 	}
 }
+
+// TestClaimLeasesSlots: a paced claim that asks for slots leases, in its own
+// statement, those of its attempts' runs, one lease a merchant (three calls
+// an attempt at its query step, as many as the burst has left); the others'
+// calls of that merchant wait for the lease's window; without Slots, nothing
+// is leased.
+func TestClaimLeasesSlots(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s, _ := newStore(t)
+	var evs []reversald.Event
+	for i, m := range []string{"A", "A", "B", "C"} {
+		e := event("e"+string(rune('a'+i)), "O"+string(rune('a'+i)), 2500)
+		e.MchID = m
+		evs = append(evs, e)
+	}
+	if _, err := s.Intake(ctx, evs); err != nil {
+		t.Fatal(err)
+	}
+	pace := store.Pace{Interval: 150 * time.Millisecond, Burst: 8, MinGap: 10 * time.Millisecond}
+	const window = 100 * time.Millisecond
+	// B has made six calls of its burst of eight already, 10ms apart; C none.
+	for i := range 6 {
+		if w, ok, err := s.Reserve(ctx, "B", pace, time.Minute); err != nil || !ok || w != time.Duration(i)*pace.MinGap {
+			t.Fatalf("B's call %d: %s %v %v", i, w, ok, err)
+		}
+	}
+	got, slots, err := s.ClaimSlots(ctx, store.Claim{Owner: "w", Lease: time.Minute, Limit: 2, IDs: []int64{}, Paced: true, Lookahead: time.Second, PerMerchant: 5,
+		Slots: &store.SlotLease{Pace: pace, MaxWait: 2 * time.Second, Window: window}})
+	if err != nil || len(got) != 0 {
+		t.Fatalf("claim of no ids: %d, %v", len(got), err)
+	}
+	got, slots, err = s.ClaimSlots(ctx, store.Claim{Owner: "w", Lease: time.Minute, Limit: 10, Paced: true, Lookahead: time.Second, PerMerchant: 5,
+		Slots: &store.SlotLease{Pace: pace, MaxWait: 2 * time.Second, Window: window}})
+	if err != nil || len(got) != 4 || len(slots) != 4 {
+		t.Fatalf("claim: %d attempts, %d leases, %v; want 4", len(got), len(slots), err)
+	}
+	want := map[string]store.Reserved{
+		"A": {Wait: 0, OK: true, Calls: 6},               // two attempts, three calls each
+		"B": {Wait: 6 * pace.MinGap, OK: true, Calls: 2}, // the 2 left of its burst
+		"C": {Wait: 0, OK: true, Calls: 3},               // a new merchant
+	}
+	for i, a := range got {
+		if slots[i] != want[a.MchID] {
+			t.Errorf("attempt of %s: lease %+v, want %+v", a.MchID, slots[i], want[a.MchID])
+		}
+	}
+	// The others' next call of A waits for the lease's window and a gap.
+	if w, ok, err := s.Reserve(ctx, "A", pace, time.Minute); err != nil || !ok || w != window+pace.MinGap {
+		t.Errorf("a call of A after the claim's lease: wait %s ok %v err %v, want %s", w, ok, err, window+pace.MinGap)
+	}
+	// Without Slots, a paced claim leases nothing.
+	e := event("ez", "Oz", 2500)
+	e.MchID = "D"
+	if _, err := s.Intake(ctx, []reversald.Event{e}); err != nil {
+		t.Fatal(err)
+	}
+	got, slots, err = s.ClaimSlots(ctx, store.Claim{Owner: "w", Lease: time.Minute, Limit: 10, Paced: true, Lookahead: time.Second, PerMerchant: 5})
+	if err != nil || len(got) != 1 || slots[0].OK {
+		t.Errorf("claim without Slots: %d attempts, leases %+v, %v; want one attempt and no lease", len(got), slots, err)
+	}
+}
