@@ -137,15 +137,21 @@ func (e *Executor) stop(stopping chan struct{}, ready chan reversald.Attempt, wg
 }
 
 // work is one worker: it drives the attempts handed to it until ready is
-// closed. Once the stop has begun, an attempt it has not started is handed
-// back instead (unclaim).
+// closed. An attempt it has not started is handed back instead (unclaim)
+// once the stop has begun, or when it waited so long (every worker stuck on
+// slow gateway calls) that less than half its lease is left: it is claimed
+// again with a whole lease rather than driven on the rest of this one.
 func (e *Executor) work(ctx context.Context, stopping <-chan struct{}, ready <-chan reversald.Attempt) {
 	for a := range ready {
 		select {
 		case <-stopping:
 			e.unclaim(ctx, a)
 		default:
-			e.drive(ctx, stopping, a)
+			if e.cfg.Now().After(a.LeaseExpiresAt.Add(-e.cfg.Lease / 2)) {
+				e.unclaim(ctx, a)
+			} else {
+				e.drive(ctx, stopping, a)
+			}
 		}
 		e.release()
 	}

@@ -559,3 +559,65 @@ func TestStopHandsBackAttemptsClaimedAhead(t *testing.T) {
 		t.Errorf("%d attempts queried and %d untouched, want %d and %d", queried, untouched, workers, n-workers)
 	}
 }
+
+// TestClaimedAheadWithAShortLeaseIsClaimedAgain: an attempt claimed ahead
+// that waits for a worker until less than half its lease is left (every
+// worker stuck on slow calls) is handed back and claimed again with a whole
+// lease, not driven on the rest of the old one: its first gateway call is
+// made under the second claim's token.
+func TestClaimedAheadWithAShortLeaseIsClaimedAgain(t *testing.T) {
+	t.Parallel()
+	r := newRig(t)
+	const workers, n = 4, 5 // claimAhead(4) = 1
+	var ids []int64
+	for i := range n {
+		otn := fmt.Sprintf("SHORT-%02d", i)
+		if err := r.sb.Script(otn, sandbox.Behavior{Latency: sandbox.Latency{Fixed: sandbox.Duration(2 * time.Second)}}); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, r.intake(r.event(otn, "800101")).NewAttempts...)
+	}
+	ex := r.run(r.store, r.client(testKey), func(c *ExecutorConfig) { c.Owner, c.Workers, c.Lease = "short", workers, 30*time.Second })
+	ex.Notify(ids)
+	var ahead reversald.Attempt
+	for i := 0; ahead.ID == 0; i++ {
+		if i == 500 {
+			t.Fatal("after 5 s: no attempt claimed ahead of the four driven")
+		}
+		time.Sleep(10 * time.Millisecond)
+		all, err := r.store.List(context.Background(), "", 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		driving, waiting := 0, []reversald.Attempt{}
+		for _, a := range all {
+			switch {
+			case a.LeaseOwner != "short":
+			case r.sb.InFlight(a.OutTradeNo) > 0:
+				driving++
+			default:
+				waiting = append(waiting, a)
+			}
+		}
+		if driving == workers && len(waiting) == 1 {
+			ahead = waiting[0]
+		}
+	}
+	r.clock.Advance(20 * time.Second) // the waiting attempt's lease is now two-thirds spent
+	for i := 0; ; i++ {
+		h, err := r.store.History(context.Background(), ahead.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(h.Calls) > 0 {
+			if c := h.Calls[0]; c.Token <= ahead.Token {
+				t.Fatalf("the attempt claimed ahead (token %d) made its first call under token %d: driven on its short lease", ahead.Token, c.Token)
+			}
+			break
+		}
+		if i == 1000 {
+			t.Fatalf("after 10 s the attempt claimed ahead has made no call")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
