@@ -150,6 +150,22 @@ func TestLeasedSlotsAreSpentHere(t *testing.T) {
 		t.Errorf("the call after the lease went %s after it, want after its window and a gap (%s)", took, leaseWindow+pace.MinGap)
 	}
 
+	// A claim's lease (keep) is spent the same way, with no statement.
+	before := statements.Load()
+	now := time.Now()
+	p.keep("K1", store.Reserved{OK: true, Calls: 2}, now, now)
+	for i := range 2 {
+		if !wait("K1", time.Second) {
+			t.Fatalf("call %d of a claim's lease got no slot", i)
+		}
+	}
+	if n := statements.Load() - before; n != 0 {
+		t.Errorf("%d statements for a claim's two leased calls, want none", n)
+	}
+	if !wait("K1", 2*time.Second) || statements.Load() != before+1 {
+		t.Errorf("the call after a claim's lease: %d statements, want one of its own", statements.Load()-before)
+	}
+
 	// A 429 gives the lease up: the merchant is paused for everybody.
 	p.lease(ctx, []slotWant{{key: "L2", pace: pace, calls: 3}})
 	if !wait("L2", time.Second) {
@@ -165,7 +181,7 @@ func TestLeasedSlotsAreSpentHere(t *testing.T) {
 	if !wait("L3", time.Second) {
 		t.Fatal("L3's first leased call got no slot")
 	}
-	before := statements.Load()
+	before = statements.Load()
 	time.Sleep(leaseWindow + 10*time.Millisecond) // the window passes
 	if !wait("L3", 2*time.Second) || statements.Load() != before+1 {
 		t.Errorf("after the window: %d statements more, want the call to reserve its own slot", statements.Load()-before)
