@@ -230,8 +230,8 @@ func TestClaimLeasesSlots(t *testing.T) {
 	}
 	got, slots, err := s.ClaimSlots(ctx, store.Claim{Owner: "w", Lease: time.Minute, Limit: 2, IDs: []int64{}, Paced: true, Lookahead: time.Second, PerMerchant: 5,
 		Slots: &store.SlotLease{Pace: pace, MaxWait: 2 * time.Second, Window: window}})
-	if err != nil || len(got) != 0 {
-		t.Fatalf("claim of no ids: %d, %v", len(got), err)
+	if err != nil || len(got) != 0 || len(slots) != 0 {
+		t.Fatalf("claim of no ids: %d, %d leases, %v", len(got), len(slots), err)
 	}
 	got, slots, err = s.ClaimSlots(ctx, store.Claim{Owner: "w", Lease: time.Minute, Limit: 10, Paced: true, Lookahead: time.Second, PerMerchant: 5,
 		Slots: &store.SlotLease{Pace: pace, MaxWait: 2 * time.Second, Window: window}})
