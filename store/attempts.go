@@ -143,16 +143,19 @@ func (s *Store) ClaimSlots(ctx context.Context, c Claim) ([]reversald.Attempt, [
 		// every id instead of the primary key, about 2,000 buffers a claim.
 		// The rows the lookup locks and the conditions then refuse are left
 		// as they were (a lock for the statement's moment, no lease).
-		byID := func(id, lock string) string {
+		//
+		// The budget is read once, in the look: the lock reads
+		// merchant_pace in the same snapshot and would find the same.
+		byID := func(id, lock, budget string) string {
 			return ` CROSS JOIN LATERAL (
 						SELECT id, mchid, status, next_run_at, lease_expires_at FROM attempts
 						WHERE id = ` + id + ` LIMIT 1` + lock + `
 					) a
-					WHERE a.status = 'pending' AND a.next_run_at <= ` + dbClock + pacedA + `
+					WHERE a.status = 'pending' AND a.next_run_at <= ` + dbClock + budget + `
 					  AND (a.lease_expires_at IS NULL OR a.lease_expires_at <= ` + dbClock + `)`
 		}
 		if c.IDs != nil {
-			look = `SELECT a.id, a.mchid, a.next_run_at FROM unnest($5::bigint[]) AS want(id)` + byID("want.id", "")
+			look = `SELECT a.id, a.mchid, a.next_run_at FROM unnest($5::bigint[]) AS want(id)` + byID("want.id", "", pacedA)
 		}
 		args = append(args, c.PerMerchant)
 		with = `fair AS MATERIALIZED (
@@ -166,7 +169,7 @@ func (s *Store) ClaimSlots(ctx context.Context, c Claim) ([]reversald.Attempt, [
 			LIMIT $2
 		), `
 		due = `
-			SELECT a.id FROM fair` + byID("fair.id", " FOR UPDATE SKIP LOCKED")
+			SELECT a.id FROM fair` + byID("fair.id", " FOR UPDATE SKIP LOCKED", "")
 	}
 	// The claim runs all the time: its plan is pinned (see queryPinned).
 	var got []reversald.Attempt
