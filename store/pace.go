@@ -77,8 +77,8 @@ func (s *Store) Reserve(ctx context.Context, mchid string, p Pace, maxWait time.
 // another instance inserted at the same moment is refused (try again).
 //
 // A lease (Calls > 1) takes as many of the asked slots as the per-minute
-// GCRA lets go at the first slot (its burst tolerance left: a merchant
-// already at its sustained rate gets one, as any other call), and holds the
+// GCRA lets go at the first slot (its burst tolerance left; a merchant
+// already at its sustained rate gets none, not OK: see leaseSQL), and holds the
 // merchant's per-second GCRA until Window after the first slot plus a gap,
 // so that the lessee may spend them within the window while nobody else
 // calls that merchant. The lessee need not space them: a lease is granted
@@ -136,7 +136,12 @@ func (s *Store) ReserveMany(ctx context.Context, rs []Reservation) ([]Reserved, 
 // merchants that have a pacing row, and first, for those that do not
 // (their row inserted). Both return mchid, leased (the slots taken) and us
 // (the wait for the first, µs); a merchant whose next slot is beyond mw is
-// in neither.
+// in neither, nor one asked for a lease (calls > 1) that could take only one
+// slot: a merchant at its sustained rate. Its calls reserve their slots one
+// by one, each when its worker is about to call: a lease's single slot is
+// spent only if its attempt starts within the window, and an attempt
+// claimed ahead of the workers may not (the pacing proof lost a slot a
+// minute of a hot merchant's 380 that way).
 //
 // slot: the earliest time both GCRAs allow. k: the slots taken, as many of
 // those asked as conform at slot (the per-minute GCRA's tolerance left), at
@@ -158,14 +163,14 @@ func leaseSQL(src string) string {
 				free_at = GREATEST(GREATEST(p.tat, ` + slot + `) + ` + k + ` * r.iv - r.tol, ` + slot + ` + ` + win + ` + r.gap),
 				leased = ` + k + `
 			FROM ` + src + ` AS r
-			WHERE p.mchid = r.mchid AND ` + slot + ` <= ` + dbClock + ` + r.mw
+			WHERE p.mchid = r.mchid AND ` + slot + ` <= ` + dbClock + ` + r.mw AND (r.calls = 1 OR ` + k + ` > 1)
 			RETURNING p.mchid, p.leased,
 				(extract(epoch FROM (p.tat_s - r.gap - CASE WHEN p.leased > 1 THEN r.win ELSE '0'::interval END - ` + dbClock + `)) * 1e6)::bigint AS us
 		), first AS (
 			INSERT INTO merchant_pace (mchid, tat, tat_s, free_at, leased)
 			SELECT r.mchid, ` + dbClock + ` + ` + k0 + ` * r.iv, ` + dbClock + ` + ` + win0 + ` + r.gap,
 				GREATEST(` + dbClock + ` + ` + k0 + ` * r.iv - r.tol, ` + dbClock + ` + ` + win0 + ` + r.gap), ` + k0 + `
-			FROM ` + src + ` AS r WHERE NOT EXISTS (SELECT 1 FROM merchant_pace p WHERE p.mchid = r.mchid)
+			FROM ` + src + ` AS r WHERE NOT EXISTS (SELECT 1 FROM merchant_pace p WHERE p.mchid = r.mchid) AND (r.calls = 1 OR ` + k0 + ` > 1)
 			ON CONFLICT (mchid) DO NOTHING
 			RETURNING mchid, leased, 0::bigint AS us
 		)`

@@ -157,7 +157,7 @@ func TestReserveBurstThenSpacing(t *testing.T) {
 }
 
 // TestReserveLease: a lease takes as many slots as the burst has left at its
-// first slot (one for a merchant at its sustained rate), and holds everybody
+// first slot (none for a merchant at its sustained rate), and holds everybody
 // else's calls of that merchant until its window and a gap have passed.
 func TestReserveLease(t *testing.T) {
 	t.Parallel()
@@ -181,9 +181,13 @@ func TestReserveLease(t *testing.T) {
 	if w, ok, err := s.Reserve(ctx, "NEW", pace, time.Minute); err != nil || !ok || w != window+pace.MinGap {
 		t.Errorf("a call after the lease: wait %s ok %v err %v, want %s", w, ok, err, window+pace.MinGap)
 	}
-	// NEW's burst is spent: a lease now gets one slot, as any call would.
-	if got := lease("NEW", 5); got != (store.Reserved{Wait: 150 * time.Millisecond, OK: true, Calls: 1}) {
-		t.Errorf("lease at the sustained rate: %+v, want one slot in 150ms", got)
+	// NEW's burst is spent: no lease (nothing taken); a call reserves its
+	// own slot, 150ms on.
+	if got := lease("NEW", 5); got.OK {
+		t.Errorf("lease at the sustained rate: %+v, want none", got)
+	}
+	if w, ok, err := s.Reserve(ctx, "NEW", pace, time.Minute); err != nil || !ok || w != 150*time.Millisecond {
+		t.Errorf("a call at the sustained rate: wait %s ok %v err %v, want 150ms (the refused lease took nothing)", w, ok, err)
 	}
 	// A known merchant with one call made: the lease gets the three left of
 	// its burst, however many it asks for.
@@ -212,7 +216,7 @@ func TestClaimLeasesSlots(t *testing.T) {
 	ctx := context.Background()
 	s, _ := newStore(t)
 	var evs []reversald.Event
-	for i, m := range []string{"A", "A", "B", "C"} {
+	for i, m := range []string{"A", "A", "B", "C", "E"} {
 		e := event("e"+string(rune('a'+i)), "O"+string(rune('a'+i)), 2500)
 		e.MchID = m
 		evs = append(evs, e)
@@ -228,6 +232,12 @@ func TestClaimLeasesSlots(t *testing.T) {
 			t.Fatalf("B's call %d: %s %v %v", i, w, ok, err)
 		}
 	}
+	// E has spent its burst: it is at its sustained rate.
+	for range 8 {
+		if _, ok, err := s.Reserve(ctx, "E", pace, time.Minute); err != nil || !ok {
+			t.Fatalf("E's calls: %v %v", ok, err)
+		}
+	}
 	got, slots, err := s.ClaimSlots(ctx, store.Claim{Owner: "w", Lease: time.Minute, Limit: 2, IDs: []int64{}, Paced: true, Lookahead: time.Second, PerMerchant: 5,
 		Slots: &store.SlotLease{Pace: pace, MaxWait: 2 * time.Second, Window: window}})
 	if err != nil || len(got) != 0 || len(slots) != 0 {
@@ -235,13 +245,14 @@ func TestClaimLeasesSlots(t *testing.T) {
 	}
 	got, slots, err = s.ClaimSlots(ctx, store.Claim{Owner: "w", Lease: time.Minute, Limit: 10, Paced: true, Lookahead: time.Second, PerMerchant: 5,
 		Slots: &store.SlotLease{Pace: pace, MaxWait: 2 * time.Second, Window: window}})
-	if err != nil || len(got) != 4 || len(slots) != 4 {
-		t.Fatalf("claim: %d attempts, %d leases, %v; want 4", len(got), len(slots), err)
+	if err != nil || len(got) != 5 || len(slots) != 5 {
+		t.Fatalf("claim: %d attempts, %d leases, %v; want 5", len(got), len(slots), err)
 	}
 	want := map[string]store.Reserved{
 		"A": {Wait: 0, OK: true, Calls: 6},               // two attempts, three calls each
 		"B": {Wait: 6 * pace.MinGap, OK: true, Calls: 2}, // the 2 left of its burst
 		"C": {Wait: 0, OK: true, Calls: 3},               // a new merchant
+		"E": {},                                          // none: its calls reserve one by one
 	}
 	for i, a := range got {
 		if slots[i] != want[a.MchID] {
