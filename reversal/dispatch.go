@@ -223,7 +223,7 @@ func (e *Executor) dispatch(ctx context.Context, ready chan<- reversald.Attempt,
 	}
 	start := time.Now()
 	claimedAt := e.cfg.Now()
-	got, err := e.store.Claim(ctx, e.claim(limit, ids))
+	got, slots, err := e.store.ClaimSlots(ctx, e.claim(limit, ids))
 	if err != nil {
 		return 0, false, err
 	}
@@ -234,6 +234,7 @@ func (e *Executor) dispatch(ctx context.Context, ready chan<- reversald.Attempt,
 		got[i].LeaseExpiresAt = claimedAt.Add(e.cfg.Lease)
 	}
 	e.cfg.Hooks.Claimed(len(got), time.Since(start))
+	e.leaseSlots(ctx, got, slots, start)
 	for _, a := range got {
 		// A place was free for each: ready has room, or an idle worker
 		// takes it at once.
@@ -295,6 +296,7 @@ func (e *Executor) claim(limit int, ids []int64) store.Claim {
 		// per claim, so one with a backlog never holds every worker.
 		pace := merchantPace(e.cfg.MerchantRate, e.cfg.MerchantRatePerSec, e.cfg.MerchantBurst)
 		c.Paced, c.Lookahead, c.PerMerchant = true, claimLookahead, max(1, int(claimLookahead/pace.Interval)/3, pace.Burst/3)
+		c.Slots = e.claimSlots()
 	}
 	return c
 }

@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/reversald/reversald/store"
+	"github.com/reversald/reversald/store/storetest"
 )
 
 // TestReservationsGroupConcurrentRequests: requests made while a statement
@@ -104,5 +106,84 @@ func TestReservationsShareAFailure(t *testing.T) {
 		if got, err := b.take(context.Background(), store.Reservation{MchID: m}); !errors.Is(err, boom) || got.OK {
 			t.Errorf("merchant %s: %+v %v, want the statement's error", m, got, err)
 		}
+	}
+}
+
+// TestLeasedSlotsAreSpentHere: a claim's lease is one reservation for the
+// slots of a merchant's calls, spent here; the next call after them reserves again and comes after the lease's window; a
+// 429 gives the rest of a lease up; a lease past its window is not spent.
+func TestLeasedSlotsAreSpentHere(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	p := newSharedPacer(storetest.New(t), func(time.Duration, bool) {})
+	var statements atomic.Int32
+	reserve := p.batch.reserve
+	p.batch.reserve = func(ctx context.Context, rs []store.Reservation) ([]store.Reserved, error) {
+		statements.Add(1)
+		return reserve(ctx, rs)
+	}
+	pace := store.Pace{Interval: 100 * time.Millisecond, Burst: 5, MinGap: 20 * time.Millisecond}
+	wait := func(m string, d time.Duration) bool {
+		t.Helper()
+		wctx, cancel := context.WithTimeout(ctx, d)
+		defer cancel()
+		return p.Wait(wctx, m, pace)
+	}
+
+	start := time.Now()
+	p.lease(ctx, []slotWant{{key: "L1", pace: pace, calls: 3}})
+	for i := range 3 {
+		if !wait("L1", time.Second) {
+			t.Fatalf("leased call %d got no slot", i)
+		}
+	}
+	if n := statements.Load(); n != 1 {
+		t.Errorf("%d statements for three leased calls, want 1", n)
+	}
+	if !wait("L1", 2*time.Second) {
+		t.Fatal("the call after the lease got no slot")
+	}
+	if n := statements.Load(); n != 2 {
+		t.Errorf("%d statements after the lease, want 2 (a reservation of its own)", n)
+	}
+	if took := time.Since(start); took < leaseWindow+pace.MinGap {
+		t.Errorf("the call after the lease went %s after it, want after its window and a gap (%s)", took, leaseWindow+pace.MinGap)
+	}
+
+	// A claim's lease (keep) is spent the same way, with no statement.
+	before := statements.Load()
+	now := time.Now()
+	p.keep("K1", store.Reserved{OK: true, Calls: 2}, now, now)
+	for i := range 2 {
+		if !wait("K1", time.Second) {
+			t.Fatalf("call %d of a claim's lease got no slot", i)
+		}
+	}
+	if n := statements.Load() - before; n != 0 {
+		t.Errorf("%d statements for a claim's two leased calls, want none", n)
+	}
+	if !wait("K1", 2*time.Second) || statements.Load() != before+1 {
+		t.Errorf("the call after a claim's lease: %d statements, want one of its own", statements.Load()-before)
+	}
+
+	// A 429 gives the lease up: the merchant is paused for everybody.
+	p.lease(ctx, []slotWant{{key: "L2", pace: pace, calls: 3}})
+	if !wait("L2", time.Second) {
+		t.Fatal("L2's first leased call got no slot")
+	}
+	p.Pause(ctx, "L2", pace, 10*time.Second)
+	if wait("L2", 500*time.Millisecond) {
+		t.Error("a leased slot was spent after a 429")
+	}
+
+	// A lease past its window is not spent.
+	p.lease(ctx, []slotWant{{key: "L3", pace: pace, calls: 3}})
+	if !wait("L3", time.Second) {
+		t.Fatal("L3's first leased call got no slot")
+	}
+	before = statements.Load()
+	time.Sleep(leaseWindow + 10*time.Millisecond) // the window passes
+	if !wait("L3", 2*time.Second) || statements.Load() != before+1 {
+		t.Errorf("after the window: %d statements more, want the call to reserve its own slot", statements.Load()-before)
 	}
 }
