@@ -37,7 +37,7 @@ func BenchmarkEndToEnd(b *testing.B) {
 		rate    int    // events/s offered; 0: all at once (throughput)
 		pacing  string // "": off, one merchant; "off" or "cluster": over 1,000 merchants
 	}{
-		{0, 32, 0, ""}, {0, 64, 0, ""}, {0, 128, 0, ""}, {0, 32, 300, ""},
+		{0, 32, 0, ""}, {0, 64, 0, ""}, {0, 128, 0, ""}, {0, 256, 0, ""}, {0, 32, 300, ""},
 		{100 * time.Millisecond, 64, 0, ""}, {100 * time.Millisecond, 256, 0, ""}, {100 * time.Millisecond, 512, 0, ""},
 		{100 * time.Millisecond, 64, 150, ""},
 		{0, 64, 0, "off"}, {0, 64, 0, "cluster"},

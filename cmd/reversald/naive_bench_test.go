@@ -30,7 +30,7 @@ import (
 //	make bench-naive (20,000 payments, as issue 13 measures)
 //	go test -run '^$' -bench VersusNaive -benchtime 20000x ./cmd/reversald
 func BenchmarkVersusNaive(b *testing.B) {
-	for _, workers := range []int{64, 128} {
+	for _, workers := range []int{64, 128, 256} {
 		b.Run(fmt.Sprintf("gateway=0s/workers=%d", workers), func(b *testing.B) {
 			const partitions = 12
 			s := newStack(b, partitions)
