@@ -160,11 +160,12 @@ func ProcessCPU(tb testing.TB, pid int) time.Duration {
 // by text, and committed transactions (pg_stat_database). Unlike a rate,
 // neither depends on the machine's load.
 type DBStats struct {
-	Statements int64
-	Commits    int64
-	ByQuery    map[string]int64 // calls by normalised statement text
-	WALBytes   int64            // WAL the statements wrote (pg_stat_statements)
-	ExecTime   time.Duration    // time the statements spent executing (wall, not CPU)
+	Statements  int64
+	Commits     int64
+	ByQuery     map[string]int64         // calls by normalised statement text
+	TimeByQuery map[string]time.Duration // executor time by normalised statement text
+	WALBytes    int64                    // WAL the statements wrote (pg_stat_statements)
+	ExecTime    time.Duration            // time the statements spent executing (wall, not CPU)
 	// Updates of the attempts table, and how many of them were heap-only
 	// (HOT: no index entry written).
 	AttemptUpdates, AttemptHOTUpdates int64
@@ -191,7 +192,7 @@ func Stats(tb testing.TB, url string) DBStats {
 	if _, err := conn.Exec(ctx, `SELECT pg_stat_clear_snapshot()`); err != nil {
 		tb.Fatalf("clear the statistics snapshot: %v", err)
 	}
-	st := DBStats{ByQuery: map[string]int64{}}
+	st := DBStats{ByQuery: map[string]int64{}, TimeByQuery: map[string]time.Duration{}}
 	rows, err := conn.Query(ctx, `
 		SELECT query, sum(calls)::bigint, sum(wal_bytes)::bigint, (sum(total_exec_time) * 1000)::bigint FROM pg_stat_statements
 		WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
@@ -209,6 +210,7 @@ func Stats(tb testing.TB, url string) DBStats {
 		st.Statements += n
 		st.WALBytes += wal
 		st.ExecTime += time.Duration(us) * time.Microsecond
+		st.TimeByQuery[q] += time.Duration(us) * time.Microsecond
 	}
 	if err := rows.Err(); err != nil {
 		tb.Fatalf("read pg_stat_statements: %v", err)
@@ -231,25 +233,27 @@ func (s DBStats) Since(from DBStats) DBStats {
 		Statements: s.Statements - from.Statements, Commits: s.Commits - from.Commits, ByQuery: map[string]int64{},
 		WALBytes: s.WALBytes - from.WALBytes, ExecTime: s.ExecTime - from.ExecTime,
 		AttemptUpdates: s.AttemptUpdates - from.AttemptUpdates, AttemptHOTUpdates: s.AttemptHOTUpdates - from.AttemptHOTUpdates,
+		TimeByQuery: map[string]time.Duration{},
 	}
 	for q, n := range s.ByQuery {
 		if n -= from.ByQuery[q]; n != 0 {
 			d.ByQuery[q] = n
+			d.TimeByQuery[q] = s.TimeByQuery[q] - from.TimeByQuery[q]
 		}
 	}
 	return d
 }
 
-// Top lists the n statements run most often, with their counts, one line
-// each, their text cut to width.
+// Top lists the n statements run most often, with their counts and their
+// executor time (wall, ms), one line each, their text cut to width.
 func (s DBStats) Top(n, width int) string {
 	type kv struct {
-		q string
-		n int64
+		q, raw string
+		n      int64
 	}
 	all := make([]kv, 0, len(s.ByQuery))
 	for q, c := range s.ByQuery {
-		all = append(all, kv{strings.Join(strings.Fields(q), " "), c})
+		all = append(all, kv{strings.Join(strings.Fields(q), " "), q, c})
 	}
 	sort.Slice(all, func(i, j int) bool { return all[i].n > all[j].n || all[i].n == all[j].n && all[i].q < all[j].q })
 	var b strings.Builder
@@ -260,7 +264,7 @@ func (s DBStats) Top(n, width int) string {
 		if len(e.q) > width {
 			e.q = e.q[:width] + "…"
 		}
-		fmt.Fprintf(&b, "%9d  %s\n", e.n, e.q)
+		fmt.Fprintf(&b, "%9d %7.0fms  %s\n", e.n, float64(s.TimeByQuery[e.raw])/float64(time.Millisecond), e.q)
 	}
 	return b.String()
 }
