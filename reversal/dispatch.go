@@ -187,16 +187,17 @@ func (e *Executor) work(ctx context.Context, stopping <-chan struct{}, ready <-c
 func (e *Executor) maxAheadWait() time.Duration { return min(claimLookahead, e.cfg.Lease/2) }
 
 // unclaim hands back an attempt claimed ahead that no worker started: it is
-// written as it was claimed, with its lease released and its next run as
-// stored (due, in its place among the due ones), so that any instance may
-// claim it at once rather than after the lease runs out. Fenced by its
-// token like any write.
+// written as it was claimed, with its lease released and due now, so that
+// any instance may claim it at once rather than after the lease runs out.
+// Fenced by its token like any write.
 func (e *Executor) unclaim(ctx context.Context, a reversald.Attempt) {
 	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
 	defer cancel()
-	// A zero Now stores NextRunAt as it is: it was read from the database,
-	// on its clock, not this process's.
-	if _, _, err := e.steps.do(wctx, store.Step{Attempt: a, Lease: e.cfg.Lease}); err != nil {
+	// Due now, on the database's clock: the claim moved its next run to the
+	// lease's end (see store.Claim).
+	now := e.cfg.Now()
+	a.NextRunAt = now
+	if _, _, err := e.steps.do(wctx, store.Step{Attempt: a, Lease: e.cfg.Lease, Now: now}); err != nil {
 		e.cfg.Logger.Warn("hand back an attempt claimed ahead; its lease runs out instead", "attempt", a.ID, "error", err)
 	}
 }

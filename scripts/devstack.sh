@@ -450,6 +450,9 @@ kafka_start() {
     rm -rf "$KAFKA_DIR/data" "$KAFKA_DIR/scram.user"
     # A Kafka cluster id is 16 random bytes, base64url without padding.
     cid=$(head -c16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')
+    # One in 64 starts with '-', which the tool's argument parser reads as an option (the format
+    # then fails, "expected one argument"): its first character only carries the first 6 bits.
+    [ "${cid:0:1}" != "-" ] || cid="A${cid:1}"
     # The SCRAM user goes in with the format: no admin round trip after the start.
     "$JAVA" -Dlog4j2.configurationFile="$KAFKA_DIR/log4j2-cli.properties" -cp "$KAFKA_LIBS/*" \
       kafka.tools.StorageTool format -t "$cid" -c "$KAFKA_DIR/server.properties" \
