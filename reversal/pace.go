@@ -45,13 +45,23 @@ type sharedPacer struct {
 
 	mu     sync.Mutex
 	leases map[string]*slotLease // by merchant (pace key)
+	// paused: when this instance last paused a merchant (a 429), on this
+	// process's clock. A lease sent before it is not taken up and a leased
+	// slot handed out before it is not spent: the claim that leased them
+	// may have run before the pause. Entries older than pauseMemory go.
+	paused map[string]time.Time
 }
+
+// pauseMemory is how long a pause is remembered to refuse leases sent
+// before it: far longer than a claim's statement may take.
+const pauseMemory = time.Minute
 
 // slotLease is a merchant's slots leased to this instance. Until ready is
 // closed the reservation is under way and only ready may be read.
 type slotLease struct {
 	ready chan struct{}
-	from  time.Time // the first slot, on this process's clock
+	pace  store.Pace // the budget it was granted under: spent only under the same
+	from  time.Time  // the first slot, on this process's clock
 	until time.Time // the last moment a slot may be spent
 	left  int       // slots not spent
 	// revoked: a 429 paused the merchant; what the reservation under way
@@ -68,7 +78,7 @@ type slotLease struct {
 const leaseWindow = 250 * time.Millisecond
 
 func newSharedPacer(st *store.Store, waited func(time.Duration, bool)) *sharedPacer {
-	p := &sharedPacer{st: st, waited: waited, leases: make(map[string]*slotLease)}
+	p := &sharedPacer{st: st, waited: waited, leases: make(map[string]*slotLease), paused: make(map[string]time.Time)}
 	p.batch.reserve = st.ReserveMany
 	return p
 }
@@ -104,7 +114,7 @@ func (p *sharedPacer) lease(ctx context.Context, wants []slotWant) {
 		if w.calls < 2 || p.leases[w.key] != nil || !w.pace.BurstFitsASecond(leaseWindow) {
 			continue
 		}
-		l := &slotLease{ready: make(chan struct{})}
+		l := &slotLease{ready: make(chan struct{}), pace: w.pace}
 		p.leases[w.key] = l
 		leases = append(leases, l)
 		reqs = append(reqs, store.Reservation{MchID: w.key, Pace: w.pace, MaxWait: 2 * claimLookahead, Calls: w.calls, Window: leaseWindow})
@@ -136,12 +146,23 @@ func (p *sharedPacer) lease(ctx context.Context, wants []slotWant) {
 // at answered (their first slot measured from the answer, their window
 // from the sending: neither later than the truth). A lease this instance
 // still held of mchid is left unspent.
-func (p *sharedPacer) keep(mchid string, r store.Reserved, sent, answered time.Time) {
-	l := &slotLease{ready: make(chan struct{}), from: answered.Add(r.Wait), until: sent.Add(r.Wait + leaseWindow), left: r.Calls}
+func (p *sharedPacer) keep(mchid string, pace store.Pace, r store.Reserved, sent, answered time.Time) {
+	l := &slotLease{ready: make(chan struct{}), pace: pace, from: answered.Add(r.Wait), until: sent.Add(r.Wait + leaseWindow), left: r.Calls}
 	close(l.ready)
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if at, ok := p.paused[mchid]; ok && !at.Before(sent) {
+		return // a 429 came after the claim was sent: its lease is given up
+	}
 	p.leases[mchid] = l
+}
+
+// pausedSince reports whether this instance paused mchid at or after t.
+func (p *sharedPacer) pausedSince(mchid string, t time.Time) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	at, ok := p.paused[mchid]
+	return ok && !at.Before(t)
 }
 
 // leased spends one of mchid's leased slots: the time to call at, or false
@@ -150,7 +171,7 @@ func (p *sharedPacer) keep(mchid string, r store.Reserved, sent, answered time.T
 // spacing: nobody else calls the merchant in its window (see
 // store.ReserveMany), and there are few enough of them that any second
 // holds fewer calls than the per-second limit.
-func (p *sharedPacer) leased(ctx context.Context, mchid string) (time.Time, bool) {
+func (p *sharedPacer) leased(ctx context.Context, mchid string, pace store.Pace) (time.Time, bool) {
 	p.mu.Lock()
 	l := p.leases[mchid]
 	p.mu.Unlock()
@@ -164,6 +185,11 @@ func (p *sharedPacer) leased(ctx context.Context, mchid string) (time.Time, bool
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if l.pace != pace {
+		// Granted under a budget a credential reload has changed since: its
+		// slots need not fit the new one (a stricter per-second limit).
+		l.left = 0
+	}
 	if l.left == 0 {
 		return time.Time{}, false
 	}
@@ -181,10 +207,14 @@ func (p *sharedPacer) leased(ctx context.Context, mchid string) (time.Time, bool
 
 func (p *sharedPacer) Wait(ctx context.Context, mchid string, pace store.Pace) bool {
 	started := time.Now()
-	if at, ok := p.leased(ctx, mchid); ok {
+	if at, ok := p.leased(ctx, mchid, pace); ok {
 		if d := time.Until(at); d > 0 && !backoff.Sleep(ctx, d) {
 			p.waited(time.Since(started), false)
 			return false // the slot is spent unused: the budget holds
+		}
+		if p.pausedSince(mchid, started) {
+			p.waited(time.Since(started), false)
+			return false // a 429 came while this slot waited: not spent
 		}
 		p.waited(time.Since(started), true)
 		return true
@@ -231,7 +261,7 @@ func (e *Executor) leaseSlots(ctx context.Context, got []reversald.Attempt, slot
 			// too far for a lease: its calls reserve theirs one by one.
 			if i < len(slots) && slots[i].OK && !kept[key] {
 				kept[key] = true
-				p.keep(key, slots[i], sent, answered)
+				p.keep(key, pace, slots[i], sent, answered)
 			}
 			continue
 		}
@@ -382,6 +412,13 @@ func (p *sharedPacer) Pause(ctx context.Context, mchid string, pace store.Pace, 
 	if l := p.leases[mchid]; l != nil {
 		l.left, l.revoked = 0, true
 	}
+	now := time.Now()
+	for k, at := range p.paused {
+		if now.Sub(at) > pauseMemory {
+			delete(p.paused, k)
+		}
+	}
+	p.paused[mchid] = now
 	p.mu.Unlock()
 	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()

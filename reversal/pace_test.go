@@ -153,7 +153,7 @@ func TestLeasedSlotsAreSpentHere(t *testing.T) {
 	// A claim's lease (keep) is spent the same way, with no statement.
 	before := statements.Load()
 	now := time.Now()
-	p.keep("K1", store.Reserved{OK: true, Calls: 2}, now, now)
+	p.keep("K1", pace, store.Reserved{OK: true, Calls: 2}, now, now)
 	for i := range 2 {
 		if !wait("K1", time.Second) {
 			t.Fatalf("call %d of a claim's lease got no slot", i)
@@ -174,6 +174,41 @@ func TestLeasedSlotsAreSpentHere(t *testing.T) {
 	p.Pause(ctx, "L2", pace, 10*time.Second)
 	if wait("L2", 500*time.Millisecond) {
 		t.Error("a leased slot was spent after a 429")
+	}
+
+	// A claim sent before a 429 that is answered after it: its lease is
+	// not taken up (the claim statement may have run before the pause).
+	sent := time.Now()
+	p.Pause(ctx, "K2", pace, 10*time.Second)
+	before = statements.Load()
+	p.keep("K2", pace, store.Reserved{OK: true, Calls: 3}, sent, time.Now())
+	if at, ok := p.leased(ctx, "K2", pace); ok {
+		t.Errorf("a claim's lease sent before a 429 gave a slot at %s", at)
+	}
+
+	// A leased slot handed out before a 429 and waiting for its time is
+	// not spent once the 429 came.
+	now = time.Now()
+	p.keep("K3", pace, store.Reserved{OK: true, Wait: 200 * time.Millisecond, Calls: 2}, now, now)
+	got := make(chan bool, 1)
+	go func() { got <- wait("K3", time.Second) }()
+	time.Sleep(50 * time.Millisecond) // the call waits for its slot, 200 ms away
+	p.Pause(ctx, "K3", pace, 10*time.Second)
+	if <-got {
+		t.Error("a leased slot handed out before a 429 was spent after it")
+	}
+
+	// A lease granted under one budget is not spent under another (a
+	// credential reload changed the merchant's rates).
+	now = time.Now()
+	p.keep("K4", pace, store.Reserved{OK: true, Calls: 3}, now, now)
+	stricter := pace
+	stricter.MinGap = 200 * time.Millisecond
+	if _, ok := p.leased(ctx, "K4", stricter); ok {
+		t.Error("a lease granted under one pace was spent under a stricter one")
+	}
+	if _, ok := p.leased(ctx, "K4", pace); ok {
+		t.Error("a lease dropped for a changed pace was spent after all")
 	}
 
 	// A lease past its window is not spent.

@@ -200,6 +200,7 @@ func (s *Store) ClaimSlots(ctx context.Context, c Claim) ([]reversald.Attempt, [
 			SELECT mchid, ` + p(0) + ` AS iv, ` + p(1) + ` AS tol, ` + p(2) + ` AS gap, ` + p(3) + ` AS mw, ` + p(4) + ` AS win,
 				LEAST(sum(CASE WHEN step = 'query' THEN 3 WHEN step = 'cancel' AND NOT cancel_pending THEN 2 ELSE 1 END), 1048576)::int AS calls
 			FROM claimed GROUP BY mchid
+			ORDER BY mchid -- the order ReserveMany locks merchants in
 		), ` + leaseSQL("want") + `
 		SELECT c.*, COALESCE(t.leased, f.leased, 0), COALESCE(t.us, f.us, 0)
 		FROM claimed c LEFT JOIN taken t ON t.mchid = c.mchid LEFT JOIN first f ON f.mchid = c.mchid`

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"sort"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -88,6 +89,19 @@ func (s *Store) Reserve(ctx context.Context, mchid string, p Pace, maxWait time.
 // covers (merchantPace's 1%: 600 ms of a minute); one left unspent is lost,
 // which only under-uses the budget.
 func (s *Store) ReserveMany(ctx context.Context, rs []Reservation) ([]Reserved, error) {
+	// Rows are locked in merchant order, as the claim's lease locks them, so
+	// that two statements over the same merchants wait rather than
+	// deadlock; answers go back by merchant, in the order asked.
+	order := make([]int, len(rs))
+	for i := range order {
+		order[i] = i
+	}
+	sort.Slice(order, func(a, b int) bool { return rs[order[a]].MchID < rs[order[b]].MchID })
+	sorted := make([]Reservation, len(rs))
+	for i, j := range order {
+		sorted[i] = rs[j]
+	}
+	rs = sorted
 	n := len(rs)
 	mchids := make([]string, n)
 	intervals, tolerances, gaps, maxWaits, windows := make([]time.Duration, n), make([]time.Duration, n), make([]time.Duration, n), make([]time.Duration, n), make([]time.Duration, n)
@@ -128,8 +142,20 @@ func (s *Store) ReserveMany(ctx context.Context, rs []Reservation) ([]Reserved, 
 	if err != nil {
 		return nil, fmt.Errorf("reserve gateway slots for %d merchants: %w", n, err)
 	}
-	return got, nil
+	out := make([]Reserved, n)
+	for i, j := range order {
+		out[j] = got[i]
+	}
+	return out, nil
 }
+
+// paceClock is dbClock for the budget's statements, read when evaluated
+// (clock_timestamp) rather than when the transaction began (now): a
+// reservation that waited for a merchant's row lock (another instance's
+// claim or reservation holds it) is charged when it got the row, not up to
+// the wait earlier, which would send its call that much later than its
+// slot, beyond the per-minute margin.
+var paceClock = "COALESCE($1::timestamptz, clock_timestamp())"
 
 // leaseSQL is two CTEs that take the slots the rows of src ask for (columns
 // mchid, iv, tol, gap, mw, calls, win; one row a merchant): taken, for the
@@ -151,7 +177,7 @@ func (s *Store) ReserveMany(ctx context.Context, rs []Reservation) ([]Reserved, 
 // the UPDATE is the common path; the INSERT sees the statement's snapshot
 // and adds only rows that did not exist.
 func leaseSQL(src string) string {
-	slot := `GREATEST(` + dbClock + `, p.tat - r.tol, p.tat_s)`
+	slot := `GREATEST(` + paceClock + `, p.tat - r.tol, p.tat_s)`
 	k := `(CASE WHEN r.calls > 1 THEN LEAST(r.calls, 1 + floor(extract(epoch FROM (` + slot + ` + r.tol - GREATEST(p.tat, ` + slot + `))) / extract(epoch FROM r.iv)))::int ELSE 1 END)`
 	win := `(CASE WHEN ` + k + ` > 1 THEN r.win ELSE '0'::interval END)`
 	k0 := `(CASE WHEN r.calls > 1 THEN LEAST(r.calls, 1 + floor(extract(epoch FROM r.tol) / extract(epoch FROM r.iv)))::int ELSE 1 END)`
@@ -163,13 +189,13 @@ func leaseSQL(src string) string {
 				free_at = GREATEST(GREATEST(p.tat, ` + slot + `) + ` + k + ` * r.iv - r.tol, ` + slot + ` + ` + win + ` + r.gap),
 				leased = ` + k + `
 			FROM ` + src + ` AS r
-			WHERE p.mchid = r.mchid AND ` + slot + ` <= ` + dbClock + ` + r.mw AND (r.calls = 1 OR ` + k + ` > 1)
+			WHERE p.mchid = r.mchid AND ` + slot + ` <= ` + paceClock + ` + r.mw AND (r.calls = 1 OR ` + k + ` > 1)
 			RETURNING p.mchid, p.leased,
-				(extract(epoch FROM (p.tat_s - r.gap - CASE WHEN p.leased > 1 THEN r.win ELSE '0'::interval END - ` + dbClock + `)) * 1e6)::bigint AS us
+				(extract(epoch FROM (p.tat_s - r.gap - CASE WHEN p.leased > 1 THEN r.win ELSE '0'::interval END - ` + paceClock + `)) * 1e6)::bigint AS us
 		), first AS (
 			INSERT INTO merchant_pace (mchid, tat, tat_s, free_at, leased)
-			SELECT r.mchid, ` + dbClock + ` + ` + k0 + ` * r.iv, ` + dbClock + ` + ` + win0 + ` + r.gap,
-				GREATEST(` + dbClock + ` + ` + k0 + ` * r.iv - r.tol, ` + dbClock + ` + ` + win0 + ` + r.gap), ` + k0 + `
+			SELECT r.mchid, ` + paceClock + ` + ` + k0 + ` * r.iv, ` + paceClock + ` + ` + win0 + ` + r.gap,
+				GREATEST(` + paceClock + ` + ` + k0 + ` * r.iv - r.tol, ` + paceClock + ` + ` + win0 + ` + r.gap), ` + k0 + `
 			FROM ` + src + ` AS r WHERE NOT EXISTS (SELECT 1 FROM merchant_pace p WHERE p.mchid = r.mchid) AND (r.calls = 1 OR ` + k0 + ` > 1)
 			ON CONFLICT (mchid) DO NOTHING
 			RETURNING mchid, leased, 0::bigint AS us
