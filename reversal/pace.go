@@ -62,8 +62,8 @@ type slotLease struct {
 	ready chan struct{}
 	pace  store.Pace // the budget it was granted under: spent only under the same
 	from  time.Time  // the first slot, on this process's clock
-	until time.Time // the last moment a slot may be spent
-	left  int       // slots not spent
+	until time.Time  // the last moment a slot may be spent
+	left  int        // slots not spent
 	// revoked: a 429 paused the merchant; what the reservation under way
 	// gets is not spent.
 	revoked bool

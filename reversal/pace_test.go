@@ -180,7 +180,6 @@ func TestLeasedSlotsAreSpentHere(t *testing.T) {
 	// not taken up (the claim statement may have run before the pause).
 	sent := time.Now()
 	p.Pause(ctx, "K2", pace, 10*time.Second)
-	before = statements.Load()
 	p.keep("K2", pace, store.Reserved{OK: true, Calls: 3}, sent, time.Now())
 	if at, ok := p.leased(ctx, "K2", pace); ok {
 		t.Errorf("a claim's lease sent before a 429 gave a slot at %s", at)
