@@ -48,6 +48,22 @@ func (c *publisherCounter) hooks() PublisherHooks {
 	}
 }
 
+// brokerlessPublisher is a Publisher of st's outbox aimed at no broker
+// (every round fails), retrying between retryMin and retryMax, and its
+// counted hooks.
+func brokerlessPublisher(t *testing.T, st *store.Store, retryMin, retryMax time.Duration) (*Publisher, *publisherCounter) {
+	t.Helper()
+	counts := &publisherCounter{}
+	p, err := NewPublisher(PublisherConfig{
+		Brokers: []string{"127.0.0.1:1"}, Topic: "nowhere", WriteTimeout: time.Second,
+		FlushTimeout: time.Second, RetryMin: retryMin, RetryMax: retryMax, Hooks: counts.hooks(),
+	}, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p, counts
+}
+
 func backlog(t *testing.T, st *store.Store) int64 {
 	t.Helper()
 	b, err := st.Backlog(t.Context())
@@ -62,15 +78,7 @@ func TestPublisherKeepsRowsUntilAcked(t *testing.T) {
 	t.Parallel()
 	st := storetest.New(t)
 	seedOutbox(t, st)
-	var counts publisherCounter
-	p, err := NewPublisher(PublisherConfig{
-		Brokers: []string{"127.0.0.1:1"}, Topic: "nowhere", WriteTimeout: time.Second,
-		FlushTimeout: time.Second, RetryMin: 20 * time.Millisecond, RetryMax: 50 * time.Millisecond,
-		Hooks: counts.hooks(),
-	}, st)
-	if err != nil {
-		t.Fatal(err)
-	}
+	p, counts := brokerlessPublisher(t, st, 20*time.Millisecond, 50*time.Millisecond)
 	stop := runInBackground(t, p.Run)
 	kafkatest.WaitFor(t, 30*time.Second, func() bool { return counts.errors.Load() >= 2 }, "two failed publish rounds")
 	stop()
@@ -233,15 +241,7 @@ func TestPublisherBacksOffThroughWakes(t *testing.T) {
 	t.Parallel()
 	st := storetest.New(t)
 	seedOutbox(t, st)
-	var counts publisherCounter
-	p, err := NewPublisher(PublisherConfig{
-		Brokers: []string{"127.0.0.1:1"}, Topic: "nowhere", WriteTimeout: time.Second,
-		FlushTimeout: time.Second, RetryMin: 2 * time.Second, RetryMax: 2 * time.Second,
-		Hooks: counts.hooks(),
-	}, st)
-	if err != nil {
-		t.Fatal(err)
-	}
+	p, counts := brokerlessPublisher(t, st, 2*time.Second, 2*time.Second)
 	stop := runInBackground(t, p.Run)
 	defer stop()
 	kafkatest.WaitFor(t, 30*time.Second, func() bool { return counts.errors.Load() >= 1 }, "a failed publish round")

@@ -16,8 +16,14 @@ import (
 // give the executor.
 func oneCredential(tb testing.TB, url, key string) *qfpay.Directory {
 	tb.Helper()
+	return oneCredentialTimeout(tb, url, key, 2*time.Second)
+}
+
+// oneCredentialTimeout is oneCredential with a call timeout of its own.
+func oneCredentialTimeout(tb testing.TB, url, key string, timeout time.Duration) *qfpay.Directory {
+	tb.Helper()
 	d, err := qfpay.NewDirectory([]qfpay.Credential{{Name: "default", Default: true,
-		Config: qfpay.Config{BaseURL: url, AppCode: testAppCode, ClientKey: qfpay.NewKey(key), Timeout: 2 * time.Second}}})
+		Config: qfpay.Config{BaseURL: url, AppCode: testAppCode, ClientKey: qfpay.NewKey(key), Timeout: timeout}}})
 	if err != nil {
 		tb.Fatal(err)
 	}

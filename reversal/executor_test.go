@@ -482,21 +482,14 @@ func TestStopHandsBackAttemptsClaimedAhead(t *testing.T) {
 	t.Parallel()
 	r := newRig(t)
 	const workers, n = 8, 20 // claimAhead(8) = 2
-	var ids []int64
-	for i := range n {
-		otn := fmt.Sprintf("AHEAD-%02d", i)
-		// Long enough that the test looks and stops before a worker frees
-		// up, even on a loaded machine.
-		if err := r.sb.Script(otn, sandbox.Behavior{Latency: sandbox.Latency{Fixed: sandbox.Duration(5 * time.Second)}}); err != nil {
-			t.Fatal(err)
-		}
-		ids = append(ids, r.intake(r.event(otn, "800101")).NewAttempts...)
-	}
+	// Long enough that the test looks and stops before a worker frees up,
+	// even on a loaded machine.
+	ids := r.slowAttempts("AHEAD", n, 5*time.Second)
 	cfg := ExecutorConfig{
 		Owner: "ahead", Workers: workers, PollInterval: 5 * time.Millisecond, StopTimeout: 20 * time.Second,
 		MerchantRate: -1, Now: r.clock.Now, Policy: Policy{NotFoundRechecks: 2, ConfirmRechecks: 2},
 	}
-	ex, err := NewExecutor(cfg, r.store, patientCredential(t, r.url))
+	ex, err := NewExecutor(cfg, r.store, oneCredentialTimeout(t, r.url, testKey, 10*time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -505,32 +498,7 @@ func TestStopHandsBackAttemptsClaimedAhead(t *testing.T) {
 	go func() { done <- ex.Run(ctx) }()
 	ex.Notify(ids)
 
-	held := func() (driving, ahead int) {
-		all, err := r.store.List(context.Background(), "", 1000)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, a := range all {
-			if a.LeaseOwner != "ahead" {
-				continue
-			}
-			if r.sb.InFlight(a.OutTradeNo) > 0 {
-				driving++
-			} else {
-				ahead++
-			}
-		}
-		return driving, ahead
-	}
-	want := claimAhead(workers)
-	for i := 0; ; i++ {
-		if d, a := held(); d == workers && a == want {
-			break
-		} else if i == 500 {
-			t.Fatalf("after 5 s: %d attempts driven and %d claimed ahead, want %d and %d", d, a, workers, want)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	r.waitHeld("ahead", workers, claimAhead(workers))
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)
@@ -571,40 +539,10 @@ func TestClaimedAheadThatWaitedIsClaimedAgain(t *testing.T) {
 	t.Parallel()
 	r := newRig(t)
 	const workers, n = 4, 5 // claimAhead(4) = 1
-	var ids []int64
-	for i := range n {
-		otn := fmt.Sprintf("SHORT-%02d", i)
-		if err := r.sb.Script(otn, sandbox.Behavior{Latency: sandbox.Latency{Fixed: sandbox.Duration(3 * time.Second)}}); err != nil {
-			t.Fatal(err)
-		}
-		ids = append(ids, r.intake(r.event(otn, "800101")).NewAttempts...)
-	}
-	ex := r.run(r.store, patientCredential(t, r.url), func(c *ExecutorConfig) { c.Owner, c.Workers, c.Lease = "short", workers, 30*time.Second })
+	ids := r.slowAttempts("SHORT", n, 3*time.Second)
+	ex := r.run(r.store, oneCredentialTimeout(t, r.url, testKey, 10*time.Second), func(c *ExecutorConfig) { c.Owner, c.Workers, c.Lease = "short", workers, 30*time.Second })
 	ex.Notify(ids)
-	var ahead reversald.Attempt
-	for i := 0; ahead.ID == 0; i++ {
-		if i == 500 {
-			t.Fatal("after 5 s: no attempt claimed ahead of the four driven")
-		}
-		time.Sleep(10 * time.Millisecond)
-		all, err := r.store.List(context.Background(), "", 100)
-		if err != nil {
-			t.Fatal(err)
-		}
-		driving, waiting := 0, []reversald.Attempt{}
-		for _, a := range all {
-			switch {
-			case a.LeaseOwner != "short":
-			case r.sb.InFlight(a.OutTradeNo) > 0:
-				driving++
-			default:
-				waiting = append(waiting, a)
-			}
-		}
-		if driving == workers && len(waiting) == 1 {
-			ahead = waiting[0]
-		}
-	}
+	ahead := r.waitHeld("short", workers, 1)[0]
 	r.clock.Advance(20 * time.Second) // the waiting attempt's lease is now two-thirds spent
 	for i := 0; ; i++ {
 		h, err := r.store.History(context.Background(), ahead.ID)
@@ -624,15 +562,48 @@ func TestClaimedAheadThatWaitedIsClaimedAgain(t *testing.T) {
 	}
 }
 
-// patientCredential is oneCredential with a timeout that outlasts the 5 s
-// answers the claim-ahead tests hold their workers with.
-func patientCredential(tb testing.TB, url string) *qfpay.Directory {
-	tb.Helper()
-	d, err := qfpay.NewDirectory([]qfpay.Credential{{Name: "default", Default: true,
-		Config: qfpay.Config{BaseURL: url, AppCode: testAppCode, ClientKey: qfpay.NewKey(testKey), Timeout: 10 * time.Second}}})
-	if err != nil {
-		tb.Fatal(err)
+// slowAttempts records n attempts (prefix-00, prefix-01, ...) whose every
+// gateway answer takes latency, to hold the workers that drive them, and
+// returns their ids. The client must wait longer (oneCredentialTimeout).
+func (r *rig) slowAttempts(prefix string, n int, latency time.Duration) []int64 {
+	r.t.Helper()
+	var ids []int64
+	for i := range n {
+		otn := fmt.Sprintf("%s-%02d", prefix, i)
+		if err := r.sb.Script(otn, sandbox.Behavior{Latency: sandbox.Latency{Fixed: sandbox.Duration(latency)}}); err != nil {
+			r.t.Fatal(err)
+		}
+		ids = append(ids, r.intake(r.event(otn, "800101")).NewAttempts...)
 	}
-	tb.Cleanup(d.CloseIdleConnections)
-	return d
+	return ids
+}
+
+// waitHeld waits (up to 5 s) until owner holds driving attempts with a call
+// under way at the sandbox and ahead more claimed and not started, and
+// returns the latter.
+func (r *rig) waitHeld(owner string, driving, ahead int) []reversald.Attempt {
+	r.t.Helper()
+	for i := 0; ; i++ {
+		all, err := r.store.List(context.Background(), "", 1000)
+		if err != nil {
+			r.t.Fatal(err)
+		}
+		d, waiting := 0, []reversald.Attempt{}
+		for _, a := range all {
+			switch {
+			case a.LeaseOwner != owner:
+			case r.sb.InFlight(a.OutTradeNo) > 0:
+				d++
+			default:
+				waiting = append(waiting, a)
+			}
+		}
+		if d == driving && len(waiting) == ahead {
+			return waiting
+		}
+		if i == 500 {
+			r.t.Fatalf("after 5 s: %d attempts driven and %d claimed ahead by %s, want %d and %d", d, len(waiting), owner, driving, ahead)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }

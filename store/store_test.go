@@ -102,6 +102,13 @@ func TestClaimLeasesSkipsHeldAndFences(t *testing.T) {
 	if len(w1) != 2 || w1[0].Token != 1 || w1[0].LeaseOwner != "w1" {
 		t.Fatalf("w1 claimed %+v", w1)
 	}
+	// A claimed attempt is next due when its lease ends (the README's
+	// "next run" of an attempt being worked).
+	for _, a := range w1 {
+		if want := clk.Now().Add(30 * time.Second); !a.NextRunAt.Equal(want) || !a.LeaseExpiresAt.Equal(want) {
+			t.Errorf("claimed %s: next run %s, lease until %s; want both %s", a.OutTradeNo, a.NextRunAt, a.LeaseExpiresAt, want)
+		}
+	}
 	// Held leases are not handed out again, by due time or by id.
 	if got, err := s.Claim(ctx, store.Claim{Owner: "w2", Lease: 30 * time.Second, Limit: 10}); err != nil || len(got) != 0 {
 		t.Fatalf("w2 claimed %d (%v) while w1 holds the leases", len(got), err)

@@ -26,10 +26,15 @@ import (
 // BenchmarkEndToEnd. GOMEMLIMIT bounds the heap in a container as usual.
 const defaultGCPercent = 200
 
-func main() {
-	if os.Getenv("GOGC") == "" {
+// defaultGC sets defaultGCPercent unless GOGC (read with getenv) is set.
+func defaultGC(getenv func(string) string) {
+	if getenv("GOGC") == "" {
 		debug.SetGCPercent(defaultGCPercent)
 	}
+}
+
+func main() {
+	defaultGC(os.Getenv)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], envconfig.OsLookuper(), os.Stdout, os.Stderr)
 	stop()
